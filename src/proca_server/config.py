@@ -1,0 +1,101 @@
+"""Runtime settings, read from the environment (names follow the original server's)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line for the operator."""
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "proca-server"
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the async driver for plain URLs; keep driver-qualified URLs as given."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"DATABASE_URL is not a URL: {url!r}")
+    base = scheme.split("+", 1)[0]
+    if base in ("postgres", "postgresql"):
+        driver = scheme.split("+", 1)[1] if "+" in scheme else "asyncpg"
+        return f"postgresql+{driver}://{rest}"
+    if base == "sqlite":
+        driver = scheme.split("+", 1)[1] if "+" in scheme else "aiosqlite"
+        return f"sqlite+{driver}://{rest}"
+    raise ConfigError(f"DATABASE_URL must be a postgresql:// or sqlite:/// URL, not {base}://")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    env: Literal["dev", "prod", "test"] = Field("dev", alias="PROCA_ENV")
+    data_dir: Path = Field(default_factory=default_data_dir, alias="PROCA_DATA_DIR")
+    database_url: str = Field("", alias="DATABASE_URL")
+    pool_size: int = Field(10, alias="POOL_SIZE")
+    amqp_url: str | None = Field(None, alias="AMQP_URL")
+    org_name: str = Field("instance", alias="ORG_NAME")
+    admin_email: str | None = Field(None, alias="ADMIN_EMAIL")
+    fingerprint_seed: str = Field("", alias="FINGERPRINT_SEED")
+    secret_key_base: str = Field("", alias="SECRET_KEY_BASE")
+    port: int = Field(4000, alias="PORT")
+    listen_ip: str = Field("127.0.0.1", alias="LISTEN_IP")
+    domain: str = Field("localhost", alias="DOMAIN")
+    cors_allow_origin: str = Field("*", alias="CORS_ALLOW_ORIGIN")
+    jwt_secret: str | None = Field(None, alias="JWT_SECRET")
+    jwks_url: str | None = Field(None, alias="JWKS_URL")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+
+    @field_validator("amqp_url", "jwt_secret", "jwks_url", "admin_email", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def production(self) -> bool:
+        return self.env == "prod"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{self.data_dir / 'proca.db'}"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_allow_origin.split(",") if o.strip()] or ["*"]
+
+    def check(self) -> None:
+        """Refuse to run in production without the secrets it must not invent."""
+        if not self.production:
+            return
+        missing = [
+            name
+            for name, value in (
+                ("DATABASE_URL", self.database_url),
+                ("SECRET_KEY_BASE", self.secret_key_base),
+                ("FINGERPRINT_SEED", self.fingerprint_seed),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"missing required setting(s) in production: {', '.join(missing)}")
+        if len(self.secret_key_base) < 32:
+            raise ConfigError("SECRET_KEY_BASE must be at least 32 characters long")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}".splitlines()[0]) from exc

@@ -1,0 +1,48 @@
+"""All tables, imported here so that Alembic and the app see one metadata."""
+
+from proca_server.models.action import Action
+from proca_server.models.action_page import ActionPage
+from proca_server.models.audit_log import AuditLog
+from proca_server.models.base import Base
+from proca_server.models.campaign import Campaign
+from proca_server.models.confirm import Confirm
+from proca_server.models.contact import Contact
+from proca_server.models.donation import Donation
+from proca_server.models.email_template import EmailTemplate
+from proca_server.models.message import Message, MessageContent
+from proca_server.models.mtt import Mtt
+from proca_server.models.org import Org
+from proca_server.models.public_key import PublicKey
+from proca_server.models.service import Service
+from proca_server.models.source import Source
+from proca_server.models.staffer import Staffer
+from proca_server.models.supporter import Supporter
+from proca_server.models.target import Target
+from proca_server.models.target_email import TargetEmail
+from proca_server.models.user import User
+from proca_server.models.user_token import UserToken
+
+__all__ = [
+    "Action",
+    "ActionPage",
+    "AuditLog",
+    "Base",
+    "Campaign",
+    "Confirm",
+    "Contact",
+    "Donation",
+    "EmailTemplate",
+    "Message",
+    "MessageContent",
+    "Mtt",
+    "Org",
+    "PublicKey",
+    "Service",
+    "Source",
+    "Staffer",
+    "Supporter",
+    "Target",
+    "TargetEmail",
+    "User",
+    "UserToken",
+]
