@@ -1,0 +1,64 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from proca_server import db
+from proca_server.config import Settings, get_settings
+from proca_server.graphql.http import router as graphql_router
+from proca_server.migrations.migrate import is_up_to_date
+
+log = logging.getLogger("proca_server")
+
+
+class NotMigrated(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.check()
+    engine = db.create_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not await is_up_to_date(engine):
+            raise NotMigrated("the database is not migrated: run `proca-server db upgrade`")
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="proca-server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = db.create_sessionmaker(engine)
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=86400,
+    )
+    app.include_router(graphql_router)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        try:
+            await db.ping(engine)
+        except Exception:
+            log.warning("health check: database unreachable", exc_info=True)
+            return JSONResponse(
+                {"status": "error", "message": "database unreachable"}, status_code=503
+            )
+        return JSONResponse({"status": "ok"})
+
+    return app

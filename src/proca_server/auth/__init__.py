@@ -1,0 +1,1 @@
+"""Permission bits, roles, and request authentication."""

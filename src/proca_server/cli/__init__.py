@@ -1,0 +1,196 @@
+"""The `proca-server` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server import db
+from proca_server.config import ConfigError, Settings, get_settings
+from proca_server.errors import ProcaError, UserInputError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="proca-server: a backend for online advocacy campaigns.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="Users and their API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def settings() -> Settings:
+    s = get_settings()
+    s.check()
+    return s
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def in_transaction(s: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction on a migrated database."""
+    from proca_server.migrations.migrate import is_up_to_date
+
+    engine = db.create_engine(s)
+    try:
+        if not await is_up_to_date(engine):
+            raise UserInputError("the database is not migrated: run `proca-server setup`")
+        async with db.transaction(db.create_sessionmaker(engine)) as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations."""
+    from proca_server.migrations.migrate import upgrade
+
+    upgrade(settings().sqlalchemy_url)
+    typer.echo("database is up to date")
+
+
+@app.command()
+def setup() -> None:
+    """Migrate, create the instance org and its key pair, and the ADMIN_EMAIL admin.
+
+    Safe to run again: what exists is left as it is."""
+    from proca_server.migrations.migrate import upgrade
+    from proca_server.org.service import ensure_instance_org
+    from proca_server.user import repository
+    from proca_server.user.service import create_user
+
+    s = settings()
+    upgrade(s.sqlalchemy_url)
+
+    async def work(session: AsyncSession) -> list[str]:
+        lines = []
+        result = await ensure_instance_org(session, s.org_name)
+        lines.append(
+            f"instance org {result.org.name}: {'created' if result.created_org else 'present'}"
+        )
+        lines.append(f"instance sign key: {'created' if result.created_key else 'present'}")
+        if s.admin_email and await repository.get_user_by_email(session, s.admin_email) is None:
+            created = await create_user(session, s.admin_email, admin=True)
+            if result.org.email_from is None:
+                result.org.email_from = created.user.email
+            lines.append(
+                f"admin {created.user.email} created, password: {created.generated_password}"
+            )
+        return lines
+
+    for line in run(in_transaction(s, work)):
+        typer.echo(line)
+
+
+@user_app.command("create")
+def user_create(
+    email: str,
+    password: Annotated[
+        str | None, typer.Option(help="Password; a strong one is generated when omitted.")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Give instance admin rights.")] = False,
+) -> None:
+    """Create a user."""
+    from proca_server.user.service import create_user
+
+    async def work(session: AsyncSession) -> tuple[str, str | None]:
+        created = await create_user(session, email, password=password, admin=admin)
+        return created.user.email, created.generated_password
+
+    created_email, generated = run(in_transaction(settings(), work))
+    typer.echo(f"user {created_email} created{' (admin)' if admin else ''}")
+    if generated:
+        typer.echo(f"password: {generated}")
+
+
+@user_app.command("token")
+def user_token(email: str) -> None:
+    """Print a new API token for the user (last line), replacing their older tokens."""
+    from proca_server.user import repository
+    from proca_server.user.service import reset_api_token
+
+    async def work(session: AsyncSession) -> str:
+        user = await repository.get_user_by_email(session, email)
+        if user is None:
+            raise UserInputError(f"no user with email {email}")
+        return await reset_api_token(session, user)
+
+    typer.echo(run(in_transaction(settings(), work)))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [LISTEN_IP].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [PORT].")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run the HTTP server."""
+    import uvicorn
+
+    from proca_server.migrations.migrate import is_up_to_date
+
+    s = settings()
+
+    async def check() -> bool:
+        engine = db.create_engine(s)
+        try:
+            return await is_up_to_date(engine)
+        finally:
+            await engine.dispose()
+
+    if not run(check()):
+        raise UserInputError("the database is not migrated: run `proca-server setup`")
+    uvicorn.run(
+        "proca_server.app:create_app",
+        factory=True,
+        host=host or s.listen_ip,
+        port=port or s.port,
+        workers=workers,
+        log_level=s.log_level.lower(),
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def schema() -> None:
+    """Print the GraphQL schema (SDL)."""
+    from proca_server.graphql.schema import sdl
+
+    typer.echo(sdl(), nl=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except (ConfigError, UserInputError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except ProcaError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        typer.echo(f"error: database unreachable or failing: {_first_line(exc)}", err=True)
+        sys.exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

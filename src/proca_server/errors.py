@@ -1,0 +1,52 @@
+"""The error tree. Each class carries the `extensions.code` the clients expect;
+graphql/errors.py is the only place that turns them into GraphQL errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ProcaError(Exception):
+    code = "internal"
+    http_status = 200
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | Sequence[str] | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        # The input field the error is about; appended to the GraphQL path.
+        self.field = [field] if isinstance(field, str) else list(field or [])
+        self.extensions = extensions or {}
+
+
+class Unauthorized(ProcaError):
+    code = "unauthorized"
+
+
+class PermissionDenied(ProcaError):
+    code = "permission_denied"
+
+
+class NotFound(ProcaError):
+    code = "not_found"
+
+
+class BadArgument(ProcaError):
+    code = "bad_arg"
+
+
+class AuthenticationFailed(ProcaError):
+    """Credentials were sent but do not hold; the transport answers HTTP 401 (or 400)."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class UserInputError(Exception):
+    """A CLI user's mistake: shown as one line, exit code 1."""

@@ -1,0 +1,41 @@
+"""The one translator from our errors to GraphQL error objects."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphql import GraphQLError
+
+from proca_server.errors import ProcaError
+
+log = logging.getLogger("proca_server.graphql")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    out: dict[str, Any] = {"message": error.message}
+    if error.locations:
+        out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    path = list(error.path) if error.path else None
+    original = error.original_error
+    if isinstance(original, ProcaError):
+        out["message"] = original.message
+        if original.field:
+            path = [*(path or []), *(_camel(f) for f in original.field)]
+        out["extensions"] = {"code": original.code, **original.extensions}
+    elif original is not None:
+        # An unexpected failure: the client sees a generic message, the log the details.
+        out["message"] = "Internal server error"
+        out["extensions"] = {"code": "internal"}
+    if path is not None:
+        out["path"] = path
+    return out
+
+
+def is_expected(error: GraphQLError) -> bool:
+    return error.original_error is None or isinstance(error.original_error, ProcaError)

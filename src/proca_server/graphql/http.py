@@ -1,0 +1,176 @@
+"""The GraphQL HTTP transport, shaped to what the Proca clients send and expect
+(clients spec §1.3, §2.1): POST and GET, `variables` as object / JSON string / null,
+`operationName: ""` meaning none, and errors as HTTP 200 application/json."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from graphql import OperationDefinitionNode, OperationType, parse
+from graphql.error import GraphQLError, GraphQLSyntaxError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.http.ides import get_graphql_ide_html
+
+from proca_server.auth.authenticate import authenticate
+from proca_server.config import Settings
+from proca_server.errors import AuthenticationFailed
+from proca_server.graphql.context import Context
+from proca_server.graphql.errors import format_error
+from proca_server.graphql.schema import schema
+
+log = logging.getLogger("proca_server.http")
+router = APIRouter()
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json(body: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
+    error: dict[str, Any] = {"message": message}
+    if code:
+        error["extensions"] = {"code": code}
+    return _json({"data": None, "errors": [error]}, status)
+
+
+def _parse_variables(raw: Any) -> dict[str, Any] | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BadRequest(400, "variables is not valid JSON") from exc
+        if raw is None:
+            return None
+    if not isinstance(raw, dict):
+        raise BadRequest(400, "variables must be a JSON object")
+    return raw
+
+
+async def _read_params(request: Request) -> dict[str, Any]:
+    if request.method == "GET":
+        return dict(request.query_params)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    if content_type == "application/graphql":
+        return {**request.query_params, "query": body.decode("utf-8", "replace")}
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    if not body.strip():
+        return dict(request.query_params)
+    try:
+        params = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(400, "Request body is not valid JSON") from exc
+    if not isinstance(params, dict):
+        raise BadRequest(400, "Request body must be a JSON object")
+    return params
+
+
+def _operation_type(query: str, operation_name: str | None) -> OperationType | None:
+    """The type of the operation that will run, or None when the document is not valid."""
+    try:
+        document = parse(query)
+    except GraphQLSyntaxError:
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    return operations[0].operation if len(operations) == 1 else None
+
+
+def _wants_ide(request: Request) -> bool:
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+
+
+async def execute_request(
+    request: Request, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> Response:
+    try:
+        params = await _read_params(request)
+        query = params.get("query")
+        if not query or not isinstance(query, str):
+            if _wants_ide(request):
+                return HTMLResponse(get_graphql_ide_html())
+            raise BadRequest(400, "No query document supplied")
+        operation_name = params.get("operationName") or None
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise BadRequest(400, "operationName must be a string")
+        variables = _parse_variables(params.get("variables"))
+        extensions = params.get("extensions") if isinstance(params.get("extensions"), dict) else {}
+        operation = _operation_type(query, operation_name)
+        if request.method == "GET" and operation in (
+            OperationType.MUTATION,
+            OperationType.SUBSCRIPTION,
+        ):
+            return _error(405, "Can only perform a query operation over GET")
+    except BadRequest as exc:
+        return _error(exc.status, exc.message)
+
+    async with sessionmaker() as session:
+        try:
+            user = await authenticate(session, request.headers.get("authorization"))
+        except AuthenticationFailed as exc:
+            await session.rollback()
+            return _error(exc.http_status, exc.message, exc.code)
+        context = Context(
+            session=session,
+            settings=settings,
+            user=user,
+            referer=request.headers.get("referer"),
+            extensions=extensions or {},
+        )
+        result = await schema.execute(
+            query,
+            variable_values=variables,
+            context_value=context,
+            operation_name=operation_name,
+        )
+        # One operation, one transaction: keep its writes only when nothing failed.
+        if result.errors:
+            await session.rollback()
+        else:
+            await session.commit()
+
+    body: dict[str, Any] = {}
+    if result.errors:
+        body["errors"] = [format_error(e) for e in result.errors]
+    if result.data is not None or not result.errors or _executed(result.errors):
+        body["data"] = result.data
+    return _json(body)
+
+
+def _executed(errors: list[GraphQLError]) -> bool:
+    # Errors raised while resolving carry a path; validation errors do not and get no `data`.
+    return any(e.path for e in errors)
+
+
+@router.api_route("/api", methods=["GET", "POST"])
+async def graphql_endpoint(request: Request) -> Response:
+    state = request.app.state
+    return await execute_request(request, state.sessionmaker, state.settings)
+
+
+@router.options("/api")
+async def graphql_options() -> Response:
+    # Preflights that carry Origin are answered by the CORS middleware; this is for the rest
+    # (the Python CLI probes the endpoint with a bare OPTIONS).
+    return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
+
+
+@router.get("/graphiql")
+async def graphiql() -> HTMLResponse:
+    return HTMLResponse(get_graphql_ide_html())

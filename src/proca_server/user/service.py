@@ -1,0 +1,86 @@
+"""Users: creation, API tokens, lookup by token."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.auth import passwords, tokens
+from proca_server.auth.permissions import ADMIN
+from proca_server.errors import BadArgument
+from proca_server.kit.time import utcnow
+from proca_server.models import User, UserToken
+from proca_server.user import repository
+
+EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+$")
+EMAIL_MAX = 160
+# A token's sliding expiry is refreshed at most this often, so a busy token costs no write
+# per request.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class CreatedUser:
+    user: User
+    generated_password: str | None
+
+
+def validate_email(email: str) -> str:
+    email = email.strip()
+    if len(email) > EMAIL_MAX:
+        raise BadArgument(f"email: should be at most {EMAIL_MAX} character(s)", field="email")
+    if not EMAIL_RE.match(email):
+        raise BadArgument("email: must have the @ sign and no spaces", field="email")
+    return email
+
+
+async def create_user(
+    session: AsyncSession, email: str, *, password: str | None = None, admin: bool = False
+) -> CreatedUser:
+    email = validate_email(email)
+    if await repository.get_user_by_email(session, email) is not None:
+        raise BadArgument("email: has already been taken", field="email")
+    generated = None
+    if password is None:
+        password = generated = passwords.generate_password()
+    else:
+        problems = passwords.password_problems(password)
+        if problems:
+            raise BadArgument("password: " + "; ".join(problems), field="password")
+    user = User(
+        email=email,
+        hashed_password=passwords.hash_password(password),
+        perms=int(ADMIN) if admin else 0,
+    )
+    session.add(user)
+    await session.flush()
+    return CreatedUser(user, generated)
+
+
+async def reset_api_token(session: AsyncSession, user: User) -> str:
+    """Issue a new API token and delete the user's older ones."""
+    await repository.delete_tokens(session, user.id, tokens.API_CONTEXT)
+    token, token_hash = tokens.generate_api_token()
+    session.add(UserToken(user_id=user.id, token=token_hash, context=tokens.API_CONTEXT))
+    await session.flush()
+    return token
+
+
+async def get_user_by_api_token(session: AsyncSession, token: str) -> User | None:
+    """The token's user if the token is valid and unexpired; each use slides the expiry."""
+    token_hash = tokens.decode_api_token(token)
+    if token_hash is None:
+        return None
+    row = await repository.get_token(session, tokens.API_CONTEXT, token_hash)
+    now = utcnow()
+    if row is None or tokens.api_token_expires_at(row.inserted_at) <= now:
+        return None
+    if now - row.inserted_at >= TOKEN_TOUCH_INTERVAL:
+        await session.execute(
+            update(UserToken).where(UserToken.id == row.id).values(inserted_at=now)
+        )
+    return await repository.get_user(session, row.user_id)
