@@ -28,7 +28,7 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         if original.field:
             path = [*(path or []), *(_camel(f) for f in original.field)]
         out["extensions"] = {"code": original.code, **original.extensions}
-    elif original is not None:
+    elif not is_expected(error):
         # An unexpected failure: the client sees a generic message, the log the details.
         out["message"] = "Internal server error"
         out["extensions"] = {"code": "internal"}
@@ -38,4 +38,9 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
 
 
 def is_expected(error: GraphQLError) -> bool:
-    return error.original_error is None or isinstance(error.original_error, ProcaError)
+    """False for a crash in a resolver; true for our errors and for bad documents or input
+    (coercion errors carry no path)."""
+    original = error.original_error
+    if original is None or isinstance(original, (ProcaError, GraphQLError)):
+        return True
+    return not error.path

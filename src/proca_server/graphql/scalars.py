@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any, NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 
 def _parse_json(value: Any) -> dict[str, Any]:
@@ -52,32 +53,33 @@ def _parse_datetime(value: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
-Json = strawberry.scalar(
-    NewType("Json", object),
-    name="Json",
-    serialize=_serialize_json,
-    parse_value=_parse_json,
-)
+Json = NewType("Json", object)
+NaiveDateTime = NewType("NaiveDateTime", datetime)
+DateTime = NewType("DateTime", datetime)
+Date = NewType("Date", date)
 
-NaiveDateTime = strawberry.scalar(
-    NewType("NaiveDateTime", datetime),
-    name="NaiveDateTime",
-    description="A date and time without time zone (UTC), ISO 8601.",
-    serialize=_serialize_naive,
-    parse_value=_parse_naive,
-)
-
-DateTime = strawberry.scalar(
-    NewType("DateTime", datetime),
-    name="DateTime",
-    description="A date and time in UTC, ISO 8601 with `Z`.",
-    serialize=_serialize_datetime,
-    parse_value=_parse_datetime,
-)
-
-Date = strawberry.scalar(
-    NewType("Date", date),
-    name="Date",
-    serialize=lambda v: v.isoformat(),
-    parse_value=lambda v: date.fromisoformat(str(v)),
-)
+SCALAR_MAP: dict[object, ScalarDefinition] = {
+    Json: strawberry.scalar(
+        name="Json",
+        description="A JSON object, sent and received as a string holding it.",
+        serialize=_serialize_json,
+        parse_value=_parse_json,
+    ),
+    NaiveDateTime: strawberry.scalar(
+        name="NaiveDateTime",
+        description="A date and time without time zone (UTC), ISO 8601.",
+        serialize=_serialize_naive,
+        parse_value=_parse_naive,
+    ),
+    DateTime: strawberry.scalar(
+        name="DateTime",
+        description="A date and time in UTC, ISO 8601 with `Z`.",
+        serialize=_serialize_datetime,
+        parse_value=_parse_datetime,
+    ),
+    Date: strawberry.scalar(
+        name="Date",
+        serialize=lambda v: v.isoformat(),
+        parse_value=lambda v: date.fromisoformat(str(v)),
+    ),
+}

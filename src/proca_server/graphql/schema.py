@@ -6,9 +6,11 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from proca_server.graphql.errors import is_expected, log
+from proca_server.graphql.scalars import SCALAR_MAP
 from proca_server.user.api import UserMutation, UserQuery
 
 
@@ -32,7 +34,9 @@ class ProcaSchema(strawberry.Schema):
 
 
 def build_schema() -> ProcaSchema:
-    return ProcaSchema(query=Query, mutation=Mutation)
+    return ProcaSchema(
+        query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map=SCALAR_MAP)
+    )
 
 
 schema = build_schema()

@@ -18,7 +18,7 @@ from proca_server.user import repository, service
 
 @strawberry.type(name="ApiToken")
 class ApiTokenType:
-    expires_at: NaiveDateTime  # type: ignore[valid-type]
+    expires_at: NaiveDateTime
 
 
 @strawberry.type(name="User")
@@ -49,7 +49,7 @@ class UserType:
         if row is None:
             return None
         expires: datetime = tokens.api_token_expires_at(row.inserted_at)
-        return ApiTokenType(expires_at=expires)
+        return ApiTokenType(expires_at=NaiveDateTime(expires))
 
 
 def require_user(info: Info[Context, None]) -> User:
@@ -68,8 +68,7 @@ class UserQuery:
 
 @strawberry.type
 class UserMutation:
-    @strawberry.mutation
     # Replaces the caller's API token with a new one (older tokens stop working).
-
+    @strawberry.mutation
     async def reset_api_token(self, info: Info[Context, None]) -> str:
         return await service.reset_api_token(info.context.session, require_user(info))

@@ -1,0 +1,158 @@
+"""Test databases: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from TEST_POSTGRES_URL (default: the local server, database `test`); each
+run creates a fresh database and drops it afterwards. Without PostgreSQL the PostgreSQL half
+is skipped with a one-line reason, except under CI=true, where that is an error."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import delete
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from proca_server import db
+from proca_server.app import create_app
+from proca_server.config import Settings
+from proca_server.migrations.migrate import upgrade
+from proca_server.models import Base
+
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _pg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _pg_reachable() -> str | None:
+    try:
+        conn = await asyncpg.connect(_pg_dsn(PG_ADMIN_URL), timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    await conn.close()
+    return None
+
+
+_pg_problem: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _pg_problem
+    _pg_problem = asyncio.run(_pg_reachable())
+    if _pg_problem and IN_CI:
+        raise pytest.UsageError(
+            f"CI=true but PostgreSQL at {PG_ADMIN_URL} is unreachable ({_pg_problem})"
+        )
+
+
+def pg_available() -> bool:
+    return _pg_problem is None
+
+
+def skip_without_pg() -> None:
+    if _pg_problem:
+        pytest.skip(f"PostgreSQL not available at {PG_ADMIN_URL}: {_pg_problem}")
+
+
+async def create_pg_database() -> tuple[str, str]:
+    name = f"proca_test_{os.getpid()}_{secrets.token_hex(3)}"
+    conn = await asyncpg.connect(_pg_dsn(PG_ADMIN_URL))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = make_url(PG_ADMIN_URL).set(database=name)
+    return name, url.render_as_string(hide_password=False)
+
+
+async def drop_pg_database(name: str) -> None:
+    conn = await asyncpg.connect(_pg_dsn(PG_ADMIN_URL))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A migrated database of each kind, for the whole run."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "proca.db"
+        url = f"sqlite:///{path}"
+        await asyncio.to_thread(upgrade, Settings(DATABASE_URL=url).sqlalchemy_url)
+        yield url
+        return
+    skip_without_pg()
+    name, url = await create_pg_database()
+    try:
+        await asyncio.to_thread(upgrade, Settings(DATABASE_URL=url).sqlalchemy_url)
+        yield url
+    finally:
+        await drop_pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        DATABASE_URL=database_url,
+        PROCA_DATA_DIR=str(tmp_path_factory.mktemp("data")),
+        PROCA_ENV="test",
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    yield application
+    await application.state.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(app: FastAPI) -> AsyncEngine:
+    return app.state.engine  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def sessionmaker(app: FastAPI) -> async_sessionmaker[AsyncSession]:
+    return app.state.sessionmaker  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def session(
+    sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> AsyncIterator[AsyncSession]:
+    """A session for arranging and checking data; every table is emptied after the test."""
+    async with sessionmaker() as s:
+        yield s
+    async with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            await conn.execute(delete(table))
+
+
+@pytest.fixture
+async def client(app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    return "postgresql" if database_url.startswith("postgresql") else "sqlite"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Iterator[Path]:
+    yield Path(__file__).resolve().parent.parent
