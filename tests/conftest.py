@@ -20,7 +20,6 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from proca_server import db
 from proca_server.app import create_app
 from proca_server.config import Settings
 from proca_server.migrations.migrate import upgrade

@@ -1,0 +1,3 @@
+from proca_server.cli import main
+
+main()

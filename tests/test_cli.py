@@ -1,0 +1,187 @@
+"""The `proca-server` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.auth.permissions import ADMIN
+from proca_server.models import Org, PublicKey, User, UserToken
+
+
+async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proca_server",
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path, session: AsyncSession) -> dict[str, str]:
+    # `session` makes the test empty the tables afterwards.
+    return {"DATABASE_URL": database_url, "PROCA_DATA_DIR": str(tmp_path), "ORG_NAME": "instance"}
+
+
+async def _counts(session: AsyncSession) -> tuple[int, int, int]:
+    session.expire_all()
+    orgs = await session.scalar(select(func.count()).select_from(Org))
+    keys = await session.scalar(select(func.count()).select_from(PublicKey))
+    users = await session.scalar(select(func.count()).select_from(User))
+    return orgs or 0, keys or 0, users or 0
+
+
+async def test_setup_is_idempotent(env: dict[str, str], session: AsyncSession) -> None:
+    env = {**env, "ADMIN_EMAIL": "boss@example.org"}
+    rc, out, _ = await cli("setup", env=env)
+    assert rc == 0, out
+    assert "instance org instance: created" in out
+    assert "admin boss@example.org created, password:" in out
+    first = await _counts(session)
+    assert first == (1, 1, 1)
+    key = (await session.execute(select(PublicKey))).scalar_one()
+    assert key.active and key.private is not None and len(key.public) == 32
+
+    rc, out, _ = await cli("setup", env=env)
+    assert rc == 0
+    assert "present" in out and "password" not in out
+    assert await _counts(session) == first
+
+
+async def test_user_create_and_token(env: dict[str, str], session: AsyncSession) -> None:
+    rc, out, err = await cli("user", "create", "a@example.org", "--admin", env=env)
+    assert rc == 0, err
+    assert "password: " in out
+    user = (await session.execute(select(User))).scalar_one()
+    assert user.perms == ADMIN
+
+    rc, out, _ = await cli("user", "token", "a@example.org", env=env)
+    first = out.strip().splitlines()[-1]
+    assert rc == 0 and first.startswith("API-")
+    rc, out, _ = await cli("user", "token", "A@EXAMPLE.ORG", env=env)
+    second = out.strip().splitlines()[-1]
+    assert second.startswith("API-") and second != first
+    session.expire_all()
+    assert await session.scalar(select(func.count()).select_from(UserToken)) == 1
+
+
+async def test_user_mistakes_are_one_line_errors(env: dict[str, str]) -> None:
+    cases = [
+        (("user", "create", "not-an-email"), "email"),
+        (("user", "create", "b@example.org", "--password", "short"), "password"),
+        (("user", "token", "nobody@example.org"), "no user"),
+    ]
+    for args, word in cases:
+        rc, out, err = await cli(*args, env=env)
+        assert rc == 1, args
+        assert "Traceback" not in err
+        assert err.startswith("error: ") and err.count("\n") == 1 and word in err
+    rc, _, _ = await cli("user", "create", "dup@example.org", env=env)
+    assert rc == 0
+    rc, _, err = await cli("user", "create", "DUP@example.org", env=env)
+    assert rc == 1 and "already been taken" in err
+
+
+async def test_unmigrated_or_unreachable_database(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}", "PROCA_DATA_DIR": str(tmp_path)}
+    for args in (("user", "token", "a@example.org"), ("serve",)):
+        rc, _, err = await cli(*args, env=env)
+        assert rc == 1
+        assert err == "error: the database is not migrated: run `proca-server setup`\n"
+    env["DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    rc, _, err = await cli("user", "token", "a@example.org", env=env)
+    assert rc == 1 and err.startswith("error: database unreachable") and "Traceback" not in err
+    env["DATABASE_URL"] = "mysql://h/db"
+    rc, _, err = await cli("setup", env=env)
+    assert rc == 1 and "DATABASE_URL" in err and "Traceback" not in err
+
+
+async def test_help_everywhere(tmp_path: Path) -> None:
+    env = {"PROCA_DATA_DIR": str(tmp_path)}
+    for args in (
+        (),
+        ("setup",),
+        ("serve",),
+        ("schema",),
+        ("db",),
+        ("db", "upgrade"),
+        ("user",),
+        ("user", "create"),
+        ("user", "token"),
+    ):
+        rc, out, err = await cli(*args, "--help", env=env)
+        assert rc == 0, (args, err)
+        assert "Usage" in out
+
+
+async def test_schema_matches_the_committed_sdl(repo_root: Path, tmp_path: Path) -> None:
+    rc, out, _ = await cli("schema", env={"PROCA_DATA_DIR": str(tmp_path)})
+    assert rc == 0
+    assert out == (repo_root / "schema.graphql").read_text(), (
+        "schema.graphql is stale: run `proca-server schema > schema.graphql`"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_setup_user_token_serve_end_to_end(env: dict[str, str]) -> None:
+    """The foundation's acceptance path, on the real server process."""
+    assert (await cli("setup", env=env))[0] == 0
+    assert (await cli("user", "create", "a@example.org", "--admin", env=env))[0] == 0
+    rc, out, _ = await cli("user", "token", "a@example.org", env=env)
+    token = out.strip().splitlines()[-1]
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proca_server",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            for _ in range(150):
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("server did not start")
+            headers = {"Authorization": f"Bearer {token}"}
+            query = "{ currentUser { email } }"
+            post = await client.post("/api", json={"query": query}, headers=headers)
+            get = await client.get("/api", params={"query": query}, headers=headers)
+            for response in (post, get):
+                assert response.status_code == 200
+                assert response.json() == {"data": {"currentUser": {"email": "a@example.org"}}}
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), timeout=20)
