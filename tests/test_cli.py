@@ -87,7 +87,7 @@ async def test_user_mistakes_are_one_line_errors(env: dict[str, str]) -> None:
         (("user", "token", "nobody@example.org"), "no user"),
     ]
     for args, word in cases:
-        rc, out, err = await cli(*args, env=env)
+        rc, _out, err = await cli(*args, env=env)
         assert rc == 1, args
         assert "Traceback" not in err
         assert err.startswith("error: ") and err.count("\n") == 1 and word in err
@@ -148,6 +148,7 @@ async def test_setup_user_token_serve_end_to_end(env: dict[str, str]) -> None:
     assert (await cli("setup", env=env))[0] == 0
     assert (await cli("user", "create", "a@example.org", "--admin", env=env))[0] == 0
     rc, out, _ = await cli("user", "token", "a@example.org", env=env)
+    assert rc == 0
     token = out.strip().splitlines()[-1]
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
