@@ -186,3 +186,11 @@ async def test_setup_user_token_serve_end_to_end(env: dict[str, str]) -> None:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), timeout=20)
+
+
+async def test_setup_creates_the_data_directory(tmp_path: Path) -> None:
+    data = tmp_path / "not" / "yet"
+    rc, out, err = await cli("setup", env={"PROCA_DATA_DIR": str(data), "DATABASE_URL": ""})
+    assert rc == 0, err
+    assert (data / "proca.db").exists()
+    assert "instance org instance: created" in out

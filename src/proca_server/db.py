@@ -29,11 +29,17 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def ensure_sqlite_dir(sqlalchemy_url: str) -> None:
+    """SQLite creates the file but not its folder."""
+    url = make_url(sqlalchemy_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     url = make_url(settings.sqlalchemy_url)
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        ensure_sqlite_dir(settings.sqlalchemy_url)
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine

@@ -11,6 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proca_server.db import ensure_sqlite_dir
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
 
@@ -27,6 +29,7 @@ def head_revision() -> str | None:
 
 
 def upgrade(sqlalchemy_url: str, revision: str = "head") -> None:
+    ensure_sqlite_dir(sqlalchemy_url)
     command.upgrade(alembic_config(sqlalchemy_url), revision)
 
 
