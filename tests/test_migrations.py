@@ -108,7 +108,7 @@ async def _add(session: AsyncSession, row: Any) -> Any:
     "make",
     [
         lambda s, name: make_org(s, name),
-        lambda s, name: _add(s, User(email=f"{name}@example.org")),
+        lambda s, name: _add(s, User(email=f"{name}@example.org", hashed_password="x")),
     ],
     ids=["org", "user"],
 )

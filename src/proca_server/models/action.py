@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from proca_server.models.base import Base, IntEnum, JSONMap, TimestampMixin
+from proca_server.models.base import ID, Base, IntEnum, JSONMap, TimestampMixin
 from proca_server.models.enums import ActionProcessingStatus
 
 # Stored size limit of `fields`, enforced by a check constraint as in the original.
@@ -19,19 +19,23 @@ class Action(TimestampMixin, Base):
         Index(None, "campaign_id", "action_type"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     ref: Mapped[bytes | None] = mapped_column(LargeBinary, index=True)
     supporter_id: Mapped[int | None] = mapped_column(
-        ForeignKey("supporters.id", ondelete="CASCADE"), index=True
+        ID, ForeignKey("supporters.id", ondelete="CASCADE"), index=True
     )
     with_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     action_type: Mapped[str] = mapped_column(String(255))
     fields: Mapped[dict[str, Any]] = mapped_column(
         JSONMap(), default=dict, server_default=text("'{}'")
     )
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
-    action_page_id: Mapped[int] = mapped_column(ForeignKey("action_pages.id"), index=True)
-    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id"))
+    campaign_id: Mapped[int | None] = mapped_column(
+        ID, ForeignKey("campaigns.id", ondelete="SET NULL")
+    )
+    action_page_id: Mapped[int] = mapped_column(
+        ID, ForeignKey("action_pages.id", ondelete="RESTRICT"), index=True
+    )
+    source_id: Mapped[int | None] = mapped_column(ID, ForeignKey("sources.id", ondelete="SET NULL"))
     processing_status: Mapped[ActionProcessingStatus] = mapped_column(
         IntEnum(ActionProcessingStatus),
         default=ActionProcessingStatus.NEW,

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, Integer, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, Text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -103,9 +103,13 @@ class IntEnum(TypeDecorator[E]):
     impl = Integer
     cache_ok = True
 
-    def __init__(self, enum_class: type[E]) -> None:
+    def __init__(self, enum_class: type[E], column_type: TypeEngine[int] | None = None) -> None:
         super().__init__()
         self.enum_class = enum_class
+        self.column_type = column_type
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(self.column_type or Integer())
 
     def process_bind_param(self, value: E | int | None, dialect: Dialect) -> int | None:
         return None if value is None else int(value)
@@ -117,3 +121,7 @@ class IntEnum(TypeDecorator[E]):
 class TimestampMixin:
     inserted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+# bigint ids as the original has them; SQLite needs INTEGER to keep its rowid autoincrement.
+ID = BigInteger().with_variant(Integer(), "sqlite")

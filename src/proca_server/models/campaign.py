@@ -7,6 +7,7 @@ from sqlalchemy import Boolean, Date, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from proca_server.models.base import (
+    ID,
     Base,
     CIText,
     IntEnum,
@@ -24,7 +25,7 @@ class Campaign(TimestampMixin, Base):
         Index(None, "org_id", "external_id", unique=True),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(CIText())
     external_id: Mapped[int | None] = mapped_column()
     title: Mapped[str] = mapped_column(String(255))
@@ -45,6 +46,8 @@ class Campaign(TimestampMixin, Base):
     supporter_confirm: Mapped[bool | None] = mapped_column(Boolean)
     supporter_confirm_template: Mapped[str | None] = mapped_column(String(255))
     action_confirm: Mapped[bool | None] = mapped_column(Boolean)
-    start_date: Mapped[date | None] = mapped_column(Date)
-    end_date: Mapped[date | None] = mapped_column(Date)
-    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id"), index=True)
+    start_date: Mapped[date | None] = mapped_column(Date, index=True)
+    end_date: Mapped[date | None] = mapped_column(Date, index=True)
+    org_id: Mapped[int | None] = mapped_column(
+        ID, ForeignKey("orgs.id", ondelete="SET NULL"), index=True
+    )

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, text
+from sqlalchemy import CHAR, CheckConstraint, ForeignKey, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from proca_server.models.base import Base, IntEnum, JSONMap, TimestampMixin
+from proca_server.models.base import ID, Base, IntEnum, JSONMap, TimestampMixin
 from proca_server.models.enums import DonationFrequencyUnit, DonationSchema
 
 
@@ -13,14 +13,16 @@ class Donation(TimestampMixin, Base):
     __tablename__ = "donations"
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     schema: Mapped[DonationSchema | None] = mapped_column(IntEnum(DonationSchema))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONMap())
     amount: Mapped[int] = mapped_column()
-    currency: Mapped[str] = mapped_column(String(3), default="EUR", server_default=text("'EUR'"))
+    currency: Mapped[str] = mapped_column(CHAR(3), default="EUR")
     frequency_unit: Mapped[DonationFrequencyUnit] = mapped_column(
         IntEnum(DonationFrequencyUnit),
         default=DonationFrequencyUnit.ONE_OFF,
         server_default=text("0"),
     )
-    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"), index=True)
+    action_id: Mapped[int] = mapped_column(
+        ID, ForeignKey("actions.id", ondelete="CASCADE"), index=True
+    )

@@ -7,7 +7,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from proca_server.kit.time import utcnow
-from proca_server.models.base import Base, StringArray, TimestampMixin, UTCDateTime
+from proca_server.models.base import ID, Base, StringArray, TimestampMixin, UTCDateTime
 
 
 class MessageContent(TimestampMixin, Base):
@@ -15,7 +15,7 @@ class MessageContent(TimestampMixin, Base):
 
     __tablename__ = "message_contents"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     subject: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
     body: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
 
@@ -24,11 +24,15 @@ class Message(Base):
     """One mail-to-target email from an action to a target."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index(None, "target_id", "sent"),)
+    __table_args__ = (Index(None, "target_id", "dupe_rank", "sent", "id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"), index=True)
-    message_content_id: Mapped[int] = mapped_column(ForeignKey("message_contents.id"))
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    action_id: Mapped[int] = mapped_column(
+        ID, ForeignKey("actions.id", ondelete="CASCADE"), index=True
+    )
+    message_content_id: Mapped[int] = mapped_column(
+        ID, ForeignKey("message_contents.id", ondelete="CASCADE")
+    )
     target_id: Mapped[uuid.UUID] = mapped_column(
         Uuid(), ForeignKey("targets.id", ondelete="RESTRICT")
     )

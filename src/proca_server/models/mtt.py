@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from proca_server.models.base import Base, JSONMap, StringArray, TimestampMixin, UTCDateTime
+from proca_server.models.base import ID, Base, JSONMap, StringArray, TimestampMixin, UTCDateTime
 
 
 class Mtt(TimestampMixin, Base):
@@ -14,9 +14,9 @@ class Mtt(TimestampMixin, Base):
 
     __tablename__ = "mtt"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True, unique=True
+        ID, ForeignKey("campaigns.id", ondelete="CASCADE"), index=True, unique=True
     )
     start_at: Mapped[datetime] = mapped_column(UTCDateTime())
     end_at: Mapped[datetime] = mapped_column(UTCDateTime())

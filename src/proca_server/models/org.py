@@ -2,17 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, text
+from sqlalchemy import Boolean, ForeignKey, Index, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from proca_server.models.base import Base, CIText, IntEnum, JSONMap, TimestampMixin
+from proca_server.models.base import ID, Base, CIText, IntEnum, JSONMap, TimestampMixin
 from proca_server.models.enums import ContactSchema
 
 
 def _backend_fk() -> Mapped[int | None]:
     # use_alter: orgs and services reference each other.
     return mapped_column(
-        Integer, ForeignKey("services.id", ondelete="SET NULL", use_alter=True), nullable=True
+        ID, ForeignKey("services.id", ondelete="SET NULL", use_alter=True), nullable=True
     )
 
 
@@ -20,13 +20,15 @@ class Org(TimestampMixin, Base):
     __tablename__ = "orgs"
     __table_args__ = (Index(None, "name", unique=True),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(CIText())
     title: Mapped[str] = mapped_column(String(255))
     contact_schema: Mapped[ContactSchema] = mapped_column(
         IntEnum(ContactSchema), default=ContactSchema.BASIC, server_default=text("0")
     )
-    action_schema_version: Mapped[int] = mapped_column(default=2, server_default=text("2"))
+    action_schema_version: Mapped[int] = mapped_column(
+        SmallInteger, default=2, server_default=text("2")
+    )
     high_security: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=text("false")
     )

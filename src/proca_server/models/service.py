@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from proca_server.models.base import Base, TimestampMixin
+from proca_server.models.base import ID, Base, TimestampMixin
 
 
 class Service(TimestampMixin, Base):
@@ -12,7 +12,7 @@ class Service(TimestampMixin, Base):
     __tablename__ = "services"
     __table_args__ = (Index(None, "org_id", "name"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
     host: Mapped[str] = mapped_column(String(255), default="", server_default=text("''"))
     user: Mapped[str] = mapped_column(String(255), default="", server_default=text("''"))
@@ -20,4 +20,4 @@ class Service(TimestampMixin, Base):
     path: Mapped[str | None] = mapped_column(String(255))
     sending_from: Mapped[str | None] = mapped_column(String(255))
     transactional_email_budget: Mapped[int | None] = mapped_column()
-    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = mapped_column(ID, ForeignKey("orgs.id", ondelete="CASCADE"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from proca_server.models.base import Base, TimestampMixin
+from proca_server.models.base import ID, Base, TimestampMixin
 
 
 class Source(TimestampMixin, Base):
@@ -14,7 +14,7 @@ class Source(TimestampMixin, Base):
         Index(None, "source", "medium", "campaign", "content", "location", unique=True),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     source: Mapped[str] = mapped_column(String(255))
     medium: Mapped[str] = mapped_column(String(255))
     campaign: Mapped[str] = mapped_column(

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from proca_server.models.base import Base, JSONMap, TimestampMixin
+from proca_server.models.base import ID, Base, JSONMap, TimestampMixin
 
 
 class Target(TimestampMixin, Base):
@@ -23,6 +23,4 @@ class Target(TimestampMixin, Base):
     fields: Mapped[dict[str, Any]] = mapped_column(
         JSONMap(), default=dict, server_default=text("'{}'")
     )
-    campaign_id: Mapped[int] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
-    )
+    campaign_id: Mapped[int] = mapped_column(ID, ForeignKey("campaigns.id"), index=True)

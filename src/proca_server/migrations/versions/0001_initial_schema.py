@@ -18,24 +18,11 @@ depends_on = None
 
 
 # Frozen column types: this file must not change when the models do.
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 CITEXT = sa.String(collation="NOCASE").with_variant(postgresql.CITEXT(), "postgresql")
 JSONB = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 TIMESTAMP = sa.DateTime().with_variant(postgresql.TIMESTAMP(precision=0), "postgresql")
-STRING_ARRAY = sa.Text().with_variant(postgresql.ARRAY(sa.String()), "postgresql")
-
-
-def _empty_array() -> sa.TextClause:
-    if op.get_bind().dialect.name == "postgresql":
-        return sa.text("'{}'::varchar[]")
-    return sa.text("'[]'")
-
-
-def _fields_size_check(column: str) -> str:
-    # stored size of a flat jsonb map, as the original's check constraint
-    if op.get_bind().dialect.name == "postgresql":
-        return f"octet_length({column}::text) <= 5120"
-    return f"length(CAST({column} AS BLOB)) <= 5120"
-
+STRING_ARRAY = sa.Text().with_variant(postgresql.ARRAY(sa.String(255)), "postgresql")
 
 # orgs and services reference each other. SQLite does not check a foreign key's table when
 # the table is created, so the keys go inline there; PostgreSQL adds them once services exists.
@@ -64,23 +51,36 @@ def _org_backend_fks_inline() -> list[sa.ForeignKeyConstraint]:
     ]
 
 
+def _empty_array() -> sa.TextClause:
+    if _sqlite():
+        return sa.text("'[]'")
+    return sa.text("ARRAY[]::varchar[]")
+
+
+def _fields_size_check(column: str) -> str:
+    # the stored size of a flat JSON map, bounded as in the original
+    if _sqlite():
+        return f"length(CAST({column} AS BLOB)) <= 5120"
+    return f"pg_column_size({column}) <= 5120"
+
+
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    if not _sqlite():
         op.execute("CREATE EXTENSION IF NOT EXISTS citext")
     EMPTY_ARRAY = _empty_array()
     op.create_table(
         "audit_log",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("actor_id", sa.Integer(), nullable=True),
+        sa.Column("actor_id", sa.String(length=255), nullable=False),
         sa.Column("resource", sa.String(length=255), nullable=False),
-        sa.Column("resource_id", sa.Integer(), nullable=True),
-        sa.Column("changeset", JSONB, server_default=sa.text("'{}'"), nullable=False),
+        sa.Column("resource_id", sa.String(length=255), nullable=False),
+        sa.Column("changeset", JSONB, nullable=False),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("audit_log_pkey")),
     )
     op.create_table(
         "message_contents",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("subject", sa.Text(), server_default=sa.text("('')"), nullable=False),
         sa.Column("body", sa.Text(), server_default=sa.text("('')"), nullable=False),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
@@ -89,21 +89,21 @@ def upgrade() -> None:
     )
     op.create_table(
         "orgs",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("name", CITEXT, nullable=False),
         sa.Column("title", sa.String(length=255), nullable=False),
         sa.Column("contact_schema", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column(
-            "action_schema_version", sa.Integer(), server_default=sa.text("2"), nullable=False
+            "action_schema_version", sa.SmallInteger(), server_default=sa.text("2"), nullable=False
         ),
         sa.Column("high_security", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("doi_thank_you", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
-        sa.Column("email_backend_id", sa.Integer(), nullable=True),
-        sa.Column("transactional_email_backend_id", sa.Integer(), nullable=True),
-        sa.Column("storage_backend_id", sa.Integer(), nullable=True),
-        sa.Column("event_backend_id", sa.Integer(), nullable=True),
-        sa.Column("detail_backend_id", sa.Integer(), nullable=True),
-        sa.Column("push_backend_id", sa.Integer(), nullable=True),
+        sa.Column("email_backend_id", ID, nullable=True),
+        sa.Column("transactional_email_backend_id", ID, nullable=True),
+        sa.Column("storage_backend_id", ID, nullable=True),
+        sa.Column("event_backend_id", ID, nullable=True),
+        sa.Column("detail_backend_id", ID, nullable=True),
+        sa.Column("push_backend_id", ID, nullable=True),
         sa.Column("email_from", sa.String(length=255), nullable=True),
         sa.Column("reply_enabled", sa.Boolean(), server_default=sa.text("(true)"), nullable=False),
         sa.Column("sender_rewrite", sa.Boolean(), server_default=sa.text("(true)"), nullable=False),
@@ -137,7 +137,7 @@ def upgrade() -> None:
 
     op.create_table(
         "sources",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("source", sa.String(length=255), nullable=False),
         sa.Column("medium", sa.String(length=255), nullable=False),
         sa.Column(
@@ -160,26 +160,26 @@ def upgrade() -> None:
 
     op.create_table(
         "users",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("email", CITEXT, nullable=False),
         sa.Column("external_id", sa.String(length=255), nullable=True),
-        sa.Column("hashed_password", sa.String(length=255), nullable=True),
+        sa.Column("hashed_password", sa.String(length=255), nullable=False),
         sa.Column("confirmed_at", TIMESTAMP, nullable=True),
         sa.Column("perms", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("picture_url", sa.String(length=255), nullable=True),
-        sa.Column("job_title", sa.String(length=255), nullable=True),
-        sa.Column("phone", sa.String(length=255), nullable=True),
+        sa.Column("picture_url", sa.Text(), nullable=True),
+        sa.Column("job_title", sa.Text(), nullable=True),
+        sa.Column("phone", sa.Text(), nullable=True),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("users_pkey")),
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("users_email_index"), ["email"], unique=True)
-        batch_op.create_index(batch_op.f("users_external_id_index"), ["external_id"], unique=False)
+        batch_op.create_index(batch_op.f("users_external_id_index"), ["external_id"], unique=True)
 
     op.create_table(
         "campaigns",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("name", CITEXT, nullable=False),
         sa.Column("external_id", sa.Integer(), nullable=True),
         sa.Column("title", sa.String(length=255), nullable=False),
@@ -196,22 +196,28 @@ def upgrade() -> None:
         sa.Column("action_confirm", sa.Boolean(), nullable=True),
         sa.Column("start_date", sa.Date(), nullable=True),
         sa.Column("end_date", sa.Date(), nullable=True),
-        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("org_id", ID, nullable=True),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(["org_id"], ["orgs.id"], name=op.f("campaigns_org_id_fkey")),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("campaigns_org_id_fkey"), ondelete="SET NULL"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("campaigns_pkey")),
     )
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("campaigns_end_date_index"), ["end_date"], unique=False)
         batch_op.create_index(batch_op.f("campaigns_name_index"), ["name"], unique=True)
         batch_op.create_index(
             batch_op.f("campaigns_org_id_external_id_index"), ["org_id", "external_id"], unique=True
         )
         batch_op.create_index(batch_op.f("campaigns_org_id_index"), ["org_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("campaigns_start_date_index"), ["start_date"], unique=False
+        )
 
     op.create_table(
         "confirms",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("operation", sa.Integer(), nullable=False),
         sa.Column("subject_id", sa.Integer(), nullable=False),
         sa.Column("object_id", sa.Integer(), nullable=True),
@@ -219,7 +225,7 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=255), nullable=False),
         sa.Column("charges", sa.Integer(), server_default=sa.text("1"), nullable=False),
         sa.Column("message", sa.Text(), nullable=True),
-        sa.Column("creator_id", sa.Integer(), nullable=True),
+        sa.Column("creator_id", ID, nullable=True),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
@@ -232,14 +238,14 @@ def upgrade() -> None:
 
     op.create_table(
         "email_templates",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("locale", sa.String(length=255), nullable=False),
-        sa.Column("subject", sa.Text(), nullable=True),
-        sa.Column("html", sa.Text(), nullable=True),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("html", sa.Text(), nullable=False),
         sa.Column("text", sa.Text(), nullable=True),
         sa.Column("external_id", sa.String(length=255), nullable=True),
-        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("org_id", ID, nullable=False),
         sa.ForeignKeyConstraint(
             ["org_id"], ["orgs.id"], name=op.f("email_templates_org_id_fkey"), ondelete="CASCADE"
         ),
@@ -254,13 +260,13 @@ def upgrade() -> None:
 
     op.create_table(
         "public_keys",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("public", sa.LargeBinary(), nullable=False),
         sa.Column("private", sa.LargeBinary(), nullable=True),
         sa.Column("active", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("expired", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
-        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("org_id", ID, nullable=False),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
@@ -273,7 +279,7 @@ def upgrade() -> None:
 
     op.create_table(
         "services",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("host", sa.String(length=255), server_default=sa.text("('')"), nullable=False),
         sa.Column("user", sa.String(length=255), server_default=sa.text("('')"), nullable=False),
@@ -283,7 +289,7 @@ def upgrade() -> None:
         sa.Column("path", sa.String(length=255), nullable=True),
         sa.Column("sending_from", sa.String(length=255), nullable=True),
         sa.Column("transactional_email_budget", sa.Integer(), nullable=True),
-        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("org_id", ID, nullable=False),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
@@ -309,11 +315,11 @@ def upgrade() -> None:
 
     op.create_table(
         "staffers",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("perms", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("last_signin_at", TIMESTAMP, nullable=True),
-        sa.Column("org_id", sa.Integer(), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("org_id", ID, nullable=False),
+        sa.Column("user_id", ID, nullable=False),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
@@ -332,8 +338,8 @@ def upgrade() -> None:
 
     op.create_table(
         "users_tokens",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
+        sa.Column("user_id", ID, nullable=False),
         sa.Column("token", sa.LargeBinary(), nullable=False),
         sa.Column("context", sa.String(length=255), nullable=False),
         sa.Column("sent_to", sa.String(length=255), nullable=True),
@@ -351,14 +357,14 @@ def upgrade() -> None:
 
     op.create_table(
         "action_pages",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("name", CITEXT, nullable=False),
         sa.Column("locale", sa.String(length=255), nullable=False),
         sa.Column("delivery", sa.Boolean(), server_default=sa.text("(true)"), nullable=False),
         sa.Column("config", JSONB, server_default=sa.text("'{}'"), nullable=False),
         sa.Column("live", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
-        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("campaign_id", ID, nullable=False),
+        sa.Column("org_id", ID, nullable=False),
         sa.Column("extra_supporters", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("thank_you_template", sa.String(length=255), nullable=True),
         sa.Column("supporter_confirm_template", sa.String(length=255), nullable=True),
@@ -369,9 +375,11 @@ def upgrade() -> None:
             ["campaign_id"],
             ["campaigns.id"],
             name=op.f("action_pages_campaign_id_fkey"),
-            ondelete="CASCADE",
+            ondelete="RESTRICT",
         ),
-        sa.ForeignKeyConstraint(["org_id"], ["orgs.id"], name=op.f("action_pages_org_id_fkey")),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("action_pages_org_id_fkey"), ondelete="RESTRICT"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("action_pages_pkey")),
     )
     with op.batch_alter_table("action_pages", schema=None) as batch_op:
@@ -383,8 +391,8 @@ def upgrade() -> None:
 
     op.create_table(
         "mtt",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
+        sa.Column("campaign_id", ID, nullable=False),
         sa.Column("start_at", TIMESTAMP, nullable=False),
         sa.Column("end_at", TIMESTAMP, nullable=False),
         sa.Column("stats", JSONB, server_default=sa.text("'{}'"), nullable=False),
@@ -415,16 +423,13 @@ def upgrade() -> None:
         sa.Column("area", sa.String(length=255), nullable=True),
         sa.Column("locale", sa.String(length=255), nullable=True),
         sa.Column("fields", JSONB, server_default=sa.text("'{}'"), nullable=False),
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        sa.Column("campaign_id", ID, nullable=False),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
-            ["campaign_id"],
-            ["campaigns.id"],
-            name=op.f("targets_campaign_id_fkey"),
-            ondelete="CASCADE",
+            ["campaign_id"], ["campaigns.id"], name=op.f("targets_campaign_id_fkey")
         ),
-        sa.CheckConstraint(_fields_size_check("fields"), name=op.f("targets_max_fields_size")),
+        sa.CheckConstraint(_fields_size_check("fields"), name=op.f("max_fields_size")),
         sa.PrimaryKeyConstraint("id", name=op.f("targets_pkey")),
     )
     with op.batch_alter_table("targets", schema=None) as batch_op:
@@ -435,30 +440,39 @@ def upgrade() -> None:
 
     op.create_table(
         "supporters",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("fingerprint", sa.LargeBinary(), nullable=False),
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
-        sa.Column("action_page_id", sa.Integer(), nullable=False),
-        sa.Column("source_id", sa.Integer(), nullable=True),
+        sa.Column("campaign_id", ID, nullable=False),
+        sa.Column("action_page_id", ID, nullable=False),
+        sa.Column("source_id", ID, nullable=True),
         sa.Column("first_name", sa.String(length=255), nullable=True),
         sa.Column("last_name", sa.String(length=255), nullable=True),
         sa.Column("email", sa.String(length=255), nullable=True),
         sa.Column("address", sa.String(length=255), nullable=True),
         sa.Column("area", sa.String(length=32), nullable=True),
         sa.Column("processing_status", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("email_status", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("email_status", sa.SmallInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("email_status_changed", TIMESTAMP, nullable=True),
         sa.Column("dupe_rank", sa.Integer(), nullable=True),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
-            ["action_page_id"], ["action_pages.id"], name=op.f("supporters_action_page_id_fkey")
+            ["action_page_id"],
+            ["action_pages.id"],
+            name=op.f("supporters_action_page_id_fkey"),
+            ondelete="RESTRICT",
         ),
         sa.ForeignKeyConstraint(
-            ["campaign_id"], ["campaigns.id"], name=op.f("supporters_campaign_id_fkey")
+            ["campaign_id"],
+            ["campaigns.id"],
+            name=op.f("supporters_campaign_id_fkey"),
+            ondelete="RESTRICT",
         ),
         sa.ForeignKeyConstraint(
-            ["source_id"], ["sources.id"], name=op.f("supporters_source_id_fkey")
+            ["source_id"],
+            ["sources.id"],
+            name=op.f("supporters_source_id_fkey"),
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("supporters_pkey")),
     )
@@ -471,15 +485,16 @@ def upgrade() -> None:
             ["campaign_id", "fingerprint"],
             unique=False,
         )
+        batch_op.create_index(batch_op.f("supporters_dupe_rank_index"), ["dupe_rank"], unique=False)
         batch_op.create_index(
             batch_op.f("supporters_fingerprint_index"), ["fingerprint"], unique=False
         )
 
     op.create_table(
         "target_emails",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("email", sa.String(length=255), nullable=False),
-        sa.Column("email_status", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("id", ID, nullable=False),
+        sa.Column("email", sa.String(length=255), nullable=True),
+        sa.Column("email_status", sa.SmallInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("error", sa.String(length=255), nullable=True),
         sa.Column("soft_bounce_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("target_id", sa.Uuid(), nullable=False),
@@ -500,33 +515,41 @@ def upgrade() -> None:
 
     op.create_table(
         "actions",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("ref", sa.LargeBinary(), nullable=True),
-        sa.Column("supporter_id", sa.Integer(), nullable=True),
+        sa.Column("supporter_id", ID, nullable=True),
         sa.Column("with_consent", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("action_type", sa.String(length=255), nullable=False),
         sa.Column("fields", JSONB, server_default=sa.text("'{}'"), nullable=False),
-        sa.Column("campaign_id", sa.Integer(), nullable=False),
-        sa.Column("action_page_id", sa.Integer(), nullable=False),
-        sa.Column("source_id", sa.Integer(), nullable=True),
+        sa.Column("campaign_id", ID, nullable=True),
+        sa.Column("action_page_id", ID, nullable=False),
+        sa.Column("source_id", ID, nullable=True),
         sa.Column("processing_status", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("testing", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
-            ["action_page_id"], ["action_pages.id"], name=op.f("actions_action_page_id_fkey")
+            ["action_page_id"],
+            ["action_pages.id"],
+            name=op.f("actions_action_page_id_fkey"),
+            ondelete="RESTRICT",
         ),
         sa.ForeignKeyConstraint(
-            ["campaign_id"], ["campaigns.id"], name=op.f("actions_campaign_id_fkey")
+            ["campaign_id"],
+            ["campaigns.id"],
+            name=op.f("actions_campaign_id_fkey"),
+            ondelete="SET NULL",
         ),
-        sa.ForeignKeyConstraint(["source_id"], ["sources.id"], name=op.f("actions_source_id_fkey")),
+        sa.ForeignKeyConstraint(
+            ["source_id"], ["sources.id"], name=op.f("actions_source_id_fkey"), ondelete="SET NULL"
+        ),
         sa.ForeignKeyConstraint(
             ["supporter_id"],
             ["supporters.id"],
             name=op.f("actions_supporter_id_fkey"),
             ondelete="CASCADE",
         ),
-        sa.CheckConstraint(_fields_size_check("fields"), name=op.f("actions_max_fields_size")),
+        sa.CheckConstraint(_fields_size_check("fields"), name=op.f("max_fields_size")),
         sa.PrimaryKeyConstraint("id", name=op.f("actions_pkey")),
     )
     with op.batch_alter_table("actions", schema=None) as batch_op:
@@ -550,12 +573,12 @@ def upgrade() -> None:
 
     op.create_table(
         "contacts",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("supporter_id", sa.Integer(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("id", ID, nullable=False),
+        sa.Column("supporter_id", ID, nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=True),
         sa.Column("crypto_nonce", sa.LargeBinary(), nullable=True),
-        sa.Column("public_key_id", sa.Integer(), nullable=True),
-        sa.Column("sign_key_id", sa.Integer(), nullable=True),
+        sa.Column("public_key_id", ID, nullable=True),
+        sa.Column("sign_key_id", ID, nullable=True),
         sa.Column(
             "communication_consent", sa.Boolean(), server_default=sa.text("(false)"), nullable=True
         ),
@@ -563,10 +586,12 @@ def upgrade() -> None:
         sa.Column(
             "delivery_consent", sa.Boolean(), server_default=sa.text("(false)"), nullable=False
         ),
-        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("org_id", ID, nullable=True),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(["org_id"], ["orgs.id"], name=op.f("contacts_org_id_fkey")),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("contacts_org_id_fkey"), ondelete="SET NULL"
+        ),
         sa.ForeignKeyConstraint(
             ["public_key_id"], ["public_keys.id"], name=op.f("contacts_public_key_id_fkey")
         ),
@@ -591,13 +616,13 @@ def upgrade() -> None:
 
     op.create_table(
         "donations",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("schema", sa.Integer(), nullable=True),
         sa.Column("payload", JSONB, nullable=False),
         sa.Column("amount", sa.Integer(), nullable=False),
-        sa.Column("currency", sa.String(length=3), server_default=sa.text("'EUR'"), nullable=False),
+        sa.Column("currency", sa.CHAR(length=3), nullable=False),
         sa.Column("frequency_unit", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("action_id", sa.Integer(), nullable=False),
+        sa.Column("action_id", ID, nullable=False),
         sa.Column("inserted_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.CheckConstraint("amount > 0", name=op.f("donations_amount_positive")),
@@ -611,9 +636,9 @@ def upgrade() -> None:
 
     op.create_table(
         "messages",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("action_id", sa.Integer(), nullable=False),
-        sa.Column("message_content_id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
+        sa.Column("action_id", ID, nullable=False),
+        sa.Column("message_content_id", ID, nullable=False),
         sa.Column("target_id", sa.Uuid(), nullable=False),
         sa.Column("sent", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("delivered", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
@@ -629,6 +654,7 @@ def upgrade() -> None:
             ["message_content_id"],
             ["message_contents.id"],
             name=op.f("messages_message_content_id_fkey"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["target_id"], ["targets.id"], name=op.f("messages_target_id_fkey"), ondelete="RESTRICT"
@@ -638,7 +664,9 @@ def upgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("messages_action_id_index"), ["action_id"], unique=False)
         batch_op.create_index(
-            batch_op.f("messages_target_id_sent_index"), ["target_id", "sent"], unique=False
+            batch_op.f("messages_target_id_dupe_rank_sent_id_index"),
+            ["target_id", "dupe_rank", "sent", "id"],
+            unique=False,
         )
 
 
@@ -648,7 +676,7 @@ def downgrade() -> None:
             op.drop_constraint(op.f(f"orgs_{column}_fkey"), "orgs", type_="foreignkey")
 
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("messages_target_id_sent_index"))
+        batch_op.drop_index(batch_op.f("messages_target_id_dupe_rank_sent_id_index"))
         batch_op.drop_index(batch_op.f("messages_action_id_index"))
 
     op.drop_table("messages")
@@ -675,6 +703,7 @@ def downgrade() -> None:
     op.drop_table("target_emails")
     with op.batch_alter_table("supporters", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("supporters_fingerprint_index"))
+        batch_op.drop_index(batch_op.f("supporters_dupe_rank_index"))
         batch_op.drop_index(batch_op.f("supporters_campaign_id_fingerprint_index"))
         batch_op.drop_index(batch_op.f("supporters_action_page_id_index"))
 
@@ -721,9 +750,11 @@ def downgrade() -> None:
 
     op.drop_table("confirms")
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("campaigns_start_date_index"))
         batch_op.drop_index(batch_op.f("campaigns_org_id_index"))
         batch_op.drop_index(batch_op.f("campaigns_org_id_external_id_index"))
         batch_op.drop_index(batch_op.f("campaigns_name_index"))
+        batch_op.drop_index(batch_op.f("campaigns_end_date_index"))
 
     op.drop_table("campaigns")
     with op.batch_alter_table("users", schema=None) as batch_op:
