@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from proca_server import db
 from proca_server.config import Settings, get_settings
 from proca_server.graphql.http import router as graphql_router
+from proca_server.kit.logs import configure_logging
 from proca_server.migrations.migrate import is_up_to_date
 
 log = logging.getLogger("proca_server")
@@ -25,6 +26,8 @@ class NotMigrated(RuntimeError):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.check()
+    if settings.env != "test":
+        configure_logging(settings.log_level, json_lines=settings.production)
     engine = db.create_engine(settings)
 
     @asynccontextmanager

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from proca_server.config import Settings
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # Foreign keys are off by default in SQLite; WAL lets readers run beside the writer.
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -41,7 +41,7 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         ensure_sqlite_dir(settings.sqlalchemy_url)
         engine = create_async_engine(url, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "connect", sqlite_on_connect)
         return engine
     kwargs.setdefault("pool_size", settings.pool_size)
     kwargs.setdefault("max_overflow", settings.pool_size)

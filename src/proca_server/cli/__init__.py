@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proca_server import db
 from proca_server.config import ConfigError, Settings, get_settings
 from proca_server.errors import ProcaError, UserInputError
+from proca_server.kit.logs import configure_logging
 
 T = TypeVar("T")
 
@@ -158,6 +159,7 @@ def serve(
 
     if not run(check()):
         raise UserInputError("the database is not migrated: run `proca-server setup`")
+    configure_logging(s.log_level, json_lines=s.production)
     uvicorn.run(
         "proca_server.app:create_app",
         factory=True,
@@ -165,6 +167,7 @@ def serve(
         port=port or s.port,
         workers=workers,
         log_level=s.log_level.lower(),
+        log_config=None,
         proxy_headers=True,
     )
 

@@ -9,7 +9,8 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from proca_server.db import _sqlite_on_connect
+from proca_server.config import get_settings
+from proca_server.db import ensure_sqlite_dir, sqlite_on_connect
 from proca_server.models import Base
 
 config = context.config
@@ -30,11 +31,11 @@ def _run(connection: Connection) -> None:
 async def _run_async() -> None:
     from sqlalchemy import event
 
-    url = config.get_main_option("sqlalchemy.url")
-    assert url
+    url = config.get_main_option("sqlalchemy.url") or get_settings().sqlalchemy_url
+    ensure_sqlite_dir(url)
     engine = create_async_engine(url, poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "connect", sqlite_on_connect)
     async with engine.connect() as conn:
         await conn.run_sync(_run)
     await engine.dispose()
@@ -49,7 +50,10 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url") or get_settings().sqlalchemy_url,
+        target_metadata=target_metadata,
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:
