@@ -194,3 +194,19 @@ async def test_setup_creates_the_data_directory(tmp_path: Path) -> None:
     assert rc == 0, err
     assert (data / "proca.db").exists()
     assert "instance org instance: created" in out
+
+
+async def test_production_without_secrets_stops_with_one_line(tmp_path: Path) -> None:
+    env = {
+        "PROCA_ENV": "prod",
+        "PROCA_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": "",
+        "SECRET_KEY_BASE": "",
+        "FINGERPRINT_SEED": "",
+    }
+    rc, _, err = await cli("serve", env=env)
+    assert rc == 1
+    assert err == (
+        "error: missing required setting(s) in production: "
+        "DATABASE_URL, SECRET_KEY_BASE, FINGERPRINT_SEED\n"
+    )

@@ -235,3 +235,18 @@ async def test_health_ok(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+async def test_health_503_when_the_database_is_unreachable(tmp_path: object) -> None:
+    from proca_server.app import create_app
+    from proca_server.config import Settings
+
+    app = create_app(
+        Settings(DATABASE_URL="postgresql://nobody@127.0.0.1:1/none", PROCA_ENV="test")
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        response = await c.get("/health")
+    await app.state.engine.dispose()
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "message": "database unreachable"}
