@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.config import Settings
-from proca_server.models import User
+from proca_server.models import Staffer, User
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -18,3 +22,15 @@ class Context:
     user: User | None = None
     referer: str | None = None
     extensions: dict[str, Any] = field(default_factory=dict)
+    # (user id, org id) -> membership, looked up once per request
+    staffers: dict[tuple[int, int], Staffer | None] = field(default_factory=dict)
+    # callbacks to run after the transaction commits (publishes, emails)
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def run_after_commit(self) -> None:
+        callbacks, self.after_commit = self.after_commit, []
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:
+                log.exception("after-commit callback failed")

@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from graphql import OperationDefinitionNode, OperationType, parse
-from graphql.error import GraphQLError, GraphQLSyntaxError
+from graphql import OperationType
+from graphql.error import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.http.ides import get_graphql_ide_html
 
@@ -20,10 +20,12 @@ from proca_server.config import Settings
 from proca_server.errors import AuthenticationFailed
 from proca_server.graphql.context import Context
 from proca_server.graphql.errors import format_error
+from proca_server.graphql.names import convert_variables, make_preparer
 from proca_server.graphql.schema import schema
 
 log = logging.getLogger("proca_server.http")
 router = APIRouter()
+prepare = make_preparer(schema._schema)
 
 
 class BadRequest(Exception):
@@ -80,18 +82,6 @@ async def _read_params(request: Request) -> dict[str, Any]:
     return params
 
 
-def _operation_type(query: str, operation_name: str | None) -> OperationType | None:
-    """The type of the operation that will run, or None when the document is not valid."""
-    try:
-        document = parse(query)
-    except GraphQLSyntaxError:
-        return None
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    return operations[0].operation if len(operations) == 1 else None
-
-
 def _wants_ide(request: Request) -> bool:
     return request.method == "GET" and "text/html" in request.headers.get("accept", "")
 
@@ -111,12 +101,14 @@ async def execute_request(
             raise BadRequest(400, "operationName must be a string")
         variables = _parse_variables(params.get("variables"))
         extensions = params.get("extensions") if isinstance(params.get("extensions"), dict) else {}
-        operation = _operation_type(query, operation_name)
-        if request.method == "GET" and operation in (
-            OperationType.MUTATION,
-            OperationType.SUBSCRIPTION,
-        ):
+        prepared = prepare(query)
+        operation = prepared.operation(operation_name) if prepared else None
+        if request.method == "GET" and operation and operation[0] is not OperationType.QUERY:
             return _error(405, "Can only perform a query operation over GET")
+        if prepared is not None:
+            query = prepared.query
+            if variables and operation:
+                variables = convert_variables(variables, operation[1])
     except BadRequest as exc:
         return _error(exc.status, exc.message)
 
@@ -139,11 +131,13 @@ async def execute_request(
             context_value=context,
             operation_name=operation_name,
         )
-        # One operation, one transaction: keep its writes only when nothing failed.
+        # Root mutations commit one by one (graphql/transactions.py); what is left here is a
+        # query's own writes (such as a token's last use), kept when nothing failed.
         if result.errors:
             await session.rollback()
         else:
             await session.commit()
+    await context.run_after_commit()
 
     body: dict[str, Any] = {}
     if result.errors:

@@ -11,6 +11,7 @@ from strawberry.types import ExecutionContext
 
 from proca_server.graphql.errors import is_expected, log
 from proca_server.graphql.scalars import SCALAR_MAP
+from proca_server.graphql.transactions import MutationTransactions
 from proca_server.user.api import UserMutation, UserQuery
 
 
@@ -35,7 +36,10 @@ class ProcaSchema(strawberry.Schema):
 
 def build_schema() -> ProcaSchema:
     return ProcaSchema(
-        query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map=SCALAR_MAP)
+        query=Query,
+        mutation=Mutation,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        extensions=[MutationTransactions],
     )
 
 
