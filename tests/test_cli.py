@@ -39,7 +39,7 @@ def env(database_url: str, tmp_path: Path, session: AsyncSession) -> dict[str, s
 
 
 async def _counts(session: AsyncSession) -> tuple[int, int, int]:
-    session.expire_all()
+    await session.rollback()  # end the read snapshot, see fresh data
     orgs = await session.scalar(select(func.count()).select_from(Org))
     keys = await session.scalar(select(func.count()).select_from(PublicKey))
     users = await session.scalar(select(func.count()).select_from(User))
@@ -76,7 +76,7 @@ async def test_user_create_and_token(env: dict[str, str], session: AsyncSession)
     rc, out, _ = await cli("user", "token", "A@EXAMPLE.ORG", env=env)
     second = out.strip().splitlines()[-1]
     assert second.startswith("API-") and second != first
-    session.expire_all()
+    await session.rollback()  # end the read snapshot, see fresh data
     assert await session.scalar(select(func.count()).select_from(UserToken)) == 1
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +29,19 @@ def sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+    # The driver would open transactions lazily, before the first write only; then a SAVEPOINT
+    # opened first would be the outermost transaction and its RELEASE would commit. SQLAlchemy
+    # emits BEGIN itself instead (see configure_sqlite).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def configure_sqlite(engine: AsyncEngine) -> None:
+    event.listen(engine.sync_engine, "connect", sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_begin)
 
 
 def ensure_sqlite_dir(sqlalchemy_url: str) -> None:
@@ -41,7 +56,7 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         ensure_sqlite_dir(settings.sqlalchemy_url)
         engine = create_async_engine(url, **kwargs)
-        event.listen(engine.sync_engine, "connect", sqlite_on_connect)
+        configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_size", settings.pool_size)
     kwargs.setdefault("max_overflow", settings.pool_size)
@@ -49,8 +64,77 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+class _TaskLock:
+    """A lock that the task holding it may take again (AsyncSession.scalars calls execute)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if self._owner is task and task is not None:
+            self._depth += 1
+            return
+        await self._lock.acquire()
+        self._owner, self._depth = task, 1
+
+    async def __aexit__(self, *_: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+
+def _serialized(name: str) -> Any:
+    method = getattr(AsyncSession, name)
+
+    @functools.wraps(method)
+    async def wrapper(self: SerializedAsyncSession, *args: Any, **kwargs: Any) -> Any:
+        async with self._io_lock:
+            return await method(self, *args, **kwargs)
+
+    return wrapper
+
+
+class SerializedAsyncSession(AsyncSession):
+    """An AsyncSession that several coroutines of one request may share.
+
+    GraphQL resolves sibling fields concurrently, and an AsyncSession must not run two
+    operations at once; each operation here waits for the previous one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._io_lock = _TaskLock()
+
+
+_SERIALIZED = (
+    "execute",
+    "scalar",
+    "scalars",
+    "get",
+    "get_one",
+    "stream",
+    "stream_scalars",
+    "refresh",
+    "run_sync",
+    "delete",
+    "merge",
+    "flush",
+    "connection",
+    "rollback",
+    "commit",
+    "close",
+)
+for _name in _SERIALIZED:
+    setattr(SerializedAsyncSession, _name, _serialized(_name))
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(
+        engine, class_=SerializedAsyncSession, expire_on_commit=False, autoflush=False
+    )
 
 
 @asynccontextmanager

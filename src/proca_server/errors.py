@@ -24,6 +24,10 @@ class ProcaError(Exception):
         self.field = [field] if isinstance(field, str) else list(field or [])
         self.extensions = extensions or {}
 
+    def display(self) -> str:
+        """One line for a person: `field: message` for an input error."""
+        return f"{'.'.join(self.field)}: {self.message}" if self.field else self.message
+
 
 class Unauthorized(ProcaError):
     code = "unauthorized"

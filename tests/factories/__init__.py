@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
 from nacl.public import PrivateKey
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.auth.passwords import hash_password
 from proca_server.auth.permissions import ADMIN, ROLES
 from proca_server.models import ActionPage, Campaign, Org, PublicKey, Staffer, User
-from proca_server.user.service import create_user, reset_api_token
+from proca_server.user.service import reset_api_token
 
 _seq = itertools.count(1)
 PASSWORD = "Secret-Passw0rd!"
@@ -66,6 +68,12 @@ async def make_page(
     return page
 
 
+@functools.cache
+def _password_hash() -> str:
+    # bcrypt is slow on purpose; hash the shared test password once
+    return hash_password(PASSWORD)
+
+
 async def make_user(
     session: AsyncSession,
     email: str | None = None,
@@ -74,11 +82,13 @@ async def make_user(
     org: Org | None = None,
     role: str | None = None,
 ) -> User:
-    user = (
-        await create_user(
-            session, email or f"{unique('user')}@example.org", password=PASSWORD, admin=admin
-        )
-    ).user
+    user = User(
+        email=email or f"{unique('user')}@example.org",
+        hashed_password=_password_hash(),
+        perms=int(ADMIN) if admin else 0,
+    )
+    session.add(user)
+    await session.flush()
     if org is not None:
         perms = ROLES[role or "owner"]
         session.add(Staffer(org_id=org.id, user_id=user.id, perms=int(perms)))

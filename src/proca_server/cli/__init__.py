@@ -169,6 +169,8 @@ def serve(
         log_level=s.log_level.lower(),
         log_config=None,
         proxy_headers=True,
+        # accepts the empty Sec-WebSocket-Protocol header some Phoenix clients send
+        ws="proca_server.graphql.socket:PhoenixWebSocketProtocol",
     )
 
 
@@ -187,7 +189,7 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except ProcaError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"error: {exc.display()}", err=True)
         sys.exit(1)
     except (OperationalError, DBAPIError, OSError) as exc:
         typer.echo(f"error: database unreachable or failing: {_first_line(exc)}", err=True)

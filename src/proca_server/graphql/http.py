@@ -15,7 +15,7 @@ from graphql.error import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.http.ides import get_graphql_ide_html
 
-from proca_server.auth.authenticate import authenticate
+from proca_server.auth.authenticate import authenticate_request
 from proca_server.config import Settings
 from proca_server.errors import AuthenticationFailed
 from proca_server.graphql.context import Context
@@ -114,7 +114,12 @@ async def execute_request(
 
     async with sessionmaker() as session:
         try:
-            user = await authenticate(session, request.headers.get("authorization"))
+            user = await authenticate_request(
+                session,
+                settings,
+                authorization=request.headers.get("authorization"),
+                cookies=request.cookies,
+            )
         except AuthenticationFailed as exc:
             await session.rollback()
             return _error(exc.http_status, exc.message, exc.code)

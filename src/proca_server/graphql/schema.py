@@ -9,19 +9,38 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from proca_server.action.api import ActionMutation, ActionQuery
+from proca_server.action_page.api import ActionPageMutation, ActionPageQuery
+from proca_server.action_page.types import PrivateActionPage, PublicActionPage
+from proca_server.campaign.api import CampaignMutation, CampaignQuery
+from proca_server.campaign.types import PrivateCampaign, PublicCampaign
+from proca_server.confirm.api import ConfirmMutation
 from proca_server.graphql.errors import is_expected, log
 from proca_server.graphql.scalars import SCALAR_MAP
+from proca_server.graphql.subscriptions import Subscription
 from proca_server.graphql.transactions import MutationTransactions
+from proca_server.org.api import OrgMutation, OrgQuery
+from proca_server.org.types import PrivateOrg, PublicOrg
+from proca_server.target.api import TargetMutation
+from proca_server.target.types import PrivateTarget, PublicTarget
 from proca_server.user.api import UserMutation, UserQuery
 
 
 @strawberry.type(name="RootQueryType")
-class Query(UserQuery):
+class Query(UserQuery, OrgQuery, CampaignQuery, ActionPageQuery, ActionQuery):
     pass
 
 
 @strawberry.type(name="RootMutationType")
-class Mutation(UserMutation):
+class Mutation(
+    UserMutation,
+    OrgMutation,
+    CampaignMutation,
+    ActionPageMutation,
+    TargetMutation,
+    ActionMutation,
+    ConfirmMutation,
+):
     pass
 
 
@@ -38,8 +57,20 @@ def build_schema() -> ProcaSchema:
     return ProcaSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[MutationTransactions],
+        # implementations reached only through their interface
+        types=[
+            PrivateOrg,
+            PublicOrg,
+            PrivateCampaign,
+            PublicCampaign,
+            PrivateActionPage,
+            PublicActionPage,
+            PrivateTarget,
+            PublicTarget,
+        ],
     )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from proca_server.config import get_settings
-from proca_server.db import ensure_sqlite_dir, sqlite_on_connect
+from proca_server.db import configure_sqlite, ensure_sqlite_dir
 from proca_server.models import Base
 
 config = context.config
@@ -29,13 +29,12 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    from sqlalchemy import event
 
     url = config.get_main_option("sqlalchemy.url") or get_settings().sqlalchemy_url
     ensure_sqlite_dir(url)
     engine = create_async_engine(url, poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", sqlite_on_connect)
+        configure_sqlite(engine)
     async with engine.connect() as conn:
         await conn.run_sync(_run)
     await engine.dispose()

@@ -1,14 +1,23 @@
-"""Orgs: the instance org and its sign key."""
+"""Orgs: creation and settings, members and roles, the instance org and its sign key."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from nacl.public import PrivateKey
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.models import Org, PublicKey
+from proca_server.auth.permissions import ROLES, Permission, has_all
+from proca_server.errors import BadArgument, NotFound, PermissionDenied
+from proca_server.models import ActionPage, Org, PublicKey, Staffer, User
+from proca_server.models.enums import ContactSchema
+from proca_server.org.repository import get_org_by_name as get_org_by_name
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 
 
 @dataclass(frozen=True)
@@ -17,11 +26,6 @@ class InstanceSetup:
     key: PublicKey
     created_org: bool
     created_key: bool
-
-
-async def get_org_by_name(session: AsyncSession, name: str) -> Org | None:
-    result = await session.execute(select(Org).where(Org.name == name))
-    return result.scalar_one_or_none()
 
 
 async def get_active_key(session: AsyncSession, org_id: int) -> PublicKey | None:
@@ -56,3 +60,158 @@ async def ensure_instance_org(session: AsyncSession, name: str) -> InstanceSetup
         session.add(key)
         await session.flush()
     return InstanceSetup(org, key, created_org, created_key)
+
+
+async def access_org(session: AsyncSession, name: str) -> Org:
+    org = await get_org_by_name(session, name)
+    if org is None:
+        raise NotFound("Entity not found")
+    return org
+
+
+async def _check_name_free(session: AsyncSession, name: str, org_id: int | None) -> None:
+    if not NAME_RE.match(name):
+        raise BadArgument("has invalid format", field="name")
+    other = await get_org_by_name(session, name)
+    if other is not None and other.id != org_id:
+        raise BadArgument("has already been taken", field="name")
+
+
+def _apply_settings(org: Org, attrs: dict[str, Any]) -> None:
+    if "title" in attrs:
+        if not attrs["title"]:
+            raise BadArgument("can't be blank", field="title")
+        org.title = attrs["title"]
+    if "contact_schema" in attrs and attrs["contact_schema"] is not None:
+        org.contact_schema = ContactSchema(attrs["contact_schema"])
+    for flag in ("supporter_confirm", "doi_thank_you", "reply_enabled", "sender_rewrite"):
+        if attrs.get(flag) is not None:
+            setattr(org, flag, bool(attrs[flag]))
+    if "supporter_confirm_template" in attrs:
+        org.supporter_confirm_template = attrs["supporter_confirm_template"]
+    if attrs.get("config") is not None:
+        org.config = attrs["config"]
+
+
+async def add_org(
+    session: AsyncSession, user: User, attrs: dict[str, Any], instance_org_name: str
+) -> Org:
+    name = attrs.get("name")
+    if not name:
+        raise BadArgument("can't be blank", field="name")
+    if not attrs.get("title"):
+        raise BadArgument("can't be blank", field="title")
+    await _check_name_free(session, name, None)
+    instance = await get_org_by_name(session, instance_org_name)
+    org = Org(
+        name=name,
+        title=attrs["title"],
+        email_from=user.email,
+        email_backend_id=instance.email_backend_id if instance else None,
+    )
+    _apply_settings(org, attrs)
+    session.add(org)
+    await session.flush()
+    session.add(Staffer(org_id=org.id, user_id=user.id, perms=int(ROLES["owner"])))
+    await session.flush()
+    return org
+
+
+async def update_org(session: AsyncSession, org: Org, attrs: dict[str, Any]) -> Org:
+    if attrs.get("name") is not None and attrs["name"] != org.name:
+        await _check_name_free(session, attrs["name"], org.id)
+        org.name = attrs["name"]
+    _apply_settings(org, attrs)
+    await session.flush()
+    return org
+
+
+def validate_email_from(value: str | None) -> str | None:
+    if value is not None and not EMAIL_RE.match(value):
+        raise BadArgument("must be an email address", field="emailFrom")
+    return value
+
+
+def check_role(role: str) -> Permission:
+    bits = ROLES.get(role)
+    if bits is None:
+        raise BadArgument(f"unknown role {role}; use one of {', '.join(ROLES)}", field="role")
+    return bits
+
+
+def can_assign_role(caller_perms: int, staffer: Staffer | None, role_bits: Permission) -> bool:
+    """A staffer may hand out only bits they hold themselves; outside an org, manage_users."""
+    if caller_perms & Permission.INSTANCE_OWNER:
+        return True
+    if staffer is None:
+        return bool(caller_perms & Permission.MANAGE_USERS)
+    return has_all(staffer.perms, role_bits)
+
+
+async def get_staffer(session: AsyncSession, org_id: int, user_id: int) -> Staffer | None:
+    result = await session.execute(
+        select(Staffer).where(Staffer.org_id == org_id, Staffer.user_id == user_id)
+    )
+    return result.scalar_one_or_none()
+
+
+async def set_member(
+    session: AsyncSession,
+    org: Org,
+    user: User,
+    role_bits: Permission,
+    *,
+    create: bool,
+    update: bool,
+) -> str:
+    """Add or change a membership; the status name (`success` or `noop`)."""
+    staffer = await get_staffer(session, org.id, user.id)
+    if staffer is None:
+        if not create:
+            raise NotFound("User is not a member of this org")
+        session.add(Staffer(org_id=org.id, user_id=user.id, perms=int(role_bits)))
+        await session.flush()
+        return "success"
+    if not update:
+        return "noop"
+    staffer.perms = int(role_bits)
+    await session.flush()
+    return "success"
+
+
+async def remove_member(session: AsyncSession, org: Org, user: User) -> None:
+    result = await session.execute(
+        delete(Staffer).where(Staffer.org_id == org.id, Staffer.user_id == user.id)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFound("User is not a member of this org")
+
+
+async def delete_org(session: AsyncSession, org: Org) -> None:
+    from proca_server.action_page.service import delete_action_page
+    from proca_server.campaign.service import delete_campaign
+    from proca_server.models import Campaign
+    from proca_server.org.repository import list_action_pages
+
+    campaigns = (
+        (await session.execute(select(Campaign).where(Campaign.org_id == org.id))).scalars().all()
+    )
+    for campaign in campaigns:
+        try:
+            async with session.begin_nested():
+                await delete_campaign(session, campaign)
+        except (BadArgument, PermissionDenied):
+            pass
+    for page in await list_action_pages(session, org.id):
+        try:
+            async with session.begin_nested():
+                await delete_action_page(session, page)
+        except BadArgument:
+            pass
+    remaining = await session.scalar(
+        select(ActionPage.id).where(ActionPage.org_id == org.id).limit(1)
+    )
+    if remaining is not None:
+        raise BadArgument("has action pages", field="name")
+    await session.delete(org)
+    await session.flush()

@@ -1,24 +1,35 @@
-"""GraphQL: the current user and their API token."""
+"""GraphQL: users, their roles and API token; the application info."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import strawberry
+from sqlalchemy import select as sa_select
 from strawberry.types import Info
 
+from proca_server import __version__
 from proca_server.auth import tokens
-from proca_server.auth.permissions import is_admin
-from proca_server.errors import Unauthorized
+from proca_server.auth.permissions import Permission, is_admin, role_of
+from proca_server.errors import NotFound
+from proca_server.graphql.access import allow, auth_for, require_user
 from proca_server.graphql.context import Context
 from proca_server.graphql.scalars import NaiveDateTime
-from proca_server.models import User
+from proca_server.models import Org, Staffer, User
+from proca_server.org.repository import user_memberships
+from proca_server.org.types import OrgInterface, PrivateOrg
 from proca_server.user import repository, service
+
+Ctx = Info[Context, None]
 
 
 @strawberry.type(name="ApiToken")
 class ApiTokenType:
     expires_at: NaiveDateTime
+
+
+@strawberry.type(name="UserRole")
+class UserRole:
+    org: OrgInterface
+    role: str
 
 
 @strawberry.type(name="User")
@@ -44,31 +55,105 @@ class UserType:
         )
 
     @strawberry.field
-    async def api_token(self, info: Info[Context, None]) -> ApiTokenType | None:
+    async def api_token(self, info: Ctx) -> ApiTokenType | None:
         row = await repository.get_latest_token(info.context.session, self.user_id, "api")
         if row is None:
             return None
-        expires: datetime = tokens.api_token_expires_at(row.inserted_at)
-        return ApiTokenType(expires_at=NaiveDateTime(expires))
+        return ApiTokenType(expires_at=NaiveDateTime(tokens.api_token_expires_at(row.inserted_at)))
+
+    @strawberry.field
+    async def roles(self, info: Ctx) -> list[UserRole]:
+        # Orgs reached through one's own roles are shown privately (spec §2.2).
+        memberships = await user_memberships(info.context.session, self.user_id)
+        return [UserRole(org=PrivateOrg(m=org), role=role_of(s.perms)) for s, org in memberships]
 
 
-def require_user(info: Info[Context, None]) -> User:
-    user = info.context.user
-    if user is None:
-        raise Unauthorized("Authentication is required for this API call")
-    return user
+@strawberry.type(name="Application")
+class ApplicationType:
+    name: str | None
+    version: str | None
+    log_level: str | None
+
+
+@strawberry.input(name="SelectUser")
+class SelectUser:
+    id: int | None = None
+    email: str | None = None
+    org_name: str | None = None
+
+
+@strawberry.input(name="UserDetailsInput")
+class UserDetailsInput:
+    picture_url: str | None = None
+    job_title: str | None = None
+    phone: str | None = None
 
 
 @strawberry.type
 class UserQuery:
     @strawberry.field
-    def current_user(self, info: Info[Context, None]) -> UserType:
-        return UserType.from_model(require_user(info))
+    def current_user(self, info: Ctx) -> UserType:
+        return UserType.from_model(require_user(info.context))
+
+    @strawberry.field
+    async def users(self, info: Ctx, select: SelectUser | None = None) -> list[UserType]:
+        ctx = info.context
+        allow(await auth_for(ctx, None), Permission.MANAGE_USERS)
+        query = sa_select(User)
+        criteria = select or SelectUser()
+        if criteria.id is not None:
+            query = query.where(User.id == criteria.id)
+        if criteria.email is not None:
+            query = query.where(User.email.like(criteria.email))
+        if criteria.org_name is not None:
+            query = (
+                query.join(Staffer, Staffer.user_id == User.id)
+                .join(Org, Org.id == Staffer.org_id)
+                .where(Org.name == criteria.org_name)
+            )
+        result = await ctx.session.execute(query.order_by(User.id))
+        return [UserType.from_model(u) for u in result.scalars().all()]
+
+    @strawberry.field
+    async def application(self, info: Ctx) -> ApplicationType | None:
+        ctx = info.context
+        allow(await auth_for(ctx, None), Permission.INSTANCE_OWNER)
+        return ApplicationType(
+            name="proca-server", version=__version__, log_level=ctx.settings.log_level.lower()
+        )
 
 
 @strawberry.type
 class UserMutation:
     # Replaces the caller's API token with a new one (older tokens stop working).
     @strawberry.mutation
-    async def reset_api_token(self, info: Info[Context, None]) -> str:
-        return await service.reset_api_token(info.context.session, require_user(info))
+    async def reset_api_token(self, info: Ctx) -> str:
+        return await service.reset_api_token(info.context.session, require_user(info.context))
+
+    @strawberry.mutation
+    async def update_user(
+        self,
+        info: Ctx,
+        input: UserDetailsInput,
+        id: int | None = None,
+        email: str | None = None,
+    ) -> UserType:
+        ctx = info.context
+        caller = require_user(ctx)
+        target = caller
+        if id is not None or email is not None:
+            if id is not None:
+                found = await ctx.session.get(User, id)
+            else:
+                found = await repository.get_user_by_email(ctx.session, email or "")
+            if found is None:
+                raise NotFound("User not found")
+            if found.id != caller.id:
+                allow(await auth_for(ctx, None), Permission.MANAGE_USERS)
+            target = found
+        for name in ("picture_url", "job_title", "phone"):
+            value = getattr(input, name)
+            if value is not None:
+                setattr(target, name, value)
+        await ctx.session.flush()
+        return UserType.from_model(target)

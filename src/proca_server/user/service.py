@@ -32,9 +32,9 @@ class CreatedUser:
 def validate_email(email: str) -> str:
     email = email.strip()
     if len(email) > EMAIL_MAX:
-        raise BadArgument(f"email: should be at most {EMAIL_MAX} character(s)", field="email")
+        raise BadArgument(f"should be at most {EMAIL_MAX} character(s)", field="email")
     if not EMAIL_RE.match(email):
-        raise BadArgument("email: must have the @ sign and no spaces", field="email")
+        raise BadArgument("must have the @ sign and no spaces", field="email")
     return email
 
 
@@ -43,14 +43,14 @@ async def create_user(
 ) -> CreatedUser:
     email = validate_email(email)
     if await repository.get_user_by_email(session, email) is not None:
-        raise BadArgument("email: has already been taken", field="email")
+        raise BadArgument("has already been taken", field="email")
     generated = None
     if password is None:
         password = generated = passwords.generate_password()
     else:
         problems = passwords.password_problems(password)
         if problems:
-            raise BadArgument("password: " + "; ".join(problems), field="password")
+            raise BadArgument("; ".join(problems), field="password")
     user = User(
         email=email,
         hashed_password=passwords.hash_password(password),

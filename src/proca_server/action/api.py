@@ -1,0 +1,165 @@
+"""GraphQL: the export queries and GDPR erasure (spec §10.1, §10.2)."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from proca_server.action import export
+from proca_server.action.types import ActionType
+from proca_server.auth.permissions import Permission
+from proca_server.errors import BadArgument
+from proca_server.graphql.access import allow, auth_for
+from proca_server.graphql.context import Context
+from proca_server.graphql.enums import StatusEnum
+from proca_server.graphql.scalars import DateTime
+from proca_server.kit import base64url
+from proca_server.org.service import access_org
+from proca_server.supporter.fingerprint import email_fingerprint
+
+Ctx = Info[Context, None]
+
+
+async def _export(
+    info: Ctx, org_name: str, criteria: export.ExportFilter
+) -> list[ActionType | None]:
+    ctx = info.context
+    org = await access_org(ctx.session, org_name)
+    allow(await auth_for(ctx, org.id), Permission.EXPORT_CONTACTS)
+    rows = await export.export_actions(ctx.session, org, criteria)
+    return [ActionType(action=a, supporter=s, contact_row=c) for a, s, c in rows]
+
+
+def _criteria(
+    campaign_name: str | None,
+    campaign_id: int | None,
+    start: int | None,
+    after: DateTime | None,
+    limit: int | None,
+    only_opt_in: bool | None,
+    only_double_opt_in: bool | None,
+    include_testing: bool | None,
+    **extra: object,
+) -> export.ExportFilter:
+    return export.ExportFilter(
+        campaign_id=campaign_id,
+        campaign_name=campaign_name,
+        start=start,
+        after=after,
+        limit=limit,
+        only_opt_in=True if only_opt_in is None else only_opt_in,
+        only_double_opt_in=bool(only_double_opt_in),
+        include_testing=bool(include_testing),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@strawberry.type
+class ActionQuery:
+    @strawberry.field
+    async def actions(
+        self,
+        info: Ctx,
+        org_name: str,
+        campaign_name: str | None = None,
+        campaign_id: int | None = None,
+        start: int | None = None,
+        after: DateTime | None = None,
+        limit: int | None = None,
+        only_opt_in: bool | None = None,
+        only_double_opt_in: bool | None = None,
+        include_testing: bool | None = None,
+    ) -> list[ActionType | None]:
+        return await _export(
+            info,
+            org_name,
+            _criteria(
+                campaign_name,
+                campaign_id,
+                start,
+                after,
+                limit,
+                only_opt_in,
+                only_double_opt_in,
+                include_testing,
+            ),
+        )
+
+    @strawberry.field(deprecation_reason="use actions")  # type: ignore[untyped-decorator]
+    async def export_actions(
+        self,
+        info: Ctx,
+        org_name: str,
+        campaign_name: str | None = None,
+        campaign_id: int | None = None,
+        start: int | None = None,
+        after: DateTime | None = None,
+        limit: int | None = None,
+        only_opt_in: bool | None = None,
+        only_double_opt_in: bool | None = None,
+        include_testing: bool | None = None,
+    ) -> list[ActionType | None]:
+        return await _export(
+            info,
+            org_name,
+            _criteria(
+                campaign_name,
+                campaign_id,
+                start,
+                after,
+                limit,
+                only_opt_in,
+                only_double_opt_in,
+                include_testing,
+            ),
+        )
+
+    @strawberry.field
+    async def contacts(
+        self,
+        info: Ctx,
+        org_name: str,
+        campaign_name: str | None = None,
+        campaign_id: int | None = None,
+        start: int | None = None,
+        after: DateTime | None = None,
+        limit: int | None = None,
+        only_opt_in: bool | None = None,
+        only_double_opt_in: bool | None = None,
+        include_testing: bool | None = None,
+        email: str | None = None,
+    ) -> list[ActionType | None]:
+        fingerprint = None
+        if email is not None and email.strip():
+            fingerprint = email_fingerprint(info.context.settings.fingerprint_seed, email)
+        return await _export(
+            info,
+            org_name,
+            _criteria(
+                campaign_name,
+                campaign_id,
+                start,
+                after,
+                limit,
+                only_opt_in,
+                only_double_opt_in,
+                include_testing,
+                with_consent_only=True,
+                fingerprint=fingerprint,
+            ),
+        )
+
+
+@strawberry.type
+class ActionMutation:
+    @strawberry.mutation
+    async def delete_contact(self, info: Ctx, org_name: str, contact_ref: str) -> StatusEnum:
+        ctx = info.context
+        org = await access_org(ctx.session, org_name)
+        allow(await auth_for(ctx, org.id), Permission.DELETE_CONTACTS)
+        try:
+            fingerprint = base64url.decode(contact_ref)
+        except ValueError as exc:
+            raise BadArgument("Cannot decode from Base64url", field="contactRef") from exc
+        await export.delete_contact(ctx.session, org, fingerprint)
+        return StatusEnum.SUCCESS

@@ -1,0 +1,146 @@
+"""GraphQL: action page queries and mutations (spec §2.3, §2.4, §9.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from proca_server.action_page import service
+from proca_server.action_page.events import page_upserted
+from proca_server.action_page.types import ActionPageInterface, page_view
+from proca_server.auth.permissions import Permission
+from proca_server.campaign.service import get_campaign_by_name
+from proca_server.errors import NotFound
+from proca_server.graphql.access import allow, auth_for, load, one_identifier
+from proca_server.graphql.context import Context
+from proca_server.graphql.enums import StatusEnum
+from proca_server.graphql.scalars import Json
+from proca_server.models import ActionPage, Campaign
+from proca_server.org.service import access_org
+
+Ctx = Info[Context, None]
+
+
+@strawberry.input(name="ActionPageInput")
+class ActionPageInput:
+    name: str | None = None
+    locale: str | None = None
+    thank_you_template: str | None = None
+    supporter_confirm_template: str | None = None
+    duplicate_template: str | None = None
+    extra_supporters: int | None = None
+    config: Json | None = None
+    delivery: bool | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@strawberry.type(name="LaunchActionPageResult")
+class LaunchActionPageResult:
+    status: StatusEnum
+
+
+async def _page_access(ctx: Context, page: ActionPage) -> None:
+    allow(await auth_for(ctx, page.org_id), Permission.MANAGE_ACTION_PAGES)
+
+
+@strawberry.type
+class ActionPageQuery:
+    @strawberry.field
+    async def action_page(
+        self, info: Ctx, id: int | None = None, name: str | None = None, url: str | None = None
+    ) -> ActionPageInterface:
+        ctx = info.context
+        column, value = one_identifier(id=id, name=name, url=url)
+        page = await load(ctx.session, ActionPage, **{"id" if column == "id" else "name": value})
+        return await page_view(ctx, page)
+
+
+@strawberry.type
+class ActionPageMutation:
+    @strawberry.mutation
+    async def add_action_page(
+        self, info: Ctx, org_name: str, campaign_name: str, input: ActionPageInput
+    ) -> ActionPageInterface:
+        ctx = info.context
+        org = await access_org(ctx.session, org_name)
+        allow(await auth_for(ctx, org.id), Permission.MANAGE_ACTION_PAGES)
+        campaign = await get_campaign_by_name(ctx.session, campaign_name)
+        if campaign is None:
+            raise NotFound("Campaign not found", field="campaignName")
+        page = await service.add_action_page(ctx.session, org, campaign, input.attrs())
+        page_upserted(ctx, page)
+        return await page_view(ctx, page)
+
+    @strawberry.mutation
+    async def update_action_page(
+        self, info: Ctx, input: ActionPageInput, id: int | None = None, name: str | None = None
+    ) -> ActionPageInterface:
+        ctx = info.context
+        page = await load(ctx.session, ActionPage, id=id, name=name)
+        await _page_access(ctx, page)
+        await service.update_action_page(ctx.session, page, input.attrs())
+        page_upserted(ctx, page)
+        return await page_view(ctx, page)
+
+    @strawberry.mutation
+    async def copy_action_page(
+        self, info: Ctx, org_name: str, name: str, from_name: str
+    ) -> ActionPageInterface:
+        ctx = info.context
+        org = await access_org(ctx.session, org_name)
+        allow(await auth_for(ctx, org.id), Permission.MANAGE_ACTION_PAGES)
+        source = await service.get_page_by_name(ctx.session, from_name)
+        if source is None:
+            raise NotFound("Action page not found", field="fromName")
+        page = await service.copy_action_page(ctx.session, org, name, source)
+        page_upserted(ctx, page)
+        return await page_view(ctx, page)
+
+    @strawberry.mutation
+    async def copy_campaign_action_page(
+        self, info: Ctx, org_name: str, name: str, from_campaign_name: str
+    ) -> ActionPageInterface:
+        ctx = info.context
+        org = await access_org(ctx.session, org_name)
+        allow(await auth_for(ctx, org.id), Permission.MANAGE_ACTION_PAGES)
+        campaign = await get_campaign_by_name(ctx.session, from_campaign_name)
+        if campaign is None:
+            raise NotFound("Campaign not found", field="fromCampaignName")
+        source = await service.newest_lead_page(ctx.session, campaign)
+        page = await service.copy_action_page(ctx.session, org, name, source)
+        page_upserted(ctx, page)
+        return await page_view(ctx, page)
+
+    @strawberry.mutation
+    async def launch_action_page(
+        self, info: Ctx, name: str, message: str | None = None
+    ) -> LaunchActionPageResult:
+        ctx = info.context
+        page = await load(ctx.session, ActionPage, name=name)
+        auth = allow(await auth_for(ctx, page.org_id), Permission.MANAGE_ACTION_PAGES)
+        campaign = await ctx.session.get(Campaign, page.campaign_id)
+        assert campaign is not None
+        lead = await auth_for(ctx, campaign.org_id)
+        if lead is not None and (lead.staffer is not None or lead.can(Permission.INSTANCE_OWNER)):
+            page.live = True
+            await ctx.session.flush()
+            page_upserted(ctx, page)
+            return LaunchActionPageResult(status=StatusEnum.SUCCESS)
+        from proca_server.confirm.service import request_launch
+
+        await request_launch(ctx, auth.user, campaign, page, message)
+        return LaunchActionPageResult(status=StatusEnum.CONFIRMING)
+
+    @strawberry.mutation
+    async def delete_action_page(
+        self, info: Ctx, id: int | None = None, name: str | None = None
+    ) -> StatusEnum:
+        ctx = info.context
+        page = await load(ctx.session, ActionPage, id=id, name=name)
+        await _page_access(ctx, page)
+        await service.delete_action_page(ctx.session, page)
+        return StatusEnum.SUCCESS

@@ -1,0 +1,153 @@
+"""Action pages: names, creation, copies, launch and deletion (spec §9.2)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.errors import BadArgument, NotFound
+from proca_server.models import Action, ActionPage, Campaign, Org, Supporter
+
+# `identifier/path…` or `domain.tld/path…`, with one or more path segments.
+NAME_RE = re.compile(r"^(?:[A-Za-z0-9_-]+|(?:[A-Za-z0-9-]+\.)+[A-Za-z0-9-]+)(?:/[A-Za-z0-9_-]+)+$")
+LOCALE_RE = re.compile(r"^[a-z]{2}(?:_[A-Z]{2})?(?:@[a-z0-9]+)?$")
+MAX_EXTRA_SUPPORTERS = 100_000_000
+PAGE_FIELDS = (
+    "locale",
+    "thank_you_template",
+    "supporter_confirm_template",
+    "duplicate_template",
+    "extra_supporters",
+    "config",
+    "delivery",
+)
+
+
+def validate_name(name: str | None) -> str:
+    if not name:
+        raise BadArgument("can't be blank", field="name")
+    if not NAME_RE.match(name):
+        raise BadArgument("has invalid format (use org-name/path or domain.tld/path)", field="name")
+    return name
+
+
+def validate_locale(locale: str | None) -> str:
+    if not locale:
+        raise BadArgument("can't be blank", field="locale")
+    if not LOCALE_RE.match(locale):
+        raise BadArgument("has invalid format", field="locale")
+    return locale
+
+
+async def get_page_by_name(session: AsyncSession, name: str) -> ActionPage | None:
+    result = await session.execute(select(ActionPage).where(ActionPage.name == name))
+    return result.scalar_one_or_none()
+
+
+async def _check_name_free(session: AsyncSession, name: str, page_id: int | None) -> None:
+    other = await get_page_by_name(session, name)
+    if other is not None and other.id != page_id:
+        raise BadArgument("has already been taken", field="name")
+
+
+def _apply(page: ActionPage, attrs: dict[str, Any]) -> None:
+    for field in PAGE_FIELDS:
+        if field not in attrs or attrs[field] is None:
+            continue
+        value = attrs[field]
+        if field == "locale":
+            value = validate_locale(value)
+        if field == "extra_supporters" and not 0 <= value <= MAX_EXTRA_SUPPORTERS:
+            raise BadArgument(
+                f"must be between 0 and {MAX_EXTRA_SUPPORTERS}", field="extraSupporters"
+            )
+        setattr(page, field, value)
+
+
+async def add_action_page(
+    session: AsyncSession, org: Org, campaign: Campaign, attrs: dict[str, Any]
+) -> ActionPage:
+    name = validate_name(attrs.get("name"))
+    validate_locale(attrs.get("locale"))
+    await _check_name_free(session, name, None)
+    page = ActionPage(name=name, campaign_id=campaign.id, org_id=org.id, live=False)
+    _apply(page, attrs)
+    session.add(page)
+    await session.flush()
+    return page
+
+
+async def update_action_page(
+    session: AsyncSession, page: ActionPage, attrs: dict[str, Any]
+) -> ActionPage:
+    if attrs.get("name") is not None and attrs["name"] != page.name:
+        await _check_name_free(session, validate_name(attrs["name"]), page.id)
+        page.name = attrs["name"]
+    _apply(page, attrs)
+    await session.flush()
+    return page
+
+
+async def copy_action_page(
+    session: AsyncSession, org: Org, name: str, source: ActionPage
+) -> ActionPage:
+    validate_name(name)
+    await _check_name_free(session, name, None)
+    page = ActionPage(
+        name=name,
+        locale=source.locale,
+        config=dict(source.config or {}),
+        delivery=source.delivery,
+        campaign_id=source.campaign_id,
+        org_id=org.id,
+        live=False,
+    )
+    session.add(page)
+    await session.flush()
+    return page
+
+
+async def newest_lead_page(session: AsyncSession, campaign: Campaign) -> ActionPage:
+    result = await session.execute(
+        select(ActionPage)
+        .where(ActionPage.campaign_id == campaign.id, ActionPage.org_id == campaign.org_id)
+        .order_by(ActionPage.id.desc())
+        .limit(1)
+    )
+    page = result.scalar_one_or_none()
+    if page is None:
+        raise NotFound("Campaign has no action page to copy")
+    return page
+
+
+async def has_real_actions(session: AsyncSession, page_id: int) -> bool:
+    found = await session.scalar(
+        select(Action.id)
+        .where(Action.action_page_id == page_id, Action.testing.is_(False))
+        .limit(1)
+    )
+    return found is not None
+
+
+async def delete_action_page(session: AsyncSession, page: ActionPage) -> None:
+    """Delete a page that holds no real action data, with its test actions and the
+    supporters left without actions."""
+    if await has_real_actions(session, page.id):
+        raise BadArgument("has action data", field="name")
+    await session.execute(delete(Action).where(Action.action_page_id == page.id))
+    with_actions = select(Action.supporter_id).where(Action.supporter_id.is_not(None))
+    await session.execute(
+        delete(Supporter).where(
+            Supporter.action_page_id == page.id, Supporter.id.not_in(with_actions)
+        )
+    )
+    remaining = await session.scalar(
+        select(func.count()).select_from(Supporter).where(Supporter.action_page_id == page.id)
+    )
+    if remaining:
+        raise BadArgument("has action data", field="name")
+    await session.delete(page)
+    await session.flush()

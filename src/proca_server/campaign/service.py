@@ -1,0 +1,196 @@
+"""Campaigns: creation, upsert with pages, settings, deletion (spec §2.4, §9.1, §9.3)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.action_page import service as pages
+from proca_server.errors import BadArgument
+from proca_server.models import ActionPage, Campaign, Mtt, Org, Target
+from proca_server.models.enums import CampaignStatus, ContactSchema
+
+NAME_RE = re.compile(r"^[\w-]+$")
+MAX_EXTERNAL_ID = 2**31 - 1
+MTT_FIELDS = (
+    "start_at",
+    "end_at",
+    "message_template",
+    "test_email",
+    "cc_contacts",
+    "cc_sender",
+    "drip_delivery",
+)
+
+
+async def get_campaign_by_name(session: AsyncSession, name: str) -> Campaign | None:
+    result = await session.execute(select(Campaign).where(Campaign.name == name))
+    return result.scalar_one_or_none()
+
+
+async def _check_name_free(session: AsyncSession, name: str, campaign_id: int | None) -> None:
+    if not NAME_RE.match(name):
+        raise BadArgument("has invalid format", field="name")
+    other = await get_campaign_by_name(session, name)
+    if other is not None and other.id != campaign_id:
+        raise BadArgument("has already been taken", field="name")
+
+
+async def _apply(session: AsyncSession, campaign: Campaign, attrs: dict[str, Any]) -> None:
+    if attrs.get("name") is not None and attrs["name"] != campaign.name:
+        await _check_name_free(session, attrs["name"], campaign.id)
+        campaign.name = attrs["name"]
+    if "title" in attrs and attrs["title"] is not None:
+        if not attrs["title"]:
+            raise BadArgument("can't be blank", field="title")
+        campaign.title = attrs["title"]
+    if attrs.get("external_id") is not None:
+        external_id = attrs["external_id"]
+        if not 0 <= external_id <= MAX_EXTERNAL_ID:
+            raise BadArgument(f"must be between 0 and {MAX_EXTERNAL_ID}", field="externalId")
+        campaign.external_id = external_id
+    if attrs.get("contact_schema") is not None:
+        campaign.contact_schema = ContactSchema(attrs["contact_schema"])
+    if attrs.get("status") is not None:
+        campaign.status = CampaignStatus(attrs["status"])
+    if attrs.get("config") is not None:
+        campaign.config = attrs["config"]
+    for key in ("supporter_confirm", "supporter_confirm_template", "action_confirm"):
+        if key in attrs:
+            setattr(campaign, key, attrs[key])
+    if "start" in attrs:
+        campaign.start_date = attrs["start"]
+    if "end" in attrs:
+        campaign.end_date = attrs["end"]
+    start: date | None = campaign.start_date
+    end: date | None = campaign.end_date
+    if start is not None and end is not None and not start < end:
+        raise BadArgument("must be before the end date", field="start")
+
+
+async def add_campaign(session: AsyncSession, org: Org, attrs: dict[str, Any]) -> Campaign:
+    name = attrs.get("name")
+    if not name:
+        raise BadArgument("can't be blank", field="name")
+    if not attrs.get("title"):
+        raise BadArgument("can't be blank", field="title")
+    await _check_name_free(session, name, None)
+    if attrs.get("external_id") is not None:
+        await _check_external_id_free(session, org.id, attrs["external_id"], None)
+    campaign = Campaign(
+        name=name, title=attrs["title"], org_id=org.id, contact_schema=org.contact_schema
+    )
+    await _apply(session, campaign, attrs)
+    session.add(campaign)
+    await session.flush()
+    if attrs.get("mtt") is not None:
+        await set_mtt(session, campaign, attrs["mtt"])
+    return campaign
+
+
+async def _check_external_id_free(
+    session: AsyncSession, org_id: int, external_id: int, campaign_id: int | None
+) -> None:
+    other = await session.scalar(
+        select(Campaign.id).where(Campaign.org_id == org_id, Campaign.external_id == external_id)
+    )
+    if other is not None and other != campaign_id:
+        raise BadArgument("has already been taken", field="externalId")
+
+
+async def update_campaign(
+    session: AsyncSession, campaign: Campaign, attrs: dict[str, Any]
+) -> Campaign:
+    if attrs.get("external_id") is not None and campaign.org_id is not None:
+        await _check_external_id_free(session, campaign.org_id, attrs["external_id"], campaign.id)
+    await _apply(session, campaign, attrs)
+    await session.flush()
+    if attrs.get("mtt") is not None:
+        await set_mtt(session, campaign, attrs["mtt"])
+    return campaign
+
+
+async def upsert_campaign(
+    session: AsyncSession, org: Org, attrs: dict[str, Any]
+) -> tuple[Campaign, list[ActionPage]]:
+    """Match by externalId (when given) else by name within the org; upsert its pages by
+    name. Pages are never deleted."""
+    campaign = None
+    if attrs.get("external_id") is not None:
+        campaign = await session.scalar(
+            select(Campaign).where(
+                Campaign.org_id == org.id, Campaign.external_id == attrs["external_id"]
+            )
+        )
+    elif attrs.get("name"):
+        campaign = await session.scalar(
+            select(Campaign).where(Campaign.org_id == org.id, Campaign.name == attrs["name"])
+        )
+    if campaign is None:
+        campaign = await add_campaign(session, org, attrs)
+    else:
+        campaign = await update_campaign(session, campaign, attrs)
+    touched = []
+    for index, page_attrs in enumerate(attrs.get("action_pages") or []):
+        try:
+            touched.append(await _upsert_page(session, org, campaign, page_attrs))
+        except BadArgument as exc:
+            exc.field = ["actionPages", str(index), *exc.field]
+            raise
+    return campaign, touched
+
+
+async def _upsert_page(
+    session: AsyncSession, org: Org, campaign: Campaign, attrs: dict[str, Any]
+) -> ActionPage:
+    page = None
+    if attrs.get("name"):
+        page = await session.scalar(
+            select(ActionPage).where(
+                ActionPage.name == attrs["name"],
+                ActionPage.org_id == org.id,
+                ActionPage.campaign_id == campaign.id,
+            )
+        )
+    if page is None:
+        return await pages.add_action_page(session, org, campaign, attrs)
+    return await pages.update_action_page(session, page, attrs)
+
+
+async def set_mtt(session: AsyncSession, campaign: Campaign, attrs: dict[str, Any]) -> Mtt:
+    mtt = await session.scalar(select(Mtt).where(Mtt.campaign_id == campaign.id))
+    if mtt is None:
+        if attrs.get("start_at") is None or attrs.get("end_at") is None:
+            raise BadArgument("can't be blank", field=["mtt", "startAt"])
+        mtt = Mtt(campaign_id=campaign.id, start_at=attrs["start_at"], end_at=attrs["end_at"])
+        session.add(mtt)
+    for key in MTT_FIELDS:
+        if attrs.get(key) is not None:
+            setattr(mtt, key, attrs[key])
+    if not mtt.start_at < mtt.end_at:
+        raise BadArgument("must be after the start", field=["mtt", "endAt"])
+    await session.flush()
+    return mtt
+
+
+async def delete_campaign(session: AsyncSession, campaign: Campaign) -> None:
+    """Delete the lead org's pages (only those without real action data), then the campaign;
+    refuse while partners' pages remain."""
+    page_rows = await session.execute(
+        select(ActionPage).where(ActionPage.campaign_id == campaign.id)
+    )
+    remaining = False
+    for page in page_rows.scalars().all():
+        if page.org_id == campaign.org_id:
+            await pages.delete_action_page(session, page)
+        else:
+            remaining = True
+    if remaining:
+        raise BadArgument("has action pages", field="name")
+    await session.execute(delete(Target).where(Target.campaign_id == campaign.id))
+    await session.delete(campaign)
+    await session.flush()

@@ -1,0 +1,85 @@
+"""GraphQL types of MTT targets: public for everyone, private (with emails) for admins."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from proca_server.auth.permissions import Permission
+from proca_server.graphql.context import Context
+from proca_server.graphql.enums import EmailStatusEnum
+from proca_server.graphql.scalars import Json
+from proca_server.models import Target, TargetEmail
+
+
+@strawberry.type(name="TargetEmail")
+class TargetEmailType:
+    email: str
+    email_status: EmailStatusEnum
+    error: str | None
+
+
+@strawberry.interface(name="Target")
+class TargetInterface:
+    m: strawberry.Private[Target]
+
+    @strawberry.field
+    def id(self) -> str:
+        return str(self.m.id)
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.m.name
+
+    @strawberry.field
+    def external_id(self) -> str:
+        return self.m.external_id
+
+    @strawberry.field
+    def locale(self) -> str | None:
+        return self.m.locale
+
+    @strawberry.field
+    def area(self) -> str | None:
+        return self.m.area
+
+    @strawberry.field
+    def fields(self) -> Json | None:
+        return Json(self.m.fields or {})
+
+
+@strawberry.type(name="PublicTarget")
+class PublicTarget(TargetInterface):
+    pass
+
+
+@strawberry.type(name="PrivateTarget")
+class PrivateTarget(TargetInterface):
+    @strawberry.field
+    async def emails(self, info: Info[Context, None]) -> list[TargetEmailType | None]:
+        result = await info.context.session.execute(
+            select(TargetEmail).where(TargetEmail.target_id == self.m.id).order_by(TargetEmail.id)
+        )
+        return [
+            TargetEmailType(
+                email=e.email or "", email_status=EmailStatusEnum.of(e.email_status), error=e.error
+            )
+            for e in result.scalars().all()
+        ]
+
+
+def target_view(ctx: Context, target: Target) -> TargetInterface:
+    user = ctx.user
+    if user is not None and user.perms & Permission.INSTANCE_OWNER:
+        return PrivateTarget(m=target)
+    return PublicTarget(m=target)
+
+
+async def targets_of_campaign(ctx: Context, campaign_id: int) -> Sequence[TargetInterface]:
+    result = await ctx.session.execute(
+        select(Target).where(Target.campaign_id == campaign_id).order_by(Target.name, Target.id)
+    )
+    return [target_view(ctx, t) for t in result.scalars().all()]

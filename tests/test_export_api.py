@@ -1,0 +1,162 @@
+"""The export queries and GDPR erasure (spec §10.1, §10.2)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.kit import base64url
+from proca_server.models import Action, Contact, Supporter
+from proca_server.models.enums import ActionProcessingStatus, SupporterProcessingStatus
+from proca_server.supporter.fingerprint import email_fingerprint
+from tests.factories import World, make_world
+from tests.graphql_helpers import data, error, gql
+
+SEED = ""
+
+
+async def sign(
+    session: AsyncSession,
+    world: World,
+    email: str,
+    *,
+    opt_in: bool = True,
+    accepted: bool = True,
+    testing: bool = False,
+) -> Action:
+    supporter = Supporter(
+        fingerprint=email_fingerprint(SEED, email),
+        campaign_id=world.campaign.id,
+        action_page_id=world.page.id,
+        email=email,
+        first_name="Ann",
+        processing_status=(
+            SupporterProcessingStatus.ACCEPTED if accepted else SupporterProcessingStatus.NEW
+        ),
+    )
+    session.add(supporter)
+    await session.flush()
+    session.add(
+        Contact(
+            supporter_id=supporter.id,
+            org_id=world.org.id,
+            payload=json.dumps({"email": email, "firstName": "Ann"}).encode(),
+            communication_consent=opt_in,
+            delivery_consent=True,
+        )
+    )
+    action = Action(
+        action_type="petition",
+        campaign_id=world.campaign.id,
+        action_page_id=world.page.id,
+        supporter_id=supporter.id,
+        with_consent=True,
+        testing=testing,
+        fields={"comment": "yes"},
+        processing_status=(
+            ActionProcessingStatus.DELIVERED if accepted else ActionProcessingStatus.NEW
+        ),
+    )
+    session.add(action)
+    await session.flush()
+    return action
+
+
+EXPORT = (
+    "query($o: String!, $optIn: Boolean, $testing: Boolean, $start: Int) { actions(orgName: $o, "
+    "onlyOptIn: $optIn, includeTesting: $testing, start: $start) { actionId actionType "
+    "customFields contact { contactRef payload nonce publicKey { id } } privacy { optIn "
+    "withConsent emailStatus } campaign { name } actionPage { name } } }"
+)
+
+
+async def test_actions_export_filters(client: httpx.AsyncClient, session: AsyncSession) -> None:
+    world = await make_world(session)
+    a = await sign(session, world, "a@example.org")
+    b = await sign(session, world, "b@example.org", opt_in=False)
+    await sign(session, world, "c@example.org", accepted=False)
+    t = await sign(session, world, "t@example.org", testing=True)
+    await session.commit()
+    token, org = world.tokens["owner"], world.org.name
+
+    default = data(await gql(client, EXPORT, {"o": org}, token=token))["actions"]
+    assert [x["actionId"] for x in default] == [a.id]
+    row = default[0]
+    assert row["customFields"] == '{"comment":"yes"}'
+    assert json.loads(row["contact"]["payload"]) == {"email": "a@example.org", "firstName": "Ann"}
+    assert row["contact"]["nonce"] is None and row["contact"]["publicKey"] is None
+    assert row["contact"]["contactRef"] == base64url.encode(
+        email_fingerprint(SEED, "a@example.org")
+    )
+    assert row["privacy"] == {"optIn": True, "withConsent": True, "emailStatus": "NONE"}
+
+    everyone = data(
+        await gql(client, EXPORT, {"o": org, "optIn": False, "testing": True}, token=token)
+    )["actions"]
+    assert [x["actionId"] for x in everyone] == [a.id, b.id, t.id]
+    paged = data(await gql(client, EXPORT, {"o": org, "optIn": False, "start": b.id}, token=token))[
+        "actions"
+    ]
+    assert [x["actionId"] for x in paged] == [b.id]
+
+    campaigner = await make_world(session, roles=("campaigner",))
+    denied = error(
+        await gql(client, EXPORT, {"o": campaigner.org.name}, token=campaigner.tokens["campaigner"])
+    )
+    assert denied["extensions"]["code"] == "permission_denied"
+
+
+async def test_contacts_gdpr_lookup_and_delete_contact(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    unconfirmed = await sign(session, world, "gdpr@example.org", accepted=False, opt_in=False)
+    await sign(session, world, "other@example.org")
+    await session.commit()
+    token, org = world.tokens["owner"], world.org.name
+    found = data(
+        await gql(
+            client,
+            "query($o: String!, $e: String) { contacts(orgName: $o, email: $e) { actionId } }",
+            {"o": org, "e": " GDPR@example.org "},
+            token=token,
+        )
+    )["contacts"]
+    assert [x["actionId"] for x in found] == [unconfirmed.id]
+
+    ref = base64url.encode(email_fingerprint(SEED, "other@example.org"))
+    done = data(
+        await gql(
+            client,
+            "mutation($o: String!, $r: String!) { deleteContact(orgName: $o, contactRef: $r) }",
+            {"o": org, "r": ref},
+            token=token,
+        )
+    )
+    assert done["deleteContact"] == "SUCCESS"
+    await session.rollback()  # end the read snapshot, see fresh data
+    supporter = (
+        await session.execute(select(Supporter).where(Supporter.email.is_(None)))
+    ).scalar_one()
+    assert supporter.first_name is None
+    contacts = (
+        await session.execute(select(Contact).where(Contact.supporter_id == supporter.id))
+    ).first()
+    assert contacts is None
+    actions = (
+        await session.execute(select(Action).where(Action.supporter_id == supporter.id))
+    ).first()
+    assert actions is not None  # actions remain, anonymous
+
+    bad = error(
+        await gql(
+            client,
+            'mutation($o: String!) { deleteContact(orgName: $o, contactRef: "*") }',
+            {"o": org},
+            token=token,
+        )
+    )
+    assert bad["path"] == ["deleteContact", "contactRef"]
