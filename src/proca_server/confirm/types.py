@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from proca_server.graphql.context import Context
+from proca_server.models import Confirm, User
+
+if TYPE_CHECKING:
+    from proca_server.user.api import UserType
+
+UserRef = Annotated["UserType", strawberry.lazy("proca_server.user.api")]
+
+
+@strawberry.type(name="Confirm")
+class ConfirmType:
+    m: strawberry.Private[Confirm]
+    code: str
+    email: str | None
+    message: str | None
+    object_id: int | None
+
+    @classmethod
+    def of(cls, confirm: Confirm) -> ConfirmType:
+        return cls(
+            m=confirm,
+            code=confirm.code,
+            email=confirm.email,
+            message=confirm.message,
+            object_id=confirm.object_id,
+        )
+
+    @strawberry.field
+    async def creator(self, info: Info[Context, None]) -> UserRef | None:
+        from proca_server.user.api import UserType
+
+        if self.m.creator_id is None:
+            return None
+        user = await info.context.session.get(User, self.m.creator_id)
+        return UserType.from_model(user) if user else None
