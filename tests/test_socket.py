@@ -1,0 +1,558 @@
+"""The Phoenix channel websocket (clients spec §2.5, server spec §2.8), served by a real
+uvicorn server in the test's event loop and driven by the `websockets` client library.
+On PostgreSQL, the publishes go through NOTIFY and the listener, as in production."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from proca_server.app import create_app
+from proca_server.config import Settings
+from proca_server.graphql import socket as phoenix_socket
+from proca_server.graphql.socket import PhoenixWebSocketProtocol
+from proca_server.pubsub import PubSub, pubsub
+from tests.factories import World, make_campaign, make_page, make_world
+
+CONTROL = "__absinthe__:control"
+UPSERTED = """
+subscription Watch($org: String) {
+  actionPageUpserted(orgName: $org) {
+    __typename id name locale config campaign { name } org { name }
+  }
+}
+"""
+UPDATE = """
+mutation Update($id: Int!, $input: ActionPageInput!) {
+  updateActionPage(id: $id, input: $input) { id locale }
+}
+"""
+QUIET = 0.3  # how long "nothing arrives" is watched for
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+class _Server(uvicorn.Server):
+    # The test runner keeps its own signal handling.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", ws=PhoenixWebSocketProtocol)
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await until(lambda: server.started)
+        yield f"ws://127.0.0.1:{port}/socket/websocket"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def live_pubsub(engine: AsyncEngine) -> AsyncIterator[PubSub]:
+    """The app's lifespan does this: NOTIFY on PostgreSQL, in-process on SQLite."""
+    await pubsub.connect(engine)
+    yield pubsub
+    await pubsub.close()
+
+
+@pytest.fixture
+async def socket_url(
+    app: FastAPI, session: AsyncSession, live_pubsub: PubSub
+) -> AsyncIterator[str]:
+    async with serve(app) as url:
+        yield url
+
+
+class Phoenix:
+    """A minimal Phoenix channel client that keeps every frame it receives."""
+
+    def __init__(self, ws: ClientConnection, v2: bool) -> None:
+        self.ws = ws
+        self.v2 = v2
+        self.last_ref = 0
+        self.join_ref: str | None = None
+        self.inbox: list[dict[str, Any]] = []
+        self.raw: list[Any] = []
+
+    async def send(self, topic: str, event: str, payload: Any) -> Any:
+        self.last_ref += 1
+        if self.v2:
+            ref: Any = str(self.last_ref)
+            join_ref = ref if event == "phx_join" else self.join_ref
+            if topic == "phoenix":
+                join_ref = None
+            if event == "phx_join":
+                self.join_ref = ref
+            await self.ws.send(json.dumps([join_ref, ref, topic, event, payload]))
+        else:
+            ref = self.last_ref
+            await self.ws.send(
+                json.dumps({"topic": topic, "event": event, "payload": payload, "ref": ref})
+            )
+        return ref
+
+    async def _receive(self, within: float = 5) -> dict[str, Any]:
+        raw = json.loads(await asyncio.wait_for(self.ws.recv(), within))
+        self.raw.append(raw)
+        if self.v2:
+            keys = ("join_ref", "ref", "topic", "event", "payload")
+            return dict(zip(keys, raw, strict=True))
+        assert set(raw) == {"topic", "event", "payload", "ref"}
+        return dict(raw)
+
+    async def _wait(self, match: Any, within: float) -> dict[str, Any]:
+        for frame in self.inbox:
+            if match(frame):
+                self.inbox.remove(frame)
+                return frame
+        async with asyncio.timeout(within):
+            while True:
+                frame = await self._receive()
+                if match(frame):
+                    return frame
+                self.inbox.append(frame)
+
+    async def reply(self, ref: Any, within: float = 5) -> dict[str, Any]:
+        frame = await self._wait(lambda f: f["event"] == "phx_reply" and f["ref"] == ref, within)
+        return frame["payload"]  # type: ignore[no-any-return]
+
+    async def call(self, topic: str, event: str, payload: Any) -> dict[str, Any]:
+        return await self.reply(await self.send(topic, event, payload))
+
+    async def push(self, within: float = 5) -> dict[str, Any]:
+        return await self._wait(lambda f: f["event"] == "subscription:data", within)
+
+    async def no_push(self) -> None:
+        with pytest.raises(TimeoutError):
+            await self.push(within=QUIET)
+
+    async def join(self) -> None:
+        assert await self.call(CONTROL, "phx_join", {}) == {"status": "ok", "response": {}}
+
+    async def subscribe(self, query: str, variables: dict[str, Any] | None = None) -> str:
+        reply = await self.call(CONTROL, "doc", {"query": query, "variables": variables or {}})
+        assert reply["status"] == "ok", reply
+        subscription_id = reply["response"]["subscriptionId"]
+        assert isinstance(subscription_id, str)
+        assert subscription_id.startswith("__absinthe__:doc:")
+        return subscription_id
+
+
+@contextlib.asynccontextmanager
+async def phoenix(url: str, *, v2: bool = False) -> AsyncIterator[Phoenix]:
+    async with connect(f"{url}?vsn=2.0.0" if v2 else url) as ws:
+        yield Phoenix(ws, v2)
+
+
+async def update_page(
+    client: httpx.AsyncClient, world: World, page_id: int, **input: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api",
+        json={"query": UPDATE, "variables": {"id": page_id, "input": input}},
+        headers={"Authorization": f"Bearer {world.tokens['owner']}"},
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]["updateActionPage"]  # type: ignore[no-any-return]
+
+
+async def test_v1_subscribe_receive_and_unsubscribe(
+    socket_url: str, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    async with phoenix(socket_url) as ph:
+        ref = await ph.send(CONTROL, "phx_join", {})
+        await ph.reply(ref)
+        assert ph.raw[-1] == {
+            "topic": CONTROL,
+            "event": "phx_reply",
+            "payload": {"status": "ok", "response": {}},
+            "ref": ref,
+        }
+        sub_id = await ph.subscribe(UPSERTED, {"org": world.org.name})
+
+        await update_page(client, world, world.page.id, locale="de")
+
+        frame = await ph.push()
+        assert frame == {
+            "topic": sub_id,
+            "event": "subscription:data",
+            "payload": {
+                "subscriptionId": sub_id,
+                "result": {
+                    "data": {
+                        "actionPageUpserted": {
+                            "__typename": "PublicActionPage",
+                            "id": world.page.id,
+                            "name": world.page.name,
+                            "locale": "de",
+                            "config": "{}",
+                            "campaign": {"name": world.campaign.name},
+                            "org": {"name": world.org.name},
+                        }
+                    }
+                },
+            },
+            "ref": None,
+        }
+
+        reply = await ph.call(CONTROL, "unsubscribe", {"subscriptionId": sub_id})
+        assert reply == {"status": "ok", "response": {"subscriptionId": sub_id}}
+        assert pubsub.subscriber_count(f"org:{world.org.name.lower()}") == 0
+        await update_page(client, world, world.page.id, locale="fr")
+        await ph.no_push()
+
+        assert await ph.call(CONTROL, "phx_leave", {}) == {"status": "ok", "response": {}}
+
+
+async def test_v2_instance_wide_subscriber_sees_every_org(
+    socket_url: str, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    one = await make_world(session)
+    two = await make_world(session)
+    async with phoenix(socket_url, v2=True) as ph:
+        join_ref = await ph.send(CONTROL, "phx_join", {})
+        assert await ph.reply(join_ref) == {"status": "ok", "response": {}}
+        assert ph.raw[-1] == [
+            join_ref,
+            join_ref,
+            CONTROL,
+            "phx_reply",
+            {"status": "ok", "response": {}},
+        ]
+        doc_ref = await ph.send(CONTROL, "doc", {"query": UPSERTED, "variables": {}})
+        reply = await ph.reply(doc_ref)
+        sub_id = reply["response"]["subscriptionId"]
+        assert ph.raw[-1][:4] == [join_ref, doc_ref, CONTROL, "phx_reply"]
+
+        await update_page(client, one, one.page.id, locale="de")
+        await update_page(client, two, two.page.id, locale="pl")
+
+        first, second = await ph.push(), await ph.push()
+        assert ph.raw[-1][:4] == [None, None, sub_id, "subscription:data"]
+        pages = [f["payload"]["result"]["data"]["actionPageUpserted"] for f in (first, second)]
+        assert [(p["id"], p["locale"], p["org"]["name"]) for p in pages] == [
+            (one.page.id, "de", one.org.name),
+            (two.page.id, "pl", two.org.name),
+        ]
+        assert first["payload"]["subscriptionId"] == sub_id
+
+        heartbeat = await ph.send("phoenix", "heartbeat", {})
+        assert await ph.reply(heartbeat) == {"status": "ok", "response": {}}
+        assert ph.raw[-1] == [None, heartbeat, "phoenix", "phx_reply", ph.raw[-1][4]]
+
+        reply = await ph.call(CONTROL, "unsubscribe", {"subscriptionId": sub_id})
+        assert reply == {"status": "ok", "response": {"subscriptionId": sub_id}}
+        await update_page(client, one, one.page.id, locale="en")
+        await ph.no_push()
+
+
+async def test_org_subscriber_gets_only_its_orgs_pages(
+    socket_url: str, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    mine = await make_world(session)
+    other = await make_world(session)
+    async with phoenix(socket_url) as ph:
+        await ph.join()
+        # the org name is matched case-insensitively, as the original's citext
+        await ph.subscribe(UPSERTED, {"org": mine.org.name.upper()})
+        await update_page(client, other, other.page.id, locale="pl")
+        await update_page(client, mine, mine.page.id, locale="de")
+        frame = await ph.push()
+        assert frame["payload"]["result"]["data"]["actionPageUpserted"]["id"] == mine.page.id
+        await ph.no_push()
+
+
+async def test_a_page_added_by_mutation_is_published(
+    socket_url: str, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    async with phoenix(socket_url, v2=True) as ph:
+        await ph.join()
+        await ph.subscribe("subscription { actionPageUpserted { id name } }")
+        response = await client.post(
+            "/api",
+            json={
+                "query": "mutation($org: String!, $campaign: String!) {"
+                " addActionPage(orgName: $org, campaignName: $campaign,"
+                ' input: {name: "example.org/new-page", locale: "en"}) { id } }',
+                "variables": {"org": world.org.name, "campaign": world.campaign.name},
+            },
+            headers={"Authorization": f"Bearer {world.tokens['owner']}"},
+        )
+        added = response.json()["data"]["addActionPage"]
+        frame = await ph.push()
+        assert frame["payload"]["result"]["data"]["actionPageUpserted"] == {
+            "id": added["id"],
+            "name": "example.org/new-page",
+        }
+
+
+async def test_unknown_org_is_not_found(socket_url: str, session: AsyncSession) -> None:
+    for v2 in (False, True):
+        async with phoenix(socket_url, v2=v2) as ph:
+            await ph.join()
+            reply = await ph.call(
+                CONTROL, "doc", {"query": UPSERTED, "variables": {"org": "no-such-org"}}
+            )
+            assert reply["status"] == "error"
+            [error] = reply["response"]["errors"]
+            assert error["message"] == "Entity not found"
+            assert error["extensions"]["code"] == "not_found"
+            assert error["path"] == ["actionPageUpserted"]
+            assert "data" not in reply["response"]
+    assert pubsub.subscriber_count("$instance") == 0
+
+
+async def test_invalid_documents_are_errors(socket_url: str, session: AsyncSession) -> None:
+    async with phoenix(socket_url) as ph:
+        await ph.join()
+        for query in (
+            "subscription { actionPageUpserted { nope } }",
+            "subscription {",
+            "subscription { nothingLikeThis }",
+        ):
+            reply = await ph.call(CONTROL, "doc", {"query": query, "variables": {}})
+            assert reply["status"] == "error", query
+            assert reply["response"]["errors"][0]["message"], query
+        reply = await ph.call(CONTROL, "doc", {"variables": {}})
+        assert reply == {
+            "status": "error",
+            "response": {"errors": [{"message": "No query document supplied"}]},
+        }
+        # the socket is still usable
+        heartbeat = await ph.call("phoenix", "heartbeat", {})
+        assert heartbeat == {"status": "ok", "response": {}}
+
+
+async def test_snake_case_names_are_accepted(
+    socket_url: str, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    async with phoenix(socket_url) as ph:
+        await ph.join()
+        await ph.subscribe(
+            "subscription($org: String) {"
+            " action_page_upserted(org_name: $org) { id thank_you_template } }",
+            {"org": world.org.name},
+        )
+        await update_page(client, world, world.page.id, locale="it")
+        frame = await ph.push()
+        assert frame["payload"]["result"]["data"] == {
+            "action_page_upserted": {"id": world.page.id, "thank_you_template": None}
+        }
+
+
+async def test_a_query_over_the_socket_is_answered_with_its_result(
+    socket_url: str, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    async with phoenix(socket_url) as ph:
+        await ph.join()
+        reply = await ph.call(
+            CONTROL,
+            "doc",
+            {
+                "query": "query Page($id: Int!) { actionPage(id: $id) { __typename name } }",
+                "variables": {"id": world.page.id},
+            },
+        )
+        assert reply == {
+            "status": "ok",
+            "response": {
+                "data": {"actionPage": {"__typename": "PublicActionPage", "name": world.page.name}}
+            },
+        }
+        reply = await ph.call(
+            CONTROL, "doc", {"query": "{ actionPage(id: -1) { name } }", "variables": None}
+        )
+        assert reply["status"] == "ok"
+        assert reply["response"]["data"] is None
+        assert reply["response"]["errors"][0]["extensions"]["code"] == "not_found"
+
+
+async def test_messages_before_join_are_unmatched(socket_url: str, session: AsyncSession) -> None:
+    async with phoenix(socket_url) as ph:
+        reply = await ph.call(CONTROL, "doc", {"query": UPSERTED, "variables": {}})
+        assert reply == {"status": "error", "response": {"reason": "unmatched topic"}}
+        reply = await ph.call("room:lobby", "phx_join", {})
+        assert reply == {"status": "error", "response": {"reason": "unmatched topic"}}
+        assert pubsub.subscriber_count("$instance") == 0
+
+
+async def test_leaving_and_closing_end_the_subscriptions(
+    socket_url: str, session: AsyncSession
+) -> None:
+    async with phoenix(socket_url, v2=True) as ph:
+        await ph.join()
+        await ph.subscribe(UPSERTED)
+        await ph.subscribe(UPSERTED)
+        assert pubsub.subscriber_count("$instance") == 2
+        assert await ph.call(CONTROL, "phx_leave", {}) == {"status": "ok", "response": {}}
+        assert pubsub.subscriber_count("$instance") == 0
+        reply = await ph.call(CONTROL, "doc", {"query": UPSERTED, "variables": {}})
+        assert reply["response"] == {"reason": "unmatched topic"}
+
+    async with phoenix(socket_url) as ph:
+        await ph.join()
+        await ph.subscribe(UPSERTED)
+        assert pubsub.subscriber_count("$instance") == 1
+    await until(lambda: pubsub.subscriber_count("$instance") == 0)
+
+
+async def test_a_malformed_frame_closes_the_socket(socket_url: str, session: AsyncSession) -> None:
+    async with phoenix(socket_url, v2=True) as ph:
+        await ph.ws.send(json.dumps({"topic": CONTROL, "event": "phx_join"}))  # V1 on V2
+        with pytest.raises(ConnectionClosed) as closed:
+            await ph.ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1003
+
+
+async def test_an_unknown_serializer_version_is_refused(
+    socket_url: str, session: AsyncSession
+) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{socket_url}?vsn=3.0.0"):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_an_empty_subprotocol_header_is_accepted(
+    socket_url: str, session: AsyncSession
+) -> None:
+    # what the Python proca CLI (gql 3.0 on websockets 10) sends
+    async with connect(socket_url, additional_headers={"Sec-WebSocket-Protocol": ""}) as ws:
+        ph = Phoenix(ws, v2=False)
+        await ph.join()
+
+
+async def test_a_silent_socket_is_closed(
+    socket_url: str, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(phoenix_socket, "IDLE_TIMEOUT", 0.2)
+    async with phoenix(socket_url) as ph:
+        await ph.join()
+        await ph.subscribe(UPSERTED)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ph.ws.recv(), 5)
+    await until(lambda: pubsub.subscriber_count("$instance") == 0)
+
+
+async def test_the_app_lifespan_connects_the_pubsub(settings: Settings, backend: str) -> None:
+    other = create_app(settings)
+    async with other.router.lifespan_context(other):
+        assert pubsub.cross_process is (backend == "postgresql")
+    assert pubsub.cross_process is False
+
+
+# Two server processes on one PostgreSQL database: the test process (the `app` fixture) and a
+# uvicorn subprocess configured from the environment, as `proca-server serve` starts workers.
+
+
+@pytest.fixture
+async def other_process(
+    settings: Settings, backend: str, tmp_path: Path, session: AsyncSession
+) -> AsyncIterator[str]:
+    if backend != "postgresql":
+        pytest.skip("cross-process delivery uses PostgreSQL NOTIFY")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "PROCA_ENV": "test",
+        "PROCA_DATA_DIR": str(tmp_path),
+    }
+    log = (tmp_path / "server.log").open("wb")
+    run = (
+        "import uvicorn; uvicorn.run('proca_server.app:create_app', factory=True,"
+        f" host='127.0.0.1', port={port}, log_level='warning',"
+        " ws='proca_server.graphql.socket:PhoenixWebSocketProtocol')"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", run, env=env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http, asyncio.timeout(30):
+            while True:
+                assert process.returncode is None, (tmp_path / "server.log").read_text()
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+        yield base
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+        log.close()
+
+
+async def test_pages_reach_subscribers_of_another_process(
+    other_process: str, socket_url: str, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    other_socket = other_process.replace("http", "ws") + "/socket/websocket"
+    async with phoenix(other_socket, v2=True) as there, phoenix(socket_url) as here:
+        await there.join()
+        await there.subscribe(UPSERTED, {"org": world.org.name})
+        await here.join()
+        await here.subscribe(UPSERTED)
+
+        # updated in this process, seen in the other one (and here)
+        await update_page(client, world, world.page.id, locale="de")
+        frame = await there.push()
+        assert frame["payload"]["result"]["data"]["actionPageUpserted"]["locale"] == "de"
+        assert (await here.push())["payload"]["result"]["data"]["actionPageUpserted"]["id"] == (
+            world.page.id
+        )
+
+        # updated in the other process, seen here
+        campaign = await make_campaign(session, world.org)
+        page = await make_page(session, campaign, world.org)
+        await session.commit()
+        async with httpx.AsyncClient(base_url=other_process) as http:
+            response = await http.post(
+                "/api",
+                json={"query": UPDATE, "variables": {"id": page.id, "input": {"locale": "nl"}}},
+                headers={"Authorization": f"Bearer {world.tokens['owner']}"},
+            )
+        assert "errors" not in response.json(), response.json()
+        frame = await here.push()
+        assert frame["payload"]["result"]["data"]["actionPageUpserted"]["id"] == page.id
+        frame = await there.push()
+        assert frame["payload"]["result"]["data"]["actionPageUpserted"]["locale"] == "nl"
