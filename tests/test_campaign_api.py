@@ -505,3 +505,27 @@ async def test_sibling_fields_share_the_request_session(
     )
     assert body["campaign"]["org"] == {"name": world.org.name}
     assert body["campaign"]["actionPages"] == [{"name": world.page.name}]
+
+
+async def test_delete_org_refuses_without_changing_anything(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    spare = await make_campaign(session, world.org, "spare-campaign")
+    session.add(
+        Action(action_type="petition", campaign_id=world.campaign.id, action_page_id=world.page.id)
+    )
+    await session.commit()
+    spare_id = spare.id
+    refused = error(
+        await gql(
+            client,
+            "mutation($n: String!) { deleteOrg(name: $n) }",
+            {"n": world.org.name},
+            token=world.tokens["owner"],
+        )
+    )
+    assert refused["message"] == "has action pages"
+    await session.rollback()
+    # the deletable campaign was not deleted either: a refusal changes nothing
+    assert await session.scalar(select(Campaign.id).where(Campaign.id == spare_id)) == spare_id

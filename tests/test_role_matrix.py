@@ -165,6 +165,17 @@ CASES = [
         {*STAFF, "admin"},
     ),
     Case(
+        "resetTransactionalEmailBudget",
+        'mutation { resetTransactionalEmailBudget(orgName: "$org") }',
+        {"owner", "campaigner", "admin"},
+    ),
+    Case(
+        "inviteOrgUser",
+        'mutation { inviteOrgUser(orgName: "$org", input: {email: "$new_name@example.org", '
+        'role: "coordinator"}) { code } }',
+        {"owner", "campaigner", "translator", "admin"},
+    ),
+    Case(
         "deleteContact",
         'mutation { deleteContact(orgName: "$org", contactRef: "$contact_ref") }',
         {"owner", "admin"},

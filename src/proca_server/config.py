@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,12 +53,32 @@ class Settings(BaseSettings):
     cors_allow_origin: str = Field("*", alias="CORS_ALLOW_ORIGIN")
     jwt_secret: str | None = Field(None, alias="JWT_SECRET")
     jwks_url: str | None = Field(None, alias="JWKS_URL")
+    jwt_email: str = Field("email", alias="JWT_EMAIL")
+    jwt_email_verified: str = Field("user_metadata.email_verified", alias="JWT_EMAIL_VERIFIED")
+    allow_unverified_email: bool = Field(False, alias="ALLOW_UNVERIFIED_EMAIL")
+    sso_home_url: str | None = Field(None, alias="SSO_HOME_URL")
+    local_auth_enable: bool = Field(True, alias="LOCAL_AUTH_ENABLE")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
 
-    @field_validator("amqp_url", "jwt_secret", "jwks_url", "admin_email", mode="before")
+    @field_validator(
+        "amqp_url", "jwt_secret", "jwks_url", "admin_email", "sso_home_url", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator(
+        "jwt_email",
+        "jwt_email_verified",
+        "allow_unverified_email",
+        "local_auth_enable",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_default(cls, value: object, info: ValidationInfo) -> object:
+        if value == "" and info.field_name:
+            return cls.model_fields[info.field_name].default
+        return value
 
     @property
     def production(self) -> bool:

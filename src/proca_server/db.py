@@ -29,19 +29,14 @@ def sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
-    # The driver would open transactions lazily, before the first write only; then a SAVEPOINT
-    # opened first would be the outermost transaction and its RELEASE would commit. SQLAlchemy
-    # emits BEGIN itself instead (see configure_sqlite).
-    dbapi_connection.isolation_level = None
-
-
-def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
 
 
 def configure_sqlite(engine: AsyncEngine) -> None:
+    # The driver opens a transaction lazily, before the first write: reads before it see the
+    # latest commits and a write never fails on a stale read snapshot (SQLITE_BUSY_SNAPSHOT);
+    # writers wait for each other up to busy_timeout. The cost: a SAVEPOINT opened before any
+    # write would be the outermost transaction, so the code uses no savepoints (checks first).
     event.listen(engine.sync_engine, "connect", sqlite_on_connect)
-    event.listen(engine.sync_engine, "begin", _sqlite_begin)
 
 
 def ensure_sqlite_dir(sqlalchemy_url: str) -> None:

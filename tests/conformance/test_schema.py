@@ -12,7 +12,6 @@ NOT_YET = {
     "RootMutationType.addAction": "supporter API",
     "RootMutationType.linkActions": "supporter API",
     "RootMutationType.requeueActions": "processing pipeline",
-    "RootMutationType.resetTransactionalEmailBudget": "email",
     "RootMutationType.addStripePaymentIntent": "donations",
     "RootMutationType.addStripeSubscription": "donations",
     "RootMutationType.addStripeObject": "donations",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.errors import BadArgument, NotFound
@@ -123,31 +123,31 @@ async def newest_lead_page(session: AsyncSession, campaign: Campaign) -> ActionP
     return page
 
 
-async def has_real_actions(session: AsyncSession, page_id: int) -> bool:
-    found = await session.scalar(
+async def deletable(session: AsyncSession, page_id: int) -> bool:
+    """A page may go when it holds no real action and none of its supporters acted elsewhere
+    (their rows would have to stay)."""
+    real = await session.scalar(
         select(Action.id)
         .where(Action.action_page_id == page_id, Action.testing.is_(False))
         .limit(1)
     )
-    return found is not None
+    if real is not None:
+        return False
+    elsewhere = await session.scalar(
+        select(Action.id)
+        .join(Supporter, Supporter.id == Action.supporter_id)
+        .where(Supporter.action_page_id == page_id, Action.action_page_id != page_id)
+        .limit(1)
+    )
+    return elsewhere is None
 
 
 async def delete_action_page(session: AsyncSession, page: ActionPage) -> None:
-    """Delete a page that holds no real action data, with its test actions and the
-    supporters left without actions."""
-    if await has_real_actions(session, page.id):
+    """Delete a page that holds no real action data, with its test actions and its
+    supporters (who then have no action left)."""
+    if not await deletable(session, page.id):
         raise BadArgument("has action data", field="name")
     await session.execute(delete(Action).where(Action.action_page_id == page.id))
-    with_actions = select(Action.supporter_id).where(Action.supporter_id.is_not(None))
-    await session.execute(
-        delete(Supporter).where(
-            Supporter.action_page_id == page.id, Supporter.id.not_in(with_actions)
-        )
-    )
-    remaining = await session.scalar(
-        select(func.count()).select_from(Supporter).where(Supporter.action_page_id == page.id)
-    )
-    if remaining:
-        raise BadArgument("has action data", field="name")
+    await session.execute(delete(Supporter).where(Supporter.action_page_id == page.id))
     await session.delete(page)
     await session.flush()

@@ -1,24 +1,66 @@
-"""Who is calling: API token or HTTP Basic from the Authorization header (spec §3.1)."""
+"""Who is calling (spec §3.1): the session cookie of the HTML pages, then the Authorization
+header: HTTP Basic, an API token (`Bearer API-…`) or a JWT (`Bearer ey…`).
+
+A header, when present, decides: bad credentials there are an error even with a valid
+cookie. A cookie that does not hold (unsigned, unknown or expired token) is just anonymous.
+
+Cookies carry a session token signed with HMAC-SHA256 under a key derived from
+SECRET_KEY_BASE and the cookie's name. The token is stored as is in `users_tokens`
+(context `session`), as the original stores it."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from functools import lru_cache
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.auth.passwords import verify_password
+from proca_server.auth.jwt import authenticate_jwt, looks_like_jwt
+from proca_server.auth.passwords import hash_password, needs_rehash, verify_password
+from proca_server.config import Settings, get_settings
 from proca_server.errors import AuthenticationFailed
+from proca_server.kit import base64url
+from proca_server.kit.time import utcnow
 from proca_server.models import User
 from proca_server.user import repository, service
+
+log = logging.getLogger("proca_server.auth")
+
+SESSION_COOKIE = "_proca_key"
+REMEMBER_ME_COOKIE = "_proca_user_remember_me"
+SESSION_CONTEXT = "session"
+SESSION_VALIDITY = timedelta(days=60)
+SESSION_TOKEN_BYTES = 32
 
 
 class MalformedCredentials(AuthenticationFailed):
     http_status = 400
 
 
-async def authenticate(session: AsyncSession, authorization: str | None) -> User | None:
-    """The user the header identifies; None when there is no header.
+async def authenticate_request(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    authorization: str | None,
+    cookies: Mapping[str, str],
+) -> User | None:
+    """The caller of an /api (or /link) request; None when anonymous."""
+    if authorization and authorization.strip():
+        return await authenticate(session, authorization, settings)
+    return await user_from_cookies(session, settings, cookies)
+
+
+async def authenticate(
+    session: AsyncSession, authorization: str | None, settings: Settings | None = None
+) -> User | None:
+    """The user the Authorization header identifies; None when there is no header.
 
     Raises AuthenticationFailed when credentials are given but do not hold."""
     if not authorization:
@@ -27,6 +69,8 @@ async def authenticate(session: AsyncSession, authorization: str | None) -> User
     scheme = scheme.lower()
     credentials = credentials.strip()
     if scheme == "bearer":
+        if looks_like_jwt(credentials):
+            return await authenticate_jwt(session, credentials, settings or get_settings())
         user = await service.get_user_by_api_token(session, credentials)
         if user is None:
             raise AuthenticationFailed("Cannot verify token")
@@ -47,4 +91,81 @@ async def _basic(session: AsyncSession, credentials: str) -> User:
     user = await repository.get_user_by_email(session, email)
     if user is None or not verify_password(password, user.hashed_password):
         raise AuthenticationFailed("Can not authenticate with these Basic HTTP credentials")
+    upgrade_password_hash(user, password)
     return user
+
+
+def upgrade_password_hash(user: User, password: str) -> None:
+    """Replace a legacy (Pow) hash by bcrypt once the password has been checked."""
+    if needs_rehash(user.hashed_password):
+        user.hashed_password = hash_password(password)
+
+
+# --- session cookies ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _ephemeral_secret() -> bytes:
+    log.warning(
+        "SECRET_KEY_BASE is not set: cookies are signed with a random key that lasts as long "
+        "as this process (log-ins do not survive a restart or span several processes)"
+    )
+    return secrets.token_bytes(64)
+
+
+def signing_key(settings: Settings, purpose: str) -> bytes:
+    base = settings.secret_key_base.encode() or _ephemeral_secret()
+    return hmac.new(base, b"proca-server/" + purpose.encode(), hashlib.sha256).digest()
+
+
+def sign(settings: Settings, purpose: str, value: bytes) -> str:
+    payload = base64url.encode(value)
+    mac = hmac.new(signing_key(settings, purpose), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{base64url.encode(mac)}"
+
+
+def unsign(settings: Settings, purpose: str, signed: str | None) -> bytes | None:
+    """The signed value, or None when it was not signed by us for this purpose."""
+    if not signed:
+        return None
+    payload, sep, mac_text = signed.partition(".")
+    if not sep:
+        return None
+    expected = hmac.new(signing_key(settings, purpose), payload.encode(), hashlib.sha256)
+    try:
+        mac = base64url.decode(mac_text)
+        if not hmac.compare_digest(mac, expected.digest()):
+            return None
+        return base64url.decode(payload)
+    except ValueError:
+        return None
+
+
+def generate_session_token() -> bytes:
+    return secrets.token_bytes(SESSION_TOKEN_BYTES)
+
+
+async def get_user_by_session_token(session: AsyncSession, token: bytes) -> User | None:
+    row = await repository.get_token(session, SESSION_CONTEXT, token)
+    if row is None or row.inserted_at + SESSION_VALIDITY <= utcnow():
+        return None
+    return await repository.get_user(session, row.user_id)
+
+
+async def session_from_cookies(
+    session: AsyncSession, settings: Settings, cookies: Mapping[str, str]
+) -> tuple[User | None, str | None]:
+    """The logged-in user and the name of the cookie that holds their session token."""
+    for name in (SESSION_COOKIE, REMEMBER_ME_COOKIE):
+        token = unsign(settings, name, cookies.get(name))
+        if token is not None:
+            user = await get_user_by_session_token(session, token)
+            if user is not None:
+                return user, name
+    return None, None
+
+
+async def user_from_cookies(
+    session: AsyncSession, settings: Settings, cookies: Mapping[str, str]
+) -> User | None:
+    return (await session_from_cookies(session, settings, cookies))[0]

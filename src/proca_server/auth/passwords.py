@@ -1,7 +1,19 @@
-"""Password hashing (bcrypt), policy, and generated strong passwords."""
+"""Password hashing (bcrypt), policy, and generated strong passwords.
+
+Users imported from the original server may still carry hashes of its former Pow library:
+`$pbkdf2-<digest>$<iterations>$<salt>$<hash>`, PBKDF2-HMAC with a 64-byte derived key (Pow's
+defaults: sha512, 100 000 iterations, 16-byte salt). Pow writes salt and hash in standard
+base64 with padding; its early releases delegated to Comeonin, whose hashes have the same
+layout in "adapted" base64 (`.` for `+`, no padding). The two alphabets cannot be confused,
+so both are read. These hashes are verified, never produced, and replaced by bcrypt at the
+next successful log-in."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import secrets
 import string
 
@@ -10,6 +22,10 @@ import bcrypt
 MIN_LENGTH = 12
 MAX_LENGTH = 80
 SYMBOLS = "!?@#$%^&*_"
+POW_KEY_LENGTH = 64
+POW_DIGESTS = frozenset({"sha", "sha224", "sha256", "sha384", "sha512"})
+# A stored hash decides the work done to check it; refuse absurd counts rather than stall.
+POW_MAX_ITERATIONS = 10_000_000
 
 
 def hash_password(password: str) -> str:
@@ -17,12 +33,40 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password: str, hashed: str | None) -> bool:
-    if not hashed or not hashed.startswith("$2"):
+    if not hashed:
+        return False
+    if hashed.startswith("$pbkdf2-"):
+        return _verify_pow_pbkdf2(password, hashed)
+    if not hashed.startswith("$2"):
         return False
     try:
         return bcrypt.checkpw(password.encode(), hashed.encode())
     except ValueError:
         return False
+
+
+def _verify_pow_pbkdf2(password: str, hashed: str) -> bool:
+    parts = hashed.split("$")
+    if len(parts) != 5 or parts[0] != "":
+        return False
+    _, scheme, iterations_text, salt_text, hash_text = parts
+    digest = scheme.removeprefix("pbkdf2-")
+    if digest not in POW_DIGESTS or not iterations_text.isdigit():
+        return False
+    iterations = int(iterations_text)
+    if not 0 < iterations <= POW_MAX_ITERATIONS:
+        return False
+    try:
+        salt = _pow_b64decode(salt_text)
+        expected = _pow_b64decode(hash_text)
+    except (binascii.Error, ValueError):
+        return False
+    if len(expected) != POW_KEY_LENGTH:
+        return False
+    # Erlang's :sha is SHA-1
+    name = "sha1" if digest == "sha" else digest
+    derived = hashlib.pbkdf2_hmac(name, password.encode(), salt, iterations, POW_KEY_LENGTH)
+    return hmac.compare_digest(derived, expected)
 
 
 def password_problems(password: str) -> list[str]:
@@ -49,3 +93,15 @@ def generate_password() -> str:
     )
     secrets.SystemRandom().shuffle(chars)
     return "".join(chars)
+
+
+def _pow_b64decode(text: str) -> bytes:
+    if "." in text:  # Comeonin's adapted base64
+        text = text.replace(".", "+")
+        text += "=" * (-len(text) % 4)
+    return base64.b64decode(text, validate=True)
+
+
+def needs_rehash(hashed: str) -> bool:
+    """A legacy hash that should be replaced by bcrypt once the password is known."""
+    return not hashed.startswith("$2")

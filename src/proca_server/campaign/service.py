@@ -177,20 +177,30 @@ async def set_mtt(session: AsyncSession, campaign: Campaign, attrs: dict[str, An
     return mtt
 
 
-async def delete_campaign(session: AsyncSession, campaign: Campaign) -> None:
-    """Delete the lead org's pages (only those without real action data), then the campaign;
-    refuse while partners' pages remain."""
+async def deletable(session: AsyncSession, campaign: Campaign) -> bool:
     page_rows = await session.execute(
         select(ActionPage).where(ActionPage.campaign_id == campaign.id)
     )
-    remaining = False
     for page in page_rows.scalars().all():
-        if page.org_id == campaign.org_id:
-            await pages.delete_action_page(session, page)
-        else:
-            remaining = True
-    if remaining:
+        if page.org_id != campaign.org_id or not await pages.deletable(session, page.id):
+            return False
+    return True
+
+
+async def delete_campaign(session: AsyncSession, campaign: Campaign) -> None:
+    """Delete the lead org's pages (only those without real action data), then the campaign;
+    refuse while partners' pages remain. Checked first, so a refusal changes nothing."""
+    page_rows = await session.execute(
+        select(ActionPage).where(ActionPage.campaign_id == campaign.id)
+    )
+    all_pages = page_rows.scalars().all()
+    if any(page.org_id != campaign.org_id for page in all_pages):
         raise BadArgument("has action pages", field="name")
+    for page in all_pages:
+        if not await pages.deletable(session, page.id):
+            raise BadArgument("has action data", field="name")
+    for page in all_pages:
+        await pages.delete_action_page(session, page)
     await session.execute(delete(Target).where(Target.campaign_id == campaign.id))
     await session.delete(campaign)
     await session.flush()

@@ -8,10 +8,12 @@ from proca_server.models.campaign import Campaign
 from proca_server.models.confirm import Confirm
 from proca_server.models.contact import Contact
 from proca_server.models.donation import Donation
+from proca_server.models.email_budget import TransactionalEmailUsage
 from proca_server.models.email_template import EmailTemplate
 from proca_server.models.message import Message, MessageContent
 from proca_server.models.mtt import Mtt
 from proca_server.models.org import Org
+from proca_server.models.preview_email import PreviewEmail
 from proca_server.models.public_key import PublicKey
 from proca_server.models.service import Service
 from proca_server.models.source import Source
@@ -36,6 +38,7 @@ __all__ = [
     "MessageContent",
     "Mtt",
     "Org",
+    "PreviewEmail",
     "PublicKey",
     "Service",
     "Source",
@@ -43,6 +46,7 @@ __all__ = [
     "Supporter",
     "Target",
     "TargetEmail",
+    "TransactionalEmailUsage",
     "User",
     "UserToken",
 ]

@@ -32,6 +32,7 @@ from proca_server.org.types import (
     PrivateOrg,
     ServiceType,
 )
+from proca_server.service import budget
 from proca_server.service.service import upsert_service
 from proca_server.user import repository as users
 
@@ -346,6 +347,13 @@ class OrgMutation:
         attrs = {k: v for k, v in vars(input).items() if k != "name"}
         found = await upsert_service(ctx.session, org, id, input.name.value, attrs)
         return ServiceType.of(found)
+
+    @strawberry.mutation
+    async def reset_transactional_email_budget(self, info: Ctx, org_name: str) -> StatusEnum:
+        ctx = info.context
+        org, _ = await org_access(ctx, org_name, Permission.CHANGE_ORG_SERVICES)
+        await budget.reset(ctx.session, org.id)
+        return StatusEnum.SUCCESS
 
     @strawberry.mutation
     async def upsert_template(

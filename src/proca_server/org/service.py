@@ -11,8 +11,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth.permissions import ROLES, Permission, has_all
-from proca_server.errors import BadArgument, NotFound, PermissionDenied
-from proca_server.models import ActionPage, Org, PublicKey, Staffer, User
+from proca_server.errors import BadArgument, NotFound
+from proca_server.models import Org, PublicKey, Staffer, User
 from proca_server.models.enums import ContactSchema
 from proca_server.org.repository import get_org_by_name as get_org_by_name
 
@@ -188,30 +188,25 @@ async def remove_member(session: AsyncSession, org: Org, user: User) -> None:
 
 
 async def delete_org(session: AsyncSession, org: Org) -> None:
-    from proca_server.action_page.service import delete_action_page
-    from proca_server.campaign.service import delete_campaign
+    """Delete the org's campaigns and pages that can go, then the org; refuse (changing
+    nothing) while pages with action data remain."""
+    from proca_server.action_page import service as pages
+    from proca_server.campaign import service as campaigns
     from proca_server.models import Campaign
     from proca_server.org.repository import list_action_pages
 
-    campaigns = (
-        (await session.execute(select(Campaign).where(Campaign.org_id == org.id))).scalars().all()
-    )
-    for campaign in campaigns:
-        try:
-            async with session.begin_nested():
-                await delete_campaign(session, campaign)
-        except (BadArgument, PermissionDenied):
-            pass
-    for page in await list_action_pages(session, org.id):
-        try:
-            async with session.begin_nested():
-                await delete_action_page(session, page)
-        except BadArgument:
-            pass
-    remaining = await session.scalar(
-        select(ActionPage.id).where(ActionPage.org_id == org.id).limit(1)
-    )
-    if remaining is not None:
-        raise BadArgument("has action pages", field="name")
+    own = (await session.execute(select(Campaign).where(Campaign.org_id == org.id))).scalars()
+    doomed_campaigns = [c for c in own.all() if await campaigns.deletable(session, c)]
+    in_doomed = {c.id for c in doomed_campaigns}
+    kept_pages = [
+        p for p in await list_action_pages(session, org.id) if p.campaign_id not in in_doomed
+    ]
+    for page in kept_pages:
+        if not await pages.deletable(session, page.id):
+            raise BadArgument("has action pages", field="name")
+    for campaign in doomed_campaigns:
+        await campaigns.delete_campaign(session, campaign)
+    for page in kept_pages:
+        await pages.delete_action_page(session, page)
     await session.delete(org)
     await session.flush()

@@ -1,0 +1,1 @@
+"""Server-rendered HTML: the account pages (/users/...), the homepage and the preview mailbox."""
