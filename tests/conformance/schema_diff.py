@@ -1,5 +1,6 @@
 """Compare this server's GraphQL schema with the original's live introspection
-(../shared/spec/proca-api-schema.json): type kinds, fields, arguments and type references."""
+(data/original-api-schema.json, a copy of the introspection result of the original server's
+public API): type kinds, fields, arguments and type references."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from graphql import get_introspection_query, graphql_sync
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec" / "proca-api-schema.json"
+SPEC = Path(__file__).resolve().parent / "data" / "original-api-schema.json"
 
 
 def _ref(t: dict[str, Any]) -> str:
