@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from proca_server.app import create_app
 from proca_server.config import Settings
+from proca_server.contact import keyrings
 from proca_server.migrations.migrate import upgrade
 from proca_server.models import Base
 
@@ -135,6 +136,8 @@ async def session(
     """A session for arranging and checking data; every table is emptied after the test."""
     async with sessionmaker() as s:
         yield s
+    # process-wide caches must not carry one test's rows into the next
+    keyrings._keyrings.clear()
     async with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             await conn.execute(delete(table))

@@ -17,6 +17,7 @@ from proca_server.graphql.http import router as graphql_router
 from proca_server.graphql.socket import router as socket_router
 from proca_server.kit.logs import configure_logging
 from proca_server.migrations.migrate import is_up_to_date
+from proca_server.stats.maintenance import background as stats_background
 from proca_server.web.accounts import router as accounts_router
 from proca_server.web.mailbox import router as mailbox_router
 
@@ -38,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not await is_up_to_date(engine):
             raise NotMigrated("the database is not migrated: run `proca-server db upgrade`")
-        yield
+        async with stats_background(engine, settings):
+            yield
         await engine.dispose()
 
     app = FastAPI(

@@ -59,9 +59,25 @@ class Settings(BaseSettings):
     sso_home_url: str | None = Field(None, alias="SSO_HOME_URL")
     local_auth_enable: bool = Field(True, alias="LOCAL_AUTH_ENABLE")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # campaign counters (ARCHITECTURE.md, "Counters")
+    stats_background: bool = Field(True, alias="STATS_BACKGROUND")
+    stats_cache_ms: int | None = Field(None, ge=0, alias="STATS_CACHE_MS")
+    stats_compact_ms: int = Field(1000, gt=0, alias="STATS_COMPACT_MS")
+    sync_interval: int = Field(60000, ge=0, alias="SYNC_INTERVAL")
+    hcaptcha_key: str | None = Field(None, alias="HCAPTCHA_KEY")
+    hcaptcha_url: str = Field("https://api.hcaptcha.com/siteverify", alias="HCAPTCHA_URL")
+    procaptcha_url: str | None = Field(None, alias="PROCAPTCHA_URL")
+    captcha_service: str = Field("procaptcha", alias="CAPTCHA_SERVICE")
 
     @field_validator(
-        "amqp_url", "jwt_secret", "jwks_url", "admin_email", "sso_home_url", mode="before"
+        "amqp_url",
+        "jwt_secret",
+        "jwks_url",
+        "admin_email",
+        "sso_home_url",
+        "hcaptcha_key",
+        "procaptcha_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -79,6 +95,23 @@ class Settings(BaseSettings):
         if value == "" and info.field_name:
             return cls.model_fields[info.field_name].default
         return value
+
+    @field_validator(
+        "stats_background", "stats_cache_ms", "stats_compact_ms", "sync_interval", mode="before"
+    )
+    @classmethod
+    def _stats_empty_is_default(cls, value: object, info: ValidationInfo) -> object:
+        if value == "" and info.field_name:
+            return cls.model_fields[info.field_name].default
+        return value
+
+    @property
+    def stats_cache_ttl(self) -> float:
+        """Seconds a process may serve cached counts: 0.5 by default, none in tests (their
+        rows, and on SQLite their ids, change from one test to the next)."""
+        if self.stats_cache_ms is None:
+            return 0.0 if self.env == "test" else 0.5
+        return self.stats_cache_ms / 1000
 
     @property
     def production(self) -> bool:

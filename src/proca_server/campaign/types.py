@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,7 +19,7 @@ from proca_server.graphql.scalars import Date, DateTime, Json, NaiveDateTime
 from proca_server.models import Action, ActionPage, Campaign, Confirm, Mtt, Supporter, User
 from proca_server.models.enums import ConfirmOperation
 from proca_server.org.types import OrgInterface, org_of, org_view
-from proca_server.stats import queries as stats
+from proca_server.stats.counts import CampaignCounts, campaign_stats
 
 if TYPE_CHECKING:
     from proca_server.action_page.types import ActionPageInterface, PrivateActionPage
@@ -57,39 +59,55 @@ class OrgCount:
 
 @strawberry.type(name="CampaignStats")
 class CampaignStats:
+    """Served from the counters (stats/counts.py): no scan, no query when cached."""
+
     campaign: strawberry.Private[Campaign]
+    # sibling fields of one stats object share one read
+    read: strawberry.Private[CampaignCounts | None] = None
+    reading: strawberry.Private[asyncio.Lock] = dataclasses.field(default_factory=asyncio.Lock)
+
+    async def counts(self, info: Ctx) -> CampaignCounts:
+        async with self.reading:
+            if self.read is None:
+                ctx = info.context
+                self.read = await campaign_stats(
+                    ctx.session, self.campaign.id, max_age=ctx.settings.stats_cache_ttl
+                )
+            return self.read
 
     @strawberry.field
     async def supporter_count(self, info: Ctx) -> int:
-        return await stats.supporter_count(info.context.session, self.campaign.id)
+        return (await self.counts(info)).supporters
 
     @strawberry.field
     async def supporter_count_by_area(self, info: Ctx) -> list[AreaCount]:
-        rows = await stats.supporter_count_by_area(info.context.session, self.campaign.id)
-        return [AreaCount(area=a, count=n) for a, n in rows]
+        counts = await self.counts(info)
+        return [AreaCount(area=a, count=n) for a, n in counts.by_area.items()]
 
     @strawberry.field
     async def supporter_count_by_org(self, info: Ctx) -> list[OrgCount]:
+        from proca_server.models import Org
+
         ctx = info.context
-        counts = await stats.supporter_count_by_org(ctx.session, self.campaign.id)
-        return [
-            OrgCount(org=await org_view(ctx, await org_of(ctx, org_id)), count=n)
-            for org_id, n in sorted(counts.items())
-        ]
+        out = []
+        for org_id, n in (await self.counts(info)).by_org.items():
+            org = await ctx.session.get(Org, org_id)
+            if org is not None:  # deleted since; the next reconciliation drops it
+                out.append(OrgCount(org=await org_view(ctx, org), count=n))
+        return out
 
     @strawberry.field
     async def supporter_count_by_others(self, info: Ctx, org_name: str) -> int:
         from proca_server.org.repository import get_org_by_name
 
-        ctx = info.context
-        org = await get_org_by_name(ctx.session, org_name)
-        counts = await stats.supporter_count_by_org(ctx.session, self.campaign.id)
-        return sum(n for org_id, n in counts.items() if org is None or org_id != org.id)
+        org = await get_org_by_name(info.context.session, org_name)
+        counts = await self.counts(info)
+        return counts.supporters_by_others(org.id if org is not None else None)
 
     @strawberry.field
     async def action_count(self, info: Ctx) -> list[ActionTypeCount]:
-        rows = await stats.action_count(info.context.session, self.campaign.id)
-        return [ActionTypeCount(action_type=t, count=n) for t, n in rows]
+        counts = await self.counts(info)
+        return [ActionTypeCount(action_type=t, count=n) for t, n in counts.by_action_type.items()]
 
 
 @strawberry.type(name="CampaignProcessing")

@@ -24,6 +24,9 @@ class Context:
     extensions: dict[str, Any] = field(default_factory=dict)
     # (user id, org id) -> membership, looked up once per request
     staffers: dict[tuple[int, int], Staffer | None] = field(default_factory=dict)
+    # the client's idempotency key, reserved with the first root mutation's writes
+    idempotency_key: str | None = None
+    idempotency_reserved: bool = False
     # callbacks to run after the transaction commits (publishes, emails)
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

@@ -18,6 +18,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from proca_server.auth.authenticate import authenticate_request
 from proca_server.config import Settings
 from proca_server.errors import AuthenticationFailed
+from proca_server.graphql import idempotency
 from proca_server.graphql.context import Context
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.names import convert_variables, make_preparer
@@ -109,8 +110,21 @@ async def execute_request(
             query = prepared.query
             if variables and operation:
                 variables = convert_variables(variables, operation[1])
+        key = None
+        if operation and operation[0] is OperationType.MUTATION:
+            try:
+                key = idempotency.key_from(request.headers, extensions)
+            except idempotency.BadKey as exc:
+                raise BadRequest(400, str(exc)) from exc
     except BadRequest as exc:
         return _error(exc.status, exc.message)
+
+    if key is not None:
+        taken, answer = await idempotency.stored(sessionmaker, key, wait=True)
+        if answer is not None:
+            return _raw_json(answer)
+        if taken:
+            return _error(409, "A request with this idempotency key was already processed")
 
     async with sessionmaker() as session:
         try:
@@ -129,6 +143,7 @@ async def execute_request(
             user=user,
             referer=request.headers.get("referer"),
             extensions=extensions or {},
+            idempotency_key=key,
         )
         result = await schema.execute(
             query,
@@ -149,7 +164,23 @@ async def execute_request(
         body["errors"] = [format_error(e) for e in result.errors]
     if result.data is not None or not result.errors or _executed(result.errors):
         body["data"] = result.data
+    if key is not None:
+        if context.idempotency_reserved:
+            answer = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+            await idempotency.save(sessionmaker, key, answer)
+            return _raw_json(answer)
+        if any(
+            isinstance(e.original_error, idempotency.DuplicateRequest) for e in result.errors or []
+        ):
+            # a concurrent twin took the key first: answer what it answered
+            _, answer = await idempotency.stored(sessionmaker, key, wait=True)
+            if answer is not None:
+                return _raw_json(answer)
     return _json(body)
+
+
+def _raw_json(text: str) -> Response:
+    return Response(text, status_code=200, media_type="application/json")
 
 
 def _executed(errors: list[GraphQLError]) -> bool:

@@ -10,6 +10,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from proca_server.action.api import ActionMutation, ActionQuery
+from proca_server.action.widget_api import WidgetMutation
 from proca_server.action_page.api import ActionPageMutation, ActionPageQuery
 from proca_server.action_page.types import PrivateActionPage, PublicActionPage
 from proca_server.campaign.api import CampaignMutation, CampaignQuery
@@ -39,6 +40,7 @@ class Mutation(
     ActionPageMutation,
     TargetMutation,
     ActionMutation,
+    WidgetMutation,
     ConfirmMutation,
 ):
     pass

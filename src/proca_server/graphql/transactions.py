@@ -10,6 +10,8 @@ from graphql import GraphQLResolveInfo
 from strawberry.extensions import SchemaExtension
 from strawberry.utils.await_maybe import AwaitableOrValue, await_maybe
 
+from proca_server.graphql import idempotency
+
 
 class MutationTransactions(SchemaExtension):
     async def resolve(
@@ -25,6 +27,9 @@ class MutationTransactions(SchemaExtension):
         context = info.context
         try:
             result = await await_maybe(_next(root, info, *args, **kwargs))
+            if context.idempotency_key and not context.idempotency_reserved:
+                await idempotency.reserve(context.session, context.idempotency_key)
+                context.idempotency_reserved = True
         except Exception:
             await context.session.rollback()
             context.after_commit.clear()

@@ -1,5 +1,6 @@
 """All tables, imported here so that Alembic and the app see one metadata."""
 
+from proca_server.models import counter as counter  # the counters' tables
 from proca_server.models.action import Action
 from proca_server.models.action_page import ActionPage
 from proca_server.models.audit_log import AuditLog
@@ -10,6 +11,7 @@ from proca_server.models.contact import Contact
 from proca_server.models.donation import Donation
 from proca_server.models.email_budget import TransactionalEmailUsage
 from proca_server.models.email_template import EmailTemplate
+from proca_server.models.idempotency import IdempotencyKey
 from proca_server.models.message import Message, MessageContent
 from proca_server.models.mtt import Mtt
 from proca_server.models.org import Org
@@ -34,6 +36,7 @@ __all__ = [
     "Contact",
     "Donation",
     "EmailTemplate",
+    "IdempotencyKey",
     "Message",
     "MessageContent",
     "Mtt",

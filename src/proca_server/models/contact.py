@@ -18,8 +18,9 @@ class Contact(TimestampMixin, Base):
     crypto_nonce: Mapped[bytes | None] = mapped_column(LargeBinary)
     public_key_id: Mapped[int | None] = mapped_column(ID, ForeignKey("public_keys.id"))
     sign_key_id: Mapped[int | None] = mapped_column(ID, ForeignKey("public_keys.id"))
+    # None: the supporter was not asked
     communication_consent: Mapped[bool | None] = mapped_column(
-        Boolean, default=False, server_default=text("false")
+        Boolean, server_default=text("false")
     )
     communication_scopes: Mapped[list[str]] = mapped_column(StringArray(), default=list)
     delivery_consent: Mapped[bool] = mapped_column(

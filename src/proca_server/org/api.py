@@ -9,6 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from proca_server.auth.permissions import Permission
+from proca_server.contact.keyrings import keyring_for
 from proca_server.errors import BadArgument, NotFound, PermissionDenied
 from proca_server.graphql.access import (
     Auth,
@@ -327,6 +328,7 @@ class OrgMutation:
             ctx, org_name, Permission.CHANGE_ORG_SETTINGS, Permission.EXPORT_CONTACTS
         )
         await keys.activate_key(ctx.session, org, id)
+        _forget_keys_after_commit(ctx, org.id)
         return ActivateKeyResult(status=StatusEnum.SUCCESS)
 
     @strawberry.mutation
@@ -336,6 +338,7 @@ class OrgMutation:
             ctx, org_name, Permission.CHANGE_ORG_SETTINGS, Permission.EXPORT_CONTACTS
         )
         await keys.deactivate_all_keys(ctx.session, org)
+        _forget_keys_after_commit(ctx, org.id)
         return ActivateKeyResult(status=StatusEnum.SUCCESS)
 
     @strawberry.mutation
@@ -363,6 +366,14 @@ class OrgMutation:
         org, _ = await org_access(ctx, org_name, Permission.CHANGE_CAMPAIGN_SETTINGS)
         await templates.upsert_template(ctx.session, org, dict(vars(input)))
         return StatusEnum.SUCCESS
+
+
+def _forget_keys_after_commit(ctx: Context, org_id: int) -> None:
+    # after the commit: before it, a concurrent request could cache the old key again
+    async def forget() -> None:
+        keyring_for(ctx.settings.org_name).invalidate(org_id)
+
+    ctx.after_commit.append(forget)
 
 
 def _assignable(auth: Auth, role: str) -> Permission:

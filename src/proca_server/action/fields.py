@@ -1,0 +1,48 @@
+"""Custom fields of an action: a flat JSON map, bounded in size (spec §1.5, §2.5)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from proca_server.errors import BadArgument
+from proca_server.models.action import MAX_FIELDS_BYTES
+
+
+def _flat_value(value: Any) -> bool:
+    if isinstance(value, (str, bool, int, float)):
+        return True
+    if isinstance(value, list):
+        return all(isinstance(v, str) for v in value) or all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
+    return False
+
+
+def merge_fields(
+    custom_fields: Mapping[str, Any] | None, legacy: Sequence[tuple[str, str]] | None
+) -> dict[str, Any]:
+    """customFields plus the deprecated key/value list; a repeated key becomes a list."""
+    out: dict[str, Any] = dict(custom_fields or {})
+    for key, value in legacy or ():
+        if key in out:
+            current = out[key]
+            out[key] = [*current, value] if isinstance(current, list) else [current, value]
+        else:
+            out[key] = value
+    return out
+
+
+def check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in fields.items():
+        if not isinstance(key, str) or not key:
+            raise BadArgument("keys must be non-empty strings", field="customFields")
+        if not _flat_value(value):
+            raise BadArgument(
+                f"{key}: values must be strings, numbers, booleans or lists of strings or numbers",
+                field="customFields",
+            )
+    if len(json.dumps(fields, ensure_ascii=False).encode()) > MAX_FIELDS_BYTES:
+        raise BadArgument(f"must be at most {MAX_FIELDS_BYTES} bytes", field="customFields")
+    return dict(fields)

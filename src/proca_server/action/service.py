@@ -1,0 +1,429 @@
+"""Actions from the widget: addActionContact, addAction, linkActions (spec §4.5, §2.5).
+
+One transaction each: validate everything first, then write supporter, contacts and action,
+so invalid input leaves no row behind."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import null, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.action.fields import check_fields
+from proca_server.action.tracking import SourceKey
+from proca_server.contact.crypto import KeyRing, seal_for_org
+from proca_server.contact.schemas import ValidatedContact
+from proca_server.errors import BadArgument, NotFound
+from proca_server.kit import base64url
+from proca_server.models import (
+    Action,
+    ActionPage,
+    Campaign,
+    Contact,
+    Donation,
+    Message,
+    MessageContent,
+    Mtt,
+    Org,
+    Source,
+    Supporter,
+    Target,
+)
+from proca_server.models.enums import DonationFrequencyUnit, DonationSchema
+from proca_server.org.templates import check_mustache
+from proca_server.stats import record as counters
+from proca_server.supporter.privacy import consents
+
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+FILE_RE = re.compile(r"^[-0-9a-zA-Z!_.*'()/]+$")
+MAX_SUBJECT = 1280
+MAX_BODY = 10240
+
+
+@dataclass(frozen=True)
+class PageContext:
+    page: ActionPage
+    campaign: Campaign
+    org: Org  # the page owner
+
+
+@dataclass(frozen=True)
+class DonationInput:
+    payload: dict[str, Any]
+    schema: DonationSchema | None = None
+    amount: int | None = None
+    currency: str | None = None
+    frequency_unit: DonationFrequencyUnit | None = None
+
+
+@dataclass(frozen=True)
+class MttInput:
+    targets: Sequence[str]
+    subject: str | None = None
+    body: str | None = None
+    files: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class ActionData:
+    action_type: str
+    fields: dict[str, Any]
+    testing: bool = False
+    donation: DonationInput | None = None
+    mtt: MttInput | None = None
+
+
+ACTION_TYPE_RE = re.compile(r"^[\w-]+$")
+
+
+async def load_page(session: AsyncSession, page_id: int) -> PageContext:
+    page = await session.get(ActionPage, page_id)
+    if page is None:
+        raise NotFound(
+            f"action_page_id: Cannot find Action Page with id={page_id}", field="actionPageId"
+        )
+    campaign = await session.get(Campaign, page.campaign_id)
+    org = await session.get(Org, page.org_id)
+    assert campaign is not None and org is not None
+    return PageContext(page, campaign, org)
+
+
+def decode_ref(ref: str, field: str = "contactRef") -> bytes:
+    try:
+        decoded = base64url.decode(ref)
+    except ValueError as exc:
+        raise BadArgument("contact_ref: Cannot decode from Base64url", field=field) from exc
+    if not decoded:
+        raise BadArgument("contact_ref: Cannot decode from Base64url", field=field)
+    return decoded
+
+
+def check_action(data: ActionData) -> None:
+    if not ACTION_TYPE_RE.match(data.action_type):
+        raise BadArgument("has invalid format", field="actionType")
+    check_fields(data.fields)
+
+
+def _donation_row(data: DonationInput) -> Donation:
+    payload = dict(data.payload)
+    amount, currency = data.amount, data.currency
+    if data.schema is DonationSchema.STRIPE_PAYMENT_INTENT:
+        amount = payload.get("amount")
+        currency = payload.get("currency")
+        if not isinstance(amount, int) or not isinstance(currency, str):
+            raise BadArgument(
+                "a Stripe payment intent payload must carry amount and currency",
+                field="payload",
+            )
+    if amount is None:
+        raise BadArgument("can't be blank", field="amount")
+    if amount <= 0:
+        raise BadArgument("must be greater than 0", field="amount")
+    currency = (currency or "EUR").upper()
+    if not CURRENCY_RE.match(currency):
+        raise BadArgument("is not a currency code", field="currency")
+    return Donation(
+        schema=data.schema,
+        payload=payload,
+        amount=amount,
+        currency=currency,
+        frequency_unit=data.frequency_unit or DonationFrequencyUnit.ONE_OFF,
+    )
+
+
+async def _mtt_rows(
+    session: AsyncSession, campaign: Campaign, mtt: MttInput
+) -> tuple[MessageContent, list[Message]]:
+    has_mtt = await session.scalar(select(Mtt.id).where(Mtt.campaign_id == campaign.id))
+    if has_mtt is None:
+        raise BadArgument("Campaign does not support MTT", field="mtt")
+    subject, body = mtt.subject or "", mtt.body or ""
+    if len(subject) > MAX_SUBJECT:
+        raise BadArgument(f"should be at most {MAX_SUBJECT} character(s)", field="subject")
+    if len(body) > MAX_BODY:
+        raise BadArgument(f"should be at most {MAX_BODY} character(s)", field="body")
+    check_mustache(subject, "subject")
+    check_mustache(body, "body")
+    files = list(mtt.files or [])
+    for name in files:
+        if not FILE_RE.match(name):
+            raise BadArgument("has invalid format", field="files")
+    try:
+        ids = [uuid.UUID(t) for t in mtt.targets]
+    except ValueError as exc:
+        raise BadArgument("is not a target id", field="targets") from exc
+    found = set(
+        (
+            await session.execute(
+                select(Target.id).where(Target.id.in_(ids), Target.campaign_id == campaign.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not ids or found != set(ids):
+        raise BadArgument("unknown target", field="targets")
+    content = MessageContent(subject=subject, body=body)
+    return content, [Message(target_id=t, files=files) for t in ids]
+
+
+async def source_id(session: AsyncSession, key: SourceKey | None) -> int | None:
+    """The shared sources row for this tracking tuple, inserted once and never updated (an
+    update on a shared row on every signature would serialize them all)."""
+    if key is None:
+        return None
+    values = {
+        "source": key.source,
+        "medium": key.medium,
+        "campaign": key.campaign,
+        "content": key.content,
+        "location": key.location,
+    }
+    where = [getattr(Source, k) == v for k, v in values.items()]
+    found = await session.scalar(select(Source.id).where(*where))
+    if found is not None:
+        return int(found)
+    dialect = session.bind.dialect.name if session.bind else "postgresql"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    from proca_server.kit.time import utcnow
+
+    now = utcnow()
+    await session.execute(
+        insert(Source)
+        .values(**values, inserted_at=now, updated_at=now)
+        .on_conflict_do_nothing(
+            index_elements=["source", "medium", "campaign", "content", "location"]
+        )
+    )
+    return int(await session.scalar(select(Source.id).where(*where)) or 0) or None
+
+
+def _cleartext(contact: ValidatedContact, org: Org, has_mtt: bool) -> dict[str, Any]:
+    """Which personal fields stay readable on the supporter row (spec §4.4)."""
+    if org.high_security:
+        return {"area": contact.area}
+    if has_mtt:
+        return {
+            "email": contact.email,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "address": contact.address,
+            "area": contact.area,
+        }
+    return {"email": contact.email, "first_name": contact.first_name, "area": contact.area}
+
+
+@dataclass(frozen=True)
+class Created:
+    action: Action
+    supporter: Supporter | None
+    fingerprint: bytes | None
+    first_name: str | None
+
+
+async def add_action_contact(
+    session: AsyncSession,
+    keyring: KeyRing,
+    ctx: PageContext,
+    contact: ValidatedContact,
+    data: ActionData,
+    *,
+    opt_in: bool | None,
+    lead_opt_in: bool | None,
+    source: SourceKey | None,
+    link_ref: bytes | None,
+) -> Created:
+    page, campaign, org = ctx.page, ctx.campaign, ctx.org
+    check_action(data)
+    donation = _donation_row(data.donation) if data.donation else None
+    mtt = await _mtt_rows(session, campaign, data.mtt) if data.mtt else None
+    has_mtt = (
+        mtt is not None
+        or (await session.scalar(select(Mtt.id).where(Mtt.campaign_id == campaign.id))) is not None
+    )
+
+    supporter = Supporter(
+        fingerprint=contact.fingerprint,
+        campaign_id=campaign.id,
+        action_page_id=page.id,
+        source_id=await source_id(session, source),
+        **_cleartext(contact, org, has_mtt),
+    )
+    session.add(supporter)
+    await session.flush()
+    lead_org_id = campaign.org_id if campaign.org_id is not None else page.org_id
+    for consent in consents(
+        page_org_id=page.org_id,
+        lead_org_id=lead_org_id,
+        page_delivery=page.delivery,
+        force_delivery=campaign.force_delivery,
+        opt_in=opt_in,
+        lead_opt_in=lead_opt_in,
+    ):
+        sealed = await seal_for_org(keyring, session, consent.org_id, contact.payload)
+        session.add(
+            Contact(
+                supporter_id=supporter.id,
+                org_id=consent.org_id,
+                payload=sealed.payload,
+                crypto_nonce=sealed.crypto_nonce,
+                public_key_id=sealed.public_key_id,
+                sign_key_id=sealed.sign_key_id,
+                # NULL (not asked) rather than the column's default of false
+                communication_consent=(
+                    null() if consent.communication is None else consent.communication
+                ),
+                communication_scopes=["email"],
+                delivery_consent=consent.delivery,
+            )
+        )
+    action = await _insert_action(
+        session, ctx, data, supporter.id, supporter.source_id, donation, mtt, with_consent=True
+    )
+    await counters.record_action(
+        session,
+        campaign_id=campaign.id,
+        org_id=page.org_id,
+        action_page_id=page.id,
+        action_type=data.action_type,
+        fingerprint=contact.fingerprint,
+        area=contact.area,
+        testing=data.testing,
+    )
+    if link_ref is not None:
+        await _link(session, [link_ref], supporter)
+    return Created(action, supporter, contact.fingerprint, contact.first_name)
+
+
+async def _link(session: AsyncSession, refs: Sequence[bytes], supporter: Supporter) -> None:
+    """Attach earlier anonymous actions to this supporter, and count the person for them."""
+    linked = (
+        await session.execute(
+            update(Action)
+            .where(Action.ref.in_(list(refs)), Action.supporter_id.is_(None))
+            .values(supporter_id=supporter.id)
+            .returning(Action.campaign_id, Action.action_page_id, Action.testing)
+        )
+    ).all()
+    for campaign_id, page_id, testing in linked:
+        page = await session.get(ActionPage, page_id)
+        if campaign_id is None or page is None:
+            continue
+        await counters.record_link(
+            session,
+            campaign_id=campaign_id,
+            org_id=page.org_id,
+            fingerprint=supporter.fingerprint,
+            area=supporter.area,
+            testing=testing,
+        )
+
+
+async def _insert_action(
+    session: AsyncSession,
+    ctx: PageContext,
+    data: ActionData,
+    supporter_id: int | None,
+    source: int | None,
+    donation: Donation | None,
+    mtt: tuple[MessageContent, list[Message]] | None,
+    *,
+    with_consent: bool,
+    ref: bytes | None = None,
+) -> Action:
+    action = Action(
+        action_type=data.action_type,
+        fields=data.fields,
+        testing=data.testing,
+        campaign_id=ctx.campaign.id,
+        action_page_id=ctx.page.id,
+        supporter_id=supporter_id,
+        source_id=source,
+        with_consent=with_consent,
+        ref=ref,
+    )
+    session.add(action)
+    await session.flush()
+    if donation is not None:
+        donation.action_id = action.id
+        session.add(donation)
+    if mtt is not None:
+        content, messages = mtt
+        session.add(content)
+        await session.flush()
+        for message in messages:
+            message.action_id = action.id
+            message.message_content_id = content.id
+            session.add(message)
+    await session.flush()
+    return action
+
+
+async def find_supporter(
+    session: AsyncSession, org_id: int, fingerprint: bytes
+) -> Supporter | None:
+    """The newest supporter with this fingerprint on any page of the org."""
+    result = await session.execute(
+        select(Supporter)
+        .join(ActionPage, ActionPage.id == Supporter.action_page_id)
+        .where(Supporter.fingerprint == fingerprint, ActionPage.org_id == org_id)
+        .order_by(Supporter.id.desc())
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def add_action(
+    session: AsyncSession,
+    ctx: PageContext,
+    data: ActionData,
+    ref: bytes,
+    source: SourceKey | None,
+) -> Created:
+    """Attach to the org's supporter with this contactRef, or keep it unlinked under `ref`."""
+    check_action(data)
+    supporter = await find_supporter(session, ctx.page.org_id, ref)
+    if data.mtt is not None and supporter is None:
+        raise BadArgument("contact_ref: Cannot find contact for MTT action", field="contactRef")
+    donation = _donation_row(data.donation) if data.donation else None
+    mtt = await _mtt_rows(session, ctx.campaign, data.mtt) if data.mtt else None
+    action = await _insert_action(
+        session,
+        ctx,
+        data,
+        supporter.id if supporter else None,
+        await source_id(session, source),
+        donation,
+        mtt,
+        with_consent=False,
+        ref=None if supporter else ref,
+    )
+    await counters.record_action(
+        session,
+        campaign_id=ctx.campaign.id,
+        org_id=ctx.page.org_id,
+        action_page_id=ctx.page.id,
+        action_type=data.action_type,
+        fingerprint=supporter.fingerprint if supporter else None,
+        area=supporter.area if supporter else None,
+        testing=data.testing,
+    )
+    return Created(action, supporter, ref, None)
+
+
+async def link_actions(
+    session: AsyncSession, ctx: PageContext, ref: bytes, link_refs: Sequence[bytes]
+) -> Supporter:
+    supporter = await find_supporter(session, ctx.page.org_id, ref)
+    if supporter is None:
+        raise NotFound("contact_ref: Cannot find contact", field="contactRef")
+    if link_refs:
+        await _link(session, link_refs, supporter)
+    return supporter

@@ -1,0 +1,238 @@
+"""GraphQL: the public mutations widgets call — addActionContact, addAction, linkActions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from proca_server.action import captcha, service
+from proca_server.action.fields import merge_fields
+from proca_server.action.tracking import source_key
+from proca_server.action.types import DonationFrequencyUnitEnum, DonationSchemaEnum
+from proca_server.contact.crypto import KeyRing
+from proca_server.contact.keyrings import keyring_for
+from proca_server.contact.schemas import validate_contact
+from proca_server.graphql.context import Context
+from proca_server.graphql.scalars import Date, Json
+from proca_server.kit import base64url
+from proca_server.kit.time import utcnow
+from proca_server.models import AuditLog
+from proca_server.models import enums as m
+
+Ctx = Info[Context, None]
+
+
+def keyring(ctx: Context) -> KeyRing:
+    return keyring_for(ctx.settings.org_name)
+
+
+@strawberry.input(name="CustomFieldInput")
+class CustomFieldInput:
+    key: str
+    value: str
+    transient: bool | None = None
+
+
+@strawberry.input(name="DonationActionInput")
+class DonationActionInput:
+    payload: Json
+    schema: DonationSchemaEnum | None = None
+    amount: int | None = None
+    currency: str | None = None
+    frequency_unit: DonationFrequencyUnitEnum | None = None
+
+
+@strawberry.input(name="MttActionInput")
+class MttActionInput:
+    targets: list[str]
+    subject: str | None = None
+    body: str | None = None
+    files: list[str] | None = None
+
+
+@strawberry.input(name="ActionInput")
+class ActionInput:
+    action_type: str
+    custom_fields: Json | None = None
+    fields: list[CustomFieldInput] | None = strawberry.field(
+        default=None, deprecation_reason="use customFields"
+    )
+    donation: DonationActionInput | None = None
+    mtt: MttActionInput | None = None
+    testing: bool | None = None
+
+    def data(self) -> service.ActionData:
+        legacy = [(f.key, f.value) for f in self.fields or []]
+        donation = None
+        if self.donation is not None:
+            d = self.donation
+            donation = service.DonationInput(
+                payload=dict(d.payload),  # type: ignore[call-overload]
+                schema=m.DonationSchema.STRIPE_PAYMENT_INTENT if d.schema else None,
+                amount=d.amount,
+                currency=d.currency,
+                frequency_unit=(
+                    m.DonationFrequencyUnit[d.frequency_unit.name] if d.frequency_unit else None
+                ),
+            )
+        mtt = None
+        if self.mtt is not None:
+            mtt = service.MttInput(
+                targets=self.mtt.targets,
+                subject=self.mtt.subject,
+                body=self.mtt.body,
+                files=self.mtt.files,
+            )
+        return service.ActionData(
+            action_type=self.action_type,
+            fields=merge_fields(self.custom_fields, legacy),  # type: ignore[arg-type]
+            testing=bool(self.testing),
+            donation=donation,
+            mtt=mtt,
+        )
+
+
+@strawberry.input(name="AddressInput")
+class AddressInput:
+    country: str | None = None
+    postcode: str | None = None
+    locality: str | None = None
+    region: str | None = None
+    street: str | None = None
+    street_number: str | None = None
+
+
+@strawberry.input(name="NationalityInput")
+class NationalityInput:
+    country: str
+    document_type: str | None = None
+    document_number: str | None = None
+
+
+@strawberry.input(name="ContactInput")
+class ContactInput:
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    birth_date: Date | None = None
+    address: AddressInput | None = None
+    nationality: NationalityInput | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            k: v for k, v in vars(self).items() if k not in ("address", "nationality")
+        }
+        out["address"] = vars(self.address) if self.address else None
+        out["nationality"] = vars(self.nationality) if self.nationality else None
+        return out
+
+
+@strawberry.input(name="ConsentInput")
+class ConsentInput:
+    opt_in: bool | None = None
+    lead_opt_in: bool | None = None
+
+
+@strawberry.input(name="TrackingInput")
+class TrackingInput:
+    source: str | None = None
+    medium: str | None = None
+    campaign: str | None = None
+    content: str | None = None
+    location: str | None = None
+
+
+@strawberry.type(name="ContactReference")
+class ContactReference:
+    contact_ref: str
+    first_name: str | None
+
+
+def _tracking(tracking: TrackingInput | None) -> dict[str, str | None] | None:
+    return dict(vars(tracking)) if tracking is not None else None
+
+
+@strawberry.type
+class WidgetMutation:
+    @strawberry.mutation
+    async def add_action_contact(
+        self,
+        info: Ctx,
+        action_page_id: int,
+        action: ActionInput,
+        contact: ContactInput,
+        privacy: ConsentInput,
+        tracking: TrackingInput | None = None,
+        contact_ref: strawberry.ID | None = None,
+    ) -> ContactReference:
+        ctx = info.context
+        session = ctx.session
+        page = await service.load_page(session, action_page_id)
+        link_ref = service.decode_ref(contact_ref) if contact_ref else None
+        captcha_meta = await captcha.verify(ctx.settings, ctx.extensions)
+        validated = validate_contact(
+            page.campaign.contact_schema,
+            contact.as_dict(),
+            seed=ctx.settings.fingerprint_seed,
+            today=utcnow().date(),
+        )
+        created = await service.add_action_contact(
+            session,
+            keyring(ctx),
+            page,
+            validated,
+            action.data(),
+            opt_in=privacy.opt_in,
+            lead_opt_in=privacy.lead_opt_in,
+            source=source_key(_tracking(tracking), ctx.referer),
+            link_ref=link_ref,
+        )
+        assert created.fingerprint is not None and created.supporter is not None
+        if captcha_meta:
+            session.add(
+                AuditLog(
+                    actor_id=str(created.supporter.id),
+                    resource="captcha_actions",
+                    resource_id=str(created.action.id),
+                    changeset=captcha_meta,
+                )
+            )
+        return ContactReference(
+            contact_ref=base64url.encode(created.fingerprint), first_name=created.first_name
+        )
+
+    @strawberry.mutation
+    async def add_action(
+        self,
+        info: Ctx,
+        action_page_id: int,
+        action: ActionInput,
+        contact_ref: strawberry.ID,
+        tracking: TrackingInput | None = None,
+    ) -> ContactReference:
+        ctx = info.context
+        page = await service.load_page(ctx.session, action_page_id)
+        ref = service.decode_ref(contact_ref)
+        await service.add_action(
+            ctx.session, page, action.data(), ref, source_key(_tracking(tracking), ctx.referer)
+        )
+        return ContactReference(contact_ref=str(contact_ref), first_name=None)
+
+    @strawberry.mutation
+    async def link_actions(
+        self,
+        info: Ctx,
+        action_page_id: int,
+        contact_ref: strawberry.ID,
+        link_refs: list[str] | None = None,
+    ) -> ContactReference:
+        ctx = info.context
+        page = await service.load_page(ctx.session, action_page_id)
+        ref = service.decode_ref(contact_ref)
+        refs = [service.decode_ref(r, "linkRefs") for r in link_refs or []]
+        supporter = await service.link_actions(ctx.session, page, ref, refs)
+        return ContactReference(contact_ref=str(contact_ref), first_name=supporter.first_name)

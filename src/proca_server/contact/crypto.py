@@ -1,0 +1,243 @@
+"""Encryption of personal data: the only module that handles contact ciphertext.
+
+Map (spec §5, clients spec §4.3):
+
+- A contact's payload is the compact UTF-8 JSON of its data. It is sealed with NaCl
+  `crypto_box` (Curve25519 + XSalsa20-Poly1305): the sender is the instance org's active key
+  (the "sign key", the only key whose private part the server keeps), the recipient is the
+  receiving org's newest active key.
+- Stored: the ciphertext *without* the nonce prefix PyNaCl puts in front of it (payload), the
+  24-byte nonce (crypto_nonce), and the ids of both keys. On the wire all of these travel as
+  base64url without padding; recipients open them with `@proca/crypto`
+  (`nacl.box.open(payload, nonce, signKey.public, encryptKey.private)`).
+- Plaintext fallback (kept from the original): an org without an active key, or an instance
+  without a usable sign key, gets its contacts stored as cleartext JSON with null nonce and key
+  ids.
+- `KeyRing` caches the keys per process with a bounded staleness, so the hot path does not
+  query them on every action; key administration calls `invalidate` after it commits.
+
+Nothing here logs or puts into an exception a payload or a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, TypeVar
+
+from nacl.public import Box, PrivateKey
+from nacl.public import PublicKey as NaclPublicKey
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.models import Org, PublicKey
+
+log = logging.getLogger(__name__)
+
+NONCE_BYTES: Final = 24
+KEY_BYTES: Final = 32
+DEFAULT_MAX_AGE: Final = 5.0
+"""Seconds a cached key is trusted. Other processes (or a missed `invalidate`) see a key change
+at most this late; the original pushed key changes into a single node's memory instead."""
+
+
+def new_nonce() -> bytes:
+    # The original kept one process-wide counter from a random start. With several API and
+    # worker processes (and restarts) such counters can overlap, and a repeated nonce under the
+    # same key pair leaks the XOR of two plaintexts and lets the MAC be forged. XSalsa20's
+    # 192-bit nonce is long enough to be drawn at random: the chance of any repeat among 2^64
+    # encryptions is below 2^-64, and random draws need no state shared between processes.
+    return secrets.token_bytes(NONCE_BYTES)
+
+
+def encrypt(payload: bytes, recipient_public: bytes, sender_private: bytes) -> tuple[bytes, bytes]:
+    """Seal `payload` for `recipient_public` from `sender_private`: (ciphertext incl. the
+    16-byte MAC and without the nonce prefix, nonce)."""
+    nonce = new_nonce()
+    box = Box(PrivateKey(sender_private), NaclPublicKey(recipient_public))
+    return box.encrypt(payload, nonce).ciphertext, nonce
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as the original's JSON encoder writes it (no ASCII escapes)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True, slots=True)
+class OrgKey:
+    """An org's active (recipient) key."""
+
+    id: int
+    org_id: int
+    public: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignKey:
+    """The instance org's active key with its private part (the contacts' sender)."""
+
+    id: int
+    org_id: int
+    public: bytes
+    private: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedContact:
+    """What a Contact row stores: ciphertext and key ids, or cleartext JSON and nulls."""
+
+    payload: bytes = field(repr=False)
+    crypto_nonce: bytes | None
+    public_key_id: int | None
+    sign_key_id: int | None
+
+    @property
+    def encrypted(self) -> bool:
+        return self.crypto_nonce is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[K]):
+    value: K | None
+    loaded_at: float
+
+
+class KeyRing:
+    """Per-process cache of the instance sign key and each org's newest active key.
+
+    An entry (a key, or "this org has no active key") is reloaded once it is older than
+    `max_age` seconds, so a key change made elsewhere shows up within that bound. Key
+    administration in this process calls `invalidate(org_id)` after its transaction commits
+    (invalidating before the commit would let a concurrent request re-cache the old key).
+
+    Safe for concurrent coroutines without a lock: the cache is only read and written between
+    awaits, and a load that overlapped an `invalidate` is returned to its caller but not cached
+    (the epoch check), so an invalidation is never overwritten by an older read. Two coroutines
+    that miss at once both query, which costs one extra small SELECT. Each load runs on the
+    caller's own session, so no session is shared between tasks.
+    """
+
+    def __init__(
+        self,
+        org_name: str,
+        *,
+        max_age: float = DEFAULT_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.org_name = org_name
+        self.max_age = max_age
+        self._clock = clock
+        self._sign: _Entry[SignKey] | None = None
+        self._orgs: dict[int, _Entry[OrgKey]] = {}
+        self._epoch = 0
+        self._warned_no_sign_key = False
+
+    async def sign_key(self, session: AsyncSession) -> SignKey | None:
+        """The instance org's active key with a private part, or None when there is none."""
+        entry = self._sign
+        if entry is not None and self._fresh(entry):
+            return entry.value
+        epoch = self._epoch
+        key = await self._load_sign_key(session)
+        if epoch == self._epoch:
+            self._sign = _Entry(key, self._clock())
+        return key
+
+    async def org_key(self, session: AsyncSession, org_id: int) -> OrgKey | None:
+        """The org's newest active key, or None when the org has no active key."""
+        entry = self._orgs.get(org_id)
+        if entry is not None and self._fresh(entry):
+            return entry.value
+        epoch = self._epoch
+        key = await self._load_org_key(session, org_id)
+        if epoch == self._epoch:
+            self._orgs[org_id] = _Entry(key, self._clock())
+        return key
+
+    def invalidate(self, org_id: int | None = None) -> None:
+        """Forget the org's key (every key when None), e.g. after activateKey or
+        deactivateAllKeys; the sign key goes too when it may belong to that org."""
+        self._epoch += 1
+        if org_id is None:
+            self._orgs.clear()
+            self._sign = None
+            return
+        self._orgs.pop(org_id, None)
+        sign = self._sign
+        # a cached "no sign key" does not say which org is the instance org: drop it as well
+        if sign is not None and (sign.value is None or sign.value.org_id == org_id):
+            self._sign = None
+
+    def _fresh(self, entry: _Entry[Any]) -> bool:
+        return self._clock() - entry.loaded_at < self.max_age
+
+    async def _load_org_key(self, session: AsyncSession, org_id: int) -> OrgKey | None:
+        row = (
+            await session.execute(
+                select(PublicKey.id, PublicKey.public)
+                .where(PublicKey.org_id == org_id, PublicKey.active.is_(True))
+                .order_by(PublicKey.inserted_at.desc(), PublicKey.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if row is None:
+            return None
+        return OrgKey(id=row.id, org_id=org_id, public=bytes(row.public))
+
+    async def _load_sign_key(self, session: AsyncSession) -> SignKey | None:
+        row = (
+            await session.execute(
+                select(PublicKey.id, PublicKey.org_id, PublicKey.public, PublicKey.private)
+                .join(Org, Org.id == PublicKey.org_id)
+                .where(
+                    Org.name == self.org_name,
+                    PublicKey.active.is_(True),
+                    PublicKey.private.is_not(None),
+                )
+                .order_by(PublicKey.inserted_at.desc(), PublicKey.id.desc())
+                .limit(1)
+            )
+        ).first()
+        usable = (
+            row is not None
+            and len(row.private or b"") == KEY_BYTES
+            and len(row.public or b"") == KEY_BYTES
+        )
+        if row is None or not usable:
+            if not self._warned_no_sign_key:
+                self._warned_no_sign_key = True
+                log.warning(
+                    "no usable sign key (active, with a private part) for instance org %r: "
+                    "contacts are stored unencrypted",
+                    self.org_name,
+                )
+            return None
+        self._warned_no_sign_key = False
+        return SignKey(
+            id=row.id, org_id=row.org_id, public=bytes(row.public), private=bytes(row.private)
+        )
+
+
+async def seal_for_org(
+    keyring: KeyRing, session: AsyncSession, org_id: int, payload: dict[str, Any]
+) -> SealedContact:
+    """The org's copy of a contact: encrypted for its active key by the instance sign key, or
+    cleartext JSON with null nonce and key ids when either key is missing (spec §5)."""
+    clear = encode_payload(payload)
+    recipient = await keyring.org_key(session, org_id)
+    if recipient is None:
+        return SealedContact(clear, None, None, None)
+    sender = await keyring.sign_key(session)
+    if sender is None:
+        return SealedContact(clear, None, None, None)
+    ciphertext, nonce = encrypt(clear, recipient.public, sender.private)
+    return SealedContact(ciphertext, nonce, recipient.id, sender.id)
