@@ -20,6 +20,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from proca_server.action.service import clear_page_cache
 from proca_server.app import create_app
 from proca_server.config import Settings
 from proca_server.contact import keyrings
@@ -138,6 +139,7 @@ async def session(
         yield s
     # process-wide caches must not carry one test's rows into the next
     keyrings._keyrings.clear()
+    clear_page_cache()
     async with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             await conn.execute(delete(table))

@@ -410,3 +410,86 @@ async def test_no_referer_no_tracking_no_source(
     await session.rollback()
     action = (await session.execute(select(Action))).scalar_one()
     assert action.source_id is None
+
+
+async def test_mail_to_target_stores_messages(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    from datetime import timedelta
+
+    from proca_server.kit.time import utcnow
+    from proca_server.models import Message, MessageContent, Mtt, Target
+
+    world = await make_world(session, roles=())
+    ids = Ids.of(world)
+    plain = signature(ids.page, "m@example.org")
+    plain["action"] = {
+        "actionType": "mail2target",
+        "mtt": {"subject": "Hi", "body": "Please", "targets": []},
+    }
+    refused = await widget_post(client, "addActionContact", ADD_ACTION_CONTACT, plain)
+    assert refused["errors"][0]["message"] == "Campaign does not support MTT"
+
+    session.add(
+        Mtt(campaign_id=world.campaign.id, start_at=utcnow(), end_at=utcnow() + timedelta(days=3))
+    )
+    targets = [
+        Target(name=f"MEP {n}", external_id=f"mep-{n}", campaign_id=world.campaign.id)
+        for n in range(2)
+    ]
+    session.add_all(targets)
+    await session.commit()
+    from proca_server.action.service import clear_page_cache
+
+    clear_page_cache()  # the page snapshot (with "has MTT") is cached for a moment
+    variables = signature(ids.page, "m@example.org")
+    variables["action"] = {
+        "actionType": "mail2target",
+        "mtt": {
+            "subject": "Dear {{target.name}}",
+            "body": "Please act",
+            "targets": [str(t.id) for t in targets],
+            "files": ["a/b.pdf"],
+        },
+    }
+    body = await widget_post(client, "addActionContact", ADD_ACTION_CONTACT, variables)
+    assert "errors" not in body, body
+    await session.rollback()
+    messages = (await session.execute(select(Message))).scalars().all()
+    assert len(messages) == 2 and {m.files[0] for m in messages} == {"a/b.pdf"}
+    content = (await session.execute(select(MessageContent))).scalar_one()
+    assert content.subject == "Dear {{target.name}}"
+    supporter = (await session.execute(select(Supporter))).scalar_one()
+    assert supporter.last_name == "Lee"  # MTT campaigns keep names in clear to send as them
+
+    anonymous = await widget_post(
+        client,
+        "addAction",
+        ADD_ACTION.replace(
+            "customFields: $payload, testing: $testing",
+            "customFields: $payload, testing: $testing, mtt: {targets: []}",
+        ),
+        {
+            "contact": base64url.encode(b"nobody-yet-12345"),
+            "actionPage": ids.page,
+            "actionType": "mail2target",
+        },
+    )
+    assert anonymous["errors"][0]["message"] == "contact_ref: Cannot find contact for MTT action"
+
+
+async def test_testing_actions_are_stored_but_not_counted(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session, roles=())
+    ids = Ids.of(world)
+    variables = signature(ids.page, "t@example.org")
+    variables["action"] = {"actionType": "petition", "testing": True}
+    await widget_post(client, "addActionContact", ADD_ACTION_CONTACT, variables)
+    await session.rollback()
+    action = (await session.execute(select(Action))).scalar_one()
+    assert action.testing
+    response = await client.get(
+        "/api", params={"query": COUNT, "variables": json.dumps({"actionPage": ids.page})}
+    )
+    assert response.json()["data"]["actionPage"]["campaign"]["stats"]["supporterCount"] == 0

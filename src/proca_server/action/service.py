@@ -6,6 +6,7 @@ so invalid input leaves no row behind."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from proca_server.models import (
     Supporter,
     Target,
 )
-from proca_server.models.enums import DonationFrequencyUnit, DonationSchema
+from proca_server.models.enums import ContactSchema, DonationFrequencyUnit, DonationSchema
 from proca_server.org.templates import check_mustache
 from proca_server.stats import record as counters
 from proca_server.supporter.privacy import consents
@@ -48,10 +49,43 @@ MAX_BODY = 10240
 
 
 @dataclass(frozen=True)
+class PageSnap:
+    id: int
+    org_id: int
+    campaign_id: int
+    delivery: bool
+
+
+@dataclass(frozen=True)
+class CampaignSnap:
+    id: int
+    org_id: int | None
+    force_delivery: bool
+    contact_schema: ContactSchema
+    has_mtt: bool
+
+
+@dataclass(frozen=True)
+class OrgSnap:
+    id: int
+    high_security: bool
+
+
+@dataclass(frozen=True)
 class PageContext:
-    page: ActionPage
-    campaign: Campaign
-    org: Org  # the page owner
+    """What a signature needs of its page, campaign and page owner org: a snapshot, cached
+    per process for PAGE_TTL seconds (settings changes show up that late at most)."""
+
+    page: PageSnap
+    campaign: CampaignSnap
+    org: OrgSnap  # the page owner
+
+
+PAGE_TTL = 2.0
+# Source rows are shared and never change or go away: their ids are cached for good.
+SOURCE_CACHE_SIZE = 10_000
+_sources: dict[tuple[str, SourceKey], int] = {}
+_pages: dict[tuple[str, int], tuple[float, PageContext]] = {}
 
 
 @dataclass(frozen=True)
@@ -83,16 +117,46 @@ class ActionData:
 ACTION_TYPE_RE = re.compile(r"^[\w-]+$")
 
 
+def clear_page_cache() -> None:
+    _pages.clear()
+    _sources.clear()
+
+
 async def load_page(session: AsyncSession, page_id: int) -> PageContext:
-    page = await session.get(ActionPage, page_id)
-    if page is None:
+    key = (str(session.get_bind().engine.url), page_id)
+    now = time.monotonic()
+    cached = _pages.get(key)
+    if cached is not None and now - cached[0] < PAGE_TTL:
+        return cached[1]
+    row = (
+        await session.execute(
+            select(
+                ActionPage.id,
+                ActionPage.org_id,
+                ActionPage.campaign_id,
+                ActionPage.delivery,
+                Campaign.org_id,
+                Campaign.force_delivery,
+                Campaign.contact_schema,
+                Org.high_security,
+                select(Mtt.id).where(Mtt.campaign_id == Campaign.id).exists(),
+            )
+            .join(Campaign, Campaign.id == ActionPage.campaign_id)
+            .join(Org, Org.id == ActionPage.org_id)
+            .where(ActionPage.id == page_id)
+        )
+    ).first()
+    if row is None:
         raise NotFound(
             f"action_page_id: Cannot find Action Page with id={page_id}", field="actionPageId"
         )
-    campaign = await session.get(Campaign, page.campaign_id)
-    org = await session.get(Org, page.org_id)
-    assert campaign is not None and org is not None
-    return PageContext(page, campaign, org)
+    ctx = PageContext(
+        PageSnap(row[0], row[1], row[2], row[3]),
+        CampaignSnap(row[2], row[4], row[5], row[6], bool(row[8])),
+        OrgSnap(row[1], row[7]),
+    )
+    _pages[key] = (now, ctx)
+    return ctx
 
 
 def decode_ref(ref: str, field: str = "contactRef") -> bytes:
@@ -139,10 +203,9 @@ def _donation_row(data: DonationInput) -> Donation:
 
 
 async def _mtt_rows(
-    session: AsyncSession, campaign: Campaign, mtt: MttInput
+    session: AsyncSession, campaign: CampaignSnap, mtt: MttInput
 ) -> tuple[MessageContent, list[Message]]:
-    has_mtt = await session.scalar(select(Mtt.id).where(Mtt.campaign_id == campaign.id))
-    if has_mtt is None:
+    if not campaign.has_mtt:
         raise BadArgument("Campaign does not support MTT", field="mtt")
     subject, body = mtt.subject or "", mtt.body or ""
     if len(subject) > MAX_SUBJECT:
@@ -179,6 +242,20 @@ async def source_id(session: AsyncSession, key: SourceKey | None) -> int | None:
     update on a shared row on every signature would serialize them all)."""
     if key is None:
         return None
+    cache_key = (str(session.get_bind().engine.url), key)
+    cached = _sources.get(cache_key)
+    if cached is not None:
+        return cached
+    found_id, committed = await _source_id(session, key)
+    # Only a row that was there before this transaction is known to survive it.
+    if found_id is not None and committed:
+        if len(_sources) >= SOURCE_CACHE_SIZE:
+            _sources.pop(next(iter(_sources)))
+        _sources[cache_key] = found_id
+    return found_id
+
+
+async def _source_id(session: AsyncSession, key: SourceKey) -> tuple[int | None, bool]:
     values = {
         "source": key.source,
         "medium": key.medium,
@@ -189,7 +266,7 @@ async def source_id(session: AsyncSession, key: SourceKey | None) -> int | None:
     where = [getattr(Source, k) == v for k, v in values.items()]
     found = await session.scalar(select(Source.id).where(*where))
     if found is not None:
-        return int(found)
+        return int(found), True
     dialect = session.bind.dialect.name if session.bind else "postgresql"
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     from proca_server.kit.time import utcnow
@@ -202,10 +279,10 @@ async def source_id(session: AsyncSession, key: SourceKey | None) -> int | None:
             index_elements=["source", "medium", "campaign", "content", "location"]
         )
     )
-    return int(await session.scalar(select(Source.id).where(*where)) or 0) or None
+    return int(await session.scalar(select(Source.id).where(*where)) or 0) or None, False
 
 
-def _cleartext(contact: ValidatedContact, org: Org, has_mtt: bool) -> dict[str, Any]:
+def _cleartext(contact: ValidatedContact, org: OrgSnap, has_mtt: bool) -> dict[str, Any]:
     """Which personal fields stay readable on the supporter row (spec §4.4)."""
     if org.high_security:
         return {"area": contact.area}
@@ -244,10 +321,7 @@ async def add_action_contact(
     check_action(data)
     donation = _donation_row(data.donation) if data.donation else None
     mtt = await _mtt_rows(session, campaign, data.mtt) if data.mtt else None
-    has_mtt = (
-        mtt is not None
-        or (await session.scalar(select(Mtt.id).where(Mtt.campaign_id == campaign.id))) is not None
-    )
+    has_mtt = campaign.has_mtt
 
     supporter = Supporter(
         fingerprint=contact.fingerprint,
