@@ -209,6 +209,10 @@ ORDER BY c.id
 """
 ).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
+_RECONCILED_AT = text(
+    "SELECT reconciled_at FROM counter_campaigns WHERE campaign_id = :campaign_id"
+).columns(reconciled_at=UTCDateTime())
+
 _MARK_RECONCILED = text(
     "INSERT INTO counter_campaigns (campaign_id, reconciled_at) VALUES (:campaign_id, :now) "
     "ON CONFLICT (campaign_id) DO UPDATE SET reconciled_at = excluded.reconciled_at"
@@ -279,11 +283,17 @@ async def reconcile_campaign(engine: AsyncEngine, campaign_id: int) -> Reconcili
 async def reconcile_due(engine: AsyncEngine, interval: float) -> list[int]:
     """Reconcile the campaigns due: never reconciled, or reconciled more than `interval`
     seconds ago and live or changed since. The ids reconciled."""
-    cutoff = utcnow() - timedelta(seconds=interval)
+    started = utcnow()
+    cutoff = started - timedelta(seconds=interval)
     async with engine.connect() as conn:
         due = [int(i) for i in (await conn.scalars(_DUE, {"cutoff": cutoff})).all()]
     done = []
     for campaign_id in due:
+        # another process may have reconciled it since the list was read
+        async with engine.connect() as conn:
+            since = await conn.scalar(_RECONCILED_AT, {"campaign_id": campaign_id})
+        if since is not None and since >= started:
+            continue
         if await reconcile_campaign(engine, campaign_id) is not None:
             done.append(campaign_id)
     return done
@@ -408,17 +418,24 @@ def _correction(campaign_id: int, dim: tuple[int, str], n: int) -> dict[str, Any
     return row
 
 
-async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+async def _every(
+    seconds: float, job: Callable[[], Awaitable[object]], name: str, stop: asyncio.Event
+) -> None:
     failures = 0
-    while True:
+    while not stop.is_set():
         try:
             await job()
             failures = 0
         except Exception:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # a cancellation a driver turned into an error: still a cancellation
             failures += 1
             if failures == 1 or failures % 100 == 0:
                 log.warning("counters: %s failed (%d in a row)", name, failures, exc_info=True)
-        await asyncio.sleep(seconds if not failures else min(seconds * 2**failures, 60.0))
+        delay = seconds if not failures else min(seconds * 2**failures, 60.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
 
 
 @asynccontextmanager
@@ -428,23 +445,33 @@ async def running(
     compact_every: float,
     reconcile_every: float,
     first_reconcile_after: float = 5.0,
+    stop_timeout: float = 10.0,
 ) -> AsyncIterator[None]:
     """Run the compactor (every `compact_every` s) and the reconciler (every
-    `reconcile_every` s, none when 0) in this process while the block runs."""
+    `reconcile_every` s, none when 0) in this process while the block runs. On exit they
+    finish the round in progress (cancelled after `stop_timeout` s)."""
+    stop = asyncio.Event()
 
     async def reconcile_later() -> None:
-        await asyncio.sleep(first_reconcile_after)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), first_reconcile_after)
         # due a little early, so that a campaign is not left for a second period
         due_after = reconcile_every * 0.9
-        await _every(reconcile_every, lambda: reconcile_due(engine, due_after), "reconcile")
+        await _every(reconcile_every, lambda: reconcile_due(engine, due_after), "reconcile", stop)
 
-    tasks = [asyncio.create_task(_every(compact_every, lambda: compact(engine), "compaction"))]
+    tasks = [
+        asyncio.create_task(_every(compact_every, lambda: compact(engine), "compaction", stop))
+    ]
     if reconcile_every > 0:
         tasks.append(asyncio.create_task(reconcile_later()))
     try:
         yield
     finally:
-        for task in tasks:
+        stop.set()
+        # Stop between rounds rather than cancel a transaction midway (the drivers do not all
+        # take a cancellation well); cancel only what does not finish in time.
+        _, late = await asyncio.wait(tasks, timeout=stop_timeout)
+        for task in late:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
