@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -46,6 +47,15 @@ class Mutation(
     pass
 
 
+def _parser_cache() -> ParserCache:
+    # the LRU behind it is module-wide, shared by every request
+    return ParserCache(maxsize=1024)
+
+
+def _validation_cache() -> ValidationCache:
+    return ValidationCache(maxsize=1024)
+
+
 class ProcaSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -61,7 +71,8 @@ def build_schema() -> ProcaSchema:
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        extensions=[MutationTransactions],
+        # widgets send the same few documents: parse and validate each once
+        extensions=[MutationTransactions, _parser_cache, _validation_cache],
         # implementations reached only through their interface
         types=[
             PrivateOrg,
