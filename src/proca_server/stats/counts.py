@@ -135,6 +135,19 @@ class CountsCache:
     def clear(self) -> None:
         self._entries.clear()
 
+    def fresh(self, campaign_id: int, max_age: float) -> CampaignCounts | None:
+        entry = self._entries.get(campaign_id)
+        if entry is not None and entry[0] >= time.monotonic() - max_age:
+            return entry[1]
+        return None
+
+    def store(self, campaign_id: int, started_at: float, counts: CampaignCounts) -> None:
+        previous = self._entries.get(campaign_id)
+        if previous is None or previous[0] < started_at:
+            if previous is None and len(self._entries) >= MAX_CACHED_CAMPAIGNS:
+                self._evict()
+            self._entries[campaign_id] = (started_at, counts)
+
     async def _load(self, campaign_id: int, started_at: float) -> CampaignCounts:
         try:
             async with self._engine.connect() as conn:
@@ -185,6 +198,15 @@ async def campaign_stats(
     Reads never scan actions or supporters: one indexed statement over the campaign's totals,
     its pending deltas and its pages, at most once per `max_age` per process and campaign."""
     bind = session.bind
-    if isinstance(bind, AsyncEngine):
-        return await cache_for(bind).get(campaign_id, max_age)
-    return await load_counts(session, campaign_id)
+    if not isinstance(bind, AsyncEngine):
+        return await load_counts(session, campaign_id)
+    cache = cache_for(bind)
+    fresh = cache.fresh(campaign_id, max_age)
+    if fresh is not None:
+        return fresh
+    # Load on the request's own connection: a load needing a connection of its own could wait
+    # forever for a pool that requests waiting on it have emptied.
+    started_at = time.monotonic()
+    counts = await load_counts(session, campaign_id)
+    cache.store(campaign_id, started_at, counts)
+    return counts

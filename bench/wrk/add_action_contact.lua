@@ -1,0 +1,157 @@
+-- wrk script: the widget's addActionContact, one unique email per request.
+--
+-- Environment (set by bench/widget_load.py):
+--   BENCH_PAGE   action page id (default 1)
+--   BENCH_RUN    a prefix unique to this wrk run, so emails never repeat across runs
+--   BENCH_QUOTA  requests per wrk thread; 0 or unset = as many as fit in -d.
+--                With a quota each thread sends exactly that many requests, then stops when
+--                their answers are in (so "1,000 requests at concurrency 500" is exact) and
+--                writes BENCH_THREAD_DONE to stderr: wrk itself waits for -d or SIGINT.
+--
+-- done() prints one line "BENCH_RESULT {json}" with statuses, GraphQL errors (they come with
+-- HTTP 200, so the body is checked), a few sample bodies and latency percentiles.
+
+local page = os.getenv("BENCH_PAGE") or "1"
+local run = os.getenv("BENCH_RUN") or tostring(os.time())
+local quota = tonumber(os.getenv("BENCH_QUOTA") or "0") or 0
+local max_samples = 3
+
+local path = "/api?id=" .. page
+
+local query = "mutation addActionContact($action: ActionInput!, $actionPage: Int!, "
+  .. "$contact: ContactInput!, $contactRef: ID, $privacy: ConsentInput!, "
+  .. "$tracking: TrackingInput) { addActionContact(actionPageId: $actionPage, "
+  .. "action: $action, contact: $contact, contactRef: $contactRef, privacy: $privacy, "
+  .. "tracking: $tracking) { contactRef firstName } }"
+
+local body_prefix = '{"query":"' .. query .. '","variables":{"actionPage":' .. page
+  .. ',"action":{"actionType":"petition","customFields":"{\\"comment\\":\\"hi\\"}"}'
+  .. ',"contact":{"firstName":"Ann","lastName":"Lee","email":"'
+local body_suffix = '","phone":"","address":{"country":"FR","postcode":""}}'
+  .. ',"privacy":{"optIn":true}'
+  .. ',"tracking":{"source":"newsletter","medium":"email","campaign":"spring","content":""'
+  .. ',"location":"https://campaign.example.org/sign"}}'
+  .. ',"operationName":"addActionContact"}'
+
+local headers = {
+  ["Content-Type"] = "application/json",
+  ["Accept"] = "application/json",
+  ["Referer"] = "https://campaign.example.org/sign",
+}
+
+-- main state: one entry per thread
+local threads = {}
+local next_tid = 0
+
+function setup(thread)
+  next_tid = next_tid + 1
+  thread:set("tid", next_tid)
+  table.insert(threads, thread)
+end
+
+-- thread state (globals so that thread:get can read them)
+issued = 0
+reserved = 0
+answered = 0
+ok = 0
+gql_errors = 0
+statuses = {}
+samples = {}
+
+function init(args)
+  tid = tid or 0
+end
+
+if quota > 0 then
+  -- called before each request: connections past the quota wait (longer than -d), so the
+  -- thread sends exactly `quota` requests
+  function delay()
+    if reserved < quota then
+      reserved = reserved + 1
+      return 0
+    end
+    return 3600000
+  end
+end
+
+function request()
+  issued = issued + 1
+  local email = string.format("%s-%d-%d@bench.example.org", run, tid, issued)
+  return wrk.format("POST", path, headers, body_prefix .. email .. body_suffix)
+end
+
+local function sample(status, body)
+  if #samples < max_samples then
+    table.insert(samples, tostring(status) .. " " .. string.sub(body or "", 1, 400))
+  end
+end
+
+function response(status, hdrs, body)
+  answered = answered + 1
+  local key = tostring(status)
+  statuses[key] = (statuses[key] or 0) + 1
+  if status >= 200 and status < 300 then
+    if body and string.find(body, '"errors"', 1, true) then
+      gql_errors = gql_errors + 1
+      sample(status, body)
+    elseif body and string.find(body, '"contactRef"', 1, true) then
+      ok = ok + 1
+    else
+      gql_errors = gql_errors + 1
+      sample(status, body)
+    end
+  else
+    sample(status, body)
+  end
+  if quota > 0 and answered == quota then
+    -- wrk's main thread sleeps for all of -d: tell the driver, which then sends SIGINT
+    io.stderr:write("BENCH_THREAD_DONE\n")
+    io.stderr:flush()
+    wrk.thread:stop()
+  end
+end
+
+local function json_string(s)
+  s = string.gsub(s, '[%c"\\]', function(c)
+    if c == '"' then return '\\"' end
+    if c == "\\" then return "\\\\" end
+    return string.format("\\u%04x", string.byte(c))
+  end)
+  return '"' .. s .. '"'
+end
+
+function done(summary, latency, requests)
+  local t = { issued = 0, answered = 0, ok = 0, gql_errors = 0 }
+  local st, smp = {}, {}
+  for _, thread in ipairs(threads) do
+    for _, k in ipairs({ "issued", "answered", "ok", "gql_errors" }) do
+      t[k] = t[k] + (thread:get(k) or 0)
+    end
+    for code, n in pairs(thread:get("statuses") or {}) do
+      st[code] = (st[code] or 0) + n
+    end
+    for _, s in ipairs(thread:get("samples") or {}) do
+      if #smp < max_samples then table.insert(smp, s) end
+    end
+  end
+  -- wrk calls request() once in the first thread to verify it; that one is never sent
+  t.issued = t.issued - 1
+  local parts = {}
+  for code, n in pairs(st) do table.insert(parts, json_string(code) .. ":" .. n) end
+  local samples_json = {}
+  for _, s in ipairs(smp) do table.insert(samples_json, json_string(s)) end
+  local e = summary.errors
+  print(string.format(
+    'BENCH_RESULT {"duration_us":%d,"requests":%d,"bytes":%d,'
+      .. '"socket_errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
+      .. '"issued":%d,"answered":%d,"ok":%d,"gql_errors":%d,"statuses":{%s},'
+      .. '"latency_us":{"min":%d,"mean":%.1f,"stdev":%.1f,"p50":%d,"p75":%d,"p90":%d,'
+      .. '"p99":%d,"p999":%d,"max":%d},"samples":[%s]}',
+    summary.duration, summary.requests, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    t.issued, t.answered, t.ok, t.gql_errors, table.concat(parts, ","),
+    latency.min, latency.mean, latency.stdev,
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9), latency.max,
+    table.concat(samples_json, ",")))
+end
