@@ -54,65 +54,38 @@ def _criteria(
     )
 
 
+async def _actions(
+    info: Ctx,
+    org_name: str,
+    campaign_name: str | None = None,
+    campaign_id: int | None = None,
+    start: int | None = None,
+    after: DateTime | None = None,
+    limit: int | None = None,
+    only_opt_in: bool | None = None,
+    only_double_opt_in: bool | None = None,
+    include_testing: bool | None = None,
+) -> list[ActionType | None]:
+    criteria = _criteria(
+        campaign_name,
+        campaign_id,
+        start,
+        after,
+        limit,
+        only_opt_in,
+        only_double_opt_in,
+        include_testing,
+    )
+    return await _export(info, org_name, criteria)
+
+
 @strawberry.type
 class ActionQuery:
-    @strawberry.field
-    async def actions(
-        self,
-        info: Ctx,
-        org_name: str,
-        campaign_name: str | None = None,
-        campaign_id: int | None = None,
-        start: int | None = None,
-        after: DateTime | None = None,
-        limit: int | None = None,
-        only_opt_in: bool | None = None,
-        only_double_opt_in: bool | None = None,
-        include_testing: bool | None = None,
-    ) -> list[ActionType | None]:
-        return await _export(
-            info,
-            org_name,
-            _criteria(
-                campaign_name,
-                campaign_id,
-                start,
-                after,
-                limit,
-                only_opt_in,
-                only_double_opt_in,
-                include_testing,
-            ),
-        )
-
-    @strawberry.field(deprecation_reason="use actions")  # type: ignore[untyped-decorator]
-    async def export_actions(
-        self,
-        info: Ctx,
-        org_name: str,
-        campaign_name: str | None = None,
-        campaign_id: int | None = None,
-        start: int | None = None,
-        after: DateTime | None = None,
-        limit: int | None = None,
-        only_opt_in: bool | None = None,
-        only_double_opt_in: bool | None = None,
-        include_testing: bool | None = None,
-    ) -> list[ActionType | None]:
-        return await _export(
-            info,
-            org_name,
-            _criteria(
-                campaign_name,
-                campaign_id,
-                start,
-                after,
-                limit,
-                only_opt_in,
-                only_double_opt_in,
-                include_testing,
-            ),
-        )
+    # exportActions is the deprecated name of the same query
+    actions: list[ActionType | None] = strawberry.field(resolver=_actions)
+    export_actions: list[ActionType | None] = strawberry.field(
+        resolver=_actions, deprecation_reason="use actions"
+    )
 
     @strawberry.field
     async def contacts(

@@ -148,6 +148,8 @@ ORG_BACKENDS = {
     "push_backend": "push_backend_id",
 }
 SYSTEM_ALLOWED = ("email_backend", "transactional_email_backend")
+# who may manage an org's encryption keys
+KEY_PERMISSIONS = (Permission.CHANGE_ORG_SETTINGS, Permission.EXPORT_CONTACTS)
 
 
 async def _resolve_backend(
@@ -297,9 +299,7 @@ class OrgMutation:
         self, info: Ctx, org_name: str, input: GenKeyInput
     ) -> KeyWithPrivateType:
         ctx = info.context
-        org, _ = await org_access(
-            ctx, org_name, Permission.CHANGE_ORG_SETTINGS, Permission.EXPORT_CONTACTS
-        )
+        org, _ = await org_access(ctx, org_name, *KEY_PERMISSIONS)
         key, private = await keys.generate_key(
             ctx.session, org, input.name, keep_private=org.name == ctx.settings.org_name
         )
@@ -316,17 +316,13 @@ class OrgMutation:
     @strawberry.mutation
     async def add_key(self, info: Ctx, org_name: str, input: AddKeyInput) -> KeyType:
         ctx = info.context
-        org, _ = await org_access(
-            ctx, org_name, Permission.CHANGE_ORG_SETTINGS, Permission.EXPORT_CONTACTS
-        )
+        org, _ = await org_access(ctx, org_name, *KEY_PERMISSIONS)
         return KeyType.of(await keys.add_key(ctx.session, org, input.name, input.public))
 
     @strawberry.mutation
     async def activate_key(self, info: Ctx, org_name: str, id: int) -> ActivateKeyResult:
         ctx = info.context
-        org, _ = await org_access(
-            ctx, org_name, Permission.CHANGE_ORG_SETTINGS, Permission.EXPORT_CONTACTS
-        )
+        org, _ = await org_access(ctx, org_name, *KEY_PERMISSIONS)
         await keys.activate_key(ctx.session, org, id)
         _forget_keys_after_commit(ctx, org.id)
         return ActivateKeyResult(status=StatusEnum.SUCCESS)
@@ -334,9 +330,7 @@ class OrgMutation:
     @strawberry.mutation
     async def deactivate_all_keys(self, info: Ctx, org_name: str) -> ActivateKeyResult:
         ctx = info.context
-        org, _ = await org_access(
-            ctx, org_name, Permission.CHANGE_ORG_SETTINGS, Permission.EXPORT_CONTACTS
-        )
+        org, _ = await org_access(ctx, org_name, *KEY_PERMISSIONS)
         await keys.deactivate_all_keys(ctx.session, org)
         _forget_keys_after_commit(ctx, org.id)
         return ActivateKeyResult(status=StatusEnum.SUCCESS)
