@@ -12,22 +12,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import null, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.action import store
 from proca_server.action.fields import check_fields
 from proca_server.action.tracking import SourceKey
 from proca_server.contact.crypto import KeyRing, seal_for_org
 from proca_server.contact.schemas import ValidatedContact
 from proca_server.errors import BadArgument, NotFound
 from proca_server.kit import base64url
+from proca_server.kit.time import utcnow
 from proca_server.models import (
     Action,
     ActionPage,
     Campaign,
-    Contact,
     Donation,
     Message,
     MessageContent,
@@ -269,8 +270,6 @@ async def _source_id(session: AsyncSession, key: SourceKey) -> tuple[int | None,
         return int(found), True
     dialect = session.bind.dialect.name if session.bind else "postgresql"
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    from proca_server.kit.time import utcnow
-
     now = utcnow()
     await session.execute(
         insert(Source)
@@ -299,8 +298,8 @@ def _cleartext(contact: ValidatedContact, org: OrgSnap, has_mtt: bool) -> dict[s
 
 @dataclass(frozen=True)
 class Created:
-    action: Action
-    supporter: Supporter | None
+    action_id: int
+    supporter_id: int | None
     fingerprint: bytes | None
     first_name: str | None
 
@@ -321,18 +320,9 @@ async def add_action_contact(
     check_action(data)
     donation = _donation_row(data.donation) if data.donation else None
     mtt = await _mtt_rows(session, campaign, data.mtt) if data.mtt else None
-    has_mtt = campaign.has_mtt
-
-    supporter = Supporter(
-        fingerprint=contact.fingerprint,
-        campaign_id=campaign.id,
-        action_page_id=page.id,
-        source_id=await source_id(session, source),
-        **_cleartext(contact, org, has_mtt),
-    )
-    session.add(supporter)
-    await session.flush()
+    source_row = await source_id(session, source)
     lead_org_id = campaign.org_id if campaign.org_id is not None else page.org_id
+    contacts = []
     for consent in consents(
         page_org_id=page.org_id,
         lead_org_id=lead_org_id,
@@ -342,47 +332,50 @@ async def add_action_contact(
         lead_opt_in=lead_opt_in,
     ):
         sealed = await seal_for_org(keyring, session, consent.org_id, contact.payload)
-        session.add(
-            Contact(
-                supporter_id=supporter.id,
+        contacts.append(
+            store.ContactRow(
                 org_id=consent.org_id,
                 payload=sealed.payload,
                 crypto_nonce=sealed.crypto_nonce,
                 public_key_id=sealed.public_key_id,
                 sign_key_id=sealed.sign_key_id,
-                # NULL (not asked) rather than the column's default of false
-                communication_consent=(
-                    null() if consent.communication is None else consent.communication
-                ),
-                communication_scopes=["email"],
+                communication_consent=consent.communication,
                 delivery_consent=consent.delivery,
             )
         )
-    action = await _insert_action(
-        session, ctx, data, supporter.id, supporter.source_id, donation, mtt, with_consent=True
-    )
-    await counters.record_action(
+    supporter_id, action_id = await store.insert_signature(
         session,
-        campaign_id=campaign.id,
-        org_id=page.org_id,
-        action_page_id=page.id,
-        action_type=data.action_type,
-        fingerprint=contact.fingerprint,
-        area=contact.area,
-        testing=data.testing,
+        store.SupporterRow(
+            fingerprint=contact.fingerprint,
+            campaign_id=campaign.id,
+            action_page_id=page.id,
+            source_id=source_row,
+            **_cleartext(contact, org, campaign.has_mtt),
+        ),
+        contacts,
+        _action_row(ctx, data, source_row, with_consent=True),
+        None if data.testing else store.Counted(page.org_id, contact.area),
+        utcnow(),
     )
+    await _attach(session, action_id, donation, mtt)
     if link_ref is not None:
-        await _link(session, [link_ref], supporter)
-    return Created(action, supporter, contact.fingerprint, contact.first_name)
+        await _link(session, [link_ref], supporter_id, contact.fingerprint, contact.area)
+    return Created(action_id, supporter_id, contact.fingerprint, contact.first_name)
 
 
-async def _link(session: AsyncSession, refs: Sequence[bytes], supporter: Supporter) -> None:
+async def _link(
+    session: AsyncSession,
+    refs: Sequence[bytes],
+    supporter_id: int,
+    fingerprint: bytes,
+    area: str | None,
+) -> None:
     """Attach earlier anonymous actions to this supporter, and count the person for them."""
     linked = (
         await session.execute(
             update(Action)
             .where(Action.ref.in_(list(refs)), Action.supporter_id.is_(None))
-            .values(supporter_id=supporter.id)
+            .values(supporter_id=supporter_id)
             .returning(Action.campaign_id, Action.action_page_id, Action.testing)
         )
     ).all()
@@ -394,50 +387,52 @@ async def _link(session: AsyncSession, refs: Sequence[bytes], supporter: Support
             session,
             campaign_id=campaign_id,
             org_id=page.org_id,
-            fingerprint=supporter.fingerprint,
-            area=supporter.area,
+            fingerprint=fingerprint,
+            area=area,
             testing=testing,
         )
 
 
-async def _insert_action(
-    session: AsyncSession,
+def _action_row(
     ctx: PageContext,
     data: ActionData,
-    supporter_id: int | None,
     source: int | None,
-    donation: Donation | None,
-    mtt: tuple[MessageContent, list[Message]] | None,
     *,
     with_consent: bool,
     ref: bytes | None = None,
-) -> Action:
-    action = Action(
+) -> store.ActionRow:
+    return store.ActionRow(
         action_type=data.action_type,
         fields=data.fields,
         testing=data.testing,
         campaign_id=ctx.campaign.id,
         action_page_id=ctx.page.id,
-        supporter_id=supporter_id,
         source_id=source,
         with_consent=with_consent,
         ref=ref,
     )
-    session.add(action)
-    await session.flush()
+
+
+async def _attach(
+    session: AsyncSession,
+    action_id: int,
+    donation: Donation | None,
+    mtt: tuple[MessageContent, list[Message]] | None,
+) -> None:
+    """The donation and mail-to-target rows of a new action."""
     if donation is not None:
-        donation.action_id = action.id
+        donation.action_id = action_id
         session.add(donation)
     if mtt is not None:
         content, messages = mtt
         session.add(content)
         await session.flush()
         for message in messages:
-            message.action_id = action.id
+            message.action_id = action_id
             message.message_content_id = content.id
             session.add(message)
-    await session.flush()
-    return action
+    if donation is not None or mtt is not None:
+        await session.flush()
 
 
 async def find_supporter(
@@ -468,17 +463,14 @@ async def add_action(
         raise BadArgument("contact_ref: Cannot find contact for MTT action", field="contactRef")
     donation = _donation_row(data.donation) if data.donation else None
     mtt = await _mtt_rows(session, ctx.campaign, data.mtt) if data.mtt else None
-    action = await _insert_action(
+    source_row = await source_id(session, source)
+    action_id = await store.insert_action(
         session,
-        ctx,
-        data,
+        _action_row(ctx, data, source_row, with_consent=False, ref=None if supporter else ref),
         supporter.id if supporter else None,
-        await source_id(session, source),
-        donation,
-        mtt,
-        with_consent=False,
-        ref=None if supporter else ref,
+        utcnow(),
     )
+    await _attach(session, action_id, donation, mtt)
     await counters.record_action(
         session,
         campaign_id=ctx.campaign.id,
@@ -489,7 +481,7 @@ async def add_action(
         area=supporter.area if supporter else None,
         testing=data.testing,
     )
-    return Created(action, supporter, ref, None)
+    return Created(action_id, supporter.id if supporter else None, ref, None)
 
 
 async def link_actions(
@@ -499,5 +491,5 @@ async def link_actions(
     if supporter is None:
         raise NotFound("contact_ref: Cannot find contact", field="contactRef")
     if link_refs:
-        await _link(session, link_refs, supporter)
+        await _link(session, link_refs, supporter.id, supporter.fingerprint, supporter.area)
     return supporter

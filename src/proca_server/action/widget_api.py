@@ -191,13 +191,13 @@ class WidgetMutation:
             source=source_key(_tracking(tracking), ctx.referer),
             link_ref=link_ref,
         )
-        assert created.fingerprint is not None and created.supporter is not None
+        assert created.fingerprint is not None
         if captcha_meta:
             session.add(
                 AuditLog(
-                    actor_id=str(created.supporter.id),
+                    actor_id=str(created.supporter_id),
                     resource="captcha_actions",
-                    resource_id=str(created.action.id),
+                    resource_id=str(created.action_id),
                     changeset=captcha_meta,
                 )
             )

@@ -40,14 +40,17 @@ INSERT_DELTA = text(
     ":actions, :supporters, :org_id, :org_supporters, :area, :area_supporters, :left_area)"
 )
 
-# PostgreSQL: the person upsert, the org insert and the delta in one statement. `gained`: the
-# person now counts in `area` and did not before; `left_area`: they counted there before.
-_RECORD_PG = sql(
-    "WITH person AS (",
-    _UPSERT_PERSON,
-    "), org_person AS (",
-    _INSERT_ORG_PERSON,
-    """), change AS (
+# PostgreSQL: the person upsert, the org insert and the delta as data-modifying CTEs, so that
+# they run in one statement (one round trip), on their own or inside a bigger write (the
+# signature's, action/store.py). `gained`: the person now counts in `area` and did not before;
+# `left_area`: they counted there before.
+PG_COUNTER_CTES = "".join(
+    (
+        "person AS (",
+        _UPSERT_PERSON,
+        "), org_person AS (",
+        _INSERT_ORG_PERSON,
+        """), change AS (
     SELECT CASE WHEN p.seen = 1 THEN 1 ELSE 0 END AS supporters,
            (SELECT count(*) FROM org_person) AS org_supporters,
            CASE WHEN p.area IS NOT NULL AND (p.prev_area IS NULL OR p.prev_area <> p.area)
@@ -55,7 +58,7 @@ _RECORD_PG = sql(
            CASE WHEN p.prev_area IS NOT NULL AND p.prev_area <> p.area
                 THEN p.prev_area END AS left_area
     FROM person AS p
-)
+), delta AS (
 INSERT INTO counter_deltas (campaign_id, action_type, actions, supporters, org_id,
                             org_supporters, area, area_supporters, left_area)
 SELECT CAST(:campaign_id AS bigint), CAST(:action_type AS varchar), CAST(:actions AS integer),
@@ -64,8 +67,12 @@ SELECT CAST(:campaign_id AS bigint), CAST(:action_type AS varchar), CAST(:action
 FROM change AS c
 WHERE CAST(:actions AS integer) <> 0 OR c.supporters <> 0 OR c.org_supporters <> 0
    OR c.gained IS NOT NULL OR c.left_area IS NOT NULL
-""",
+RETURNING 1
+)""",
+    )
 )
+
+_RECORD_PG = sql("WITH ", PG_COUNTER_CTES, " SELECT count(*) FROM delta")
 
 
 async def record_action(
@@ -106,15 +113,10 @@ async def record_link(
     await _record(session, campaign_id, org_id, None, fingerprint, area)
 
 
-async def _record(
-    session: AsyncSession,
-    campaign_id: int,
-    org_id: int,
-    action_type: str | None,
-    fingerprint: bytes | None,
-    area: str | None,
-) -> None:
-    delta: dict[str, Any] = {
+def delta_params(campaign_id: int, org_id: int, action_type: str | None) -> dict[str, Any]:
+    """The bind parameters of a delta row, and of PG_COUNTER_CTES (with `fingerprint` and
+    `area` added): one action of `action_type` (None: no action, a link) by a person."""
+    return {
         "campaign_id": campaign_id,
         "action_type": action_type,
         "actions": 0 if action_type is None else 1,
@@ -125,6 +127,17 @@ async def _record(
         "area_supporters": 0,
         "left_area": None,
     }
+
+
+async def _record(
+    session: AsyncSession,
+    campaign_id: int,
+    org_id: int,
+    action_type: str | None,
+    fingerprint: bytes | None,
+    area: str | None,
+) -> None:
+    delta = delta_params(campaign_id, org_id, action_type)
     if fingerprint is None:
         if action_type is not None:
             await session.execute(INSERT_DELTA, delta)
