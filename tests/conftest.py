@@ -132,7 +132,7 @@ def sessionmaker(app: FastAPI) -> async_sessionmaker[AsyncSession]:
 
 @pytest.fixture
 async def session(
-    sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
 ) -> AsyncIterator[AsyncSession]:
     """A session for arranging and checking data; every table is emptied after the test."""
     async with sessionmaker() as s:
@@ -140,6 +140,7 @@ async def session(
     # process-wide caches must not carry one test's rows into the next
     keyrings._keyrings.clear()
     clear_page_cache()
+    app.state.response_cache.clear()
     async with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             await conn.execute(delete(table))

@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = db.create_sessionmaker(engine)
+    app.state.response_cache = ResponseCache()
 
     app.add_middleware(
         CORSMiddleware,

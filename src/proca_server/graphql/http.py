@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -18,10 +19,11 @@ from strawberry.http.ides import get_graphql_ide_html
 from proca_server.auth.authenticate import authenticate_request
 from proca_server.config import Settings
 from proca_server.errors import AuthenticationFailed
-from proca_server.graphql import idempotency
+from proca_server.graphql import idempotency, response_cache
 from proca_server.graphql.context import Context
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.names import convert_variables, make_preparer
+from proca_server.graphql.response_cache import ResponseCache
 from proca_server.graphql.schema import schema
 
 log = logging.getLogger("proca_server.http")
@@ -88,8 +90,20 @@ def _wants_ide(request: Request) -> bool:
 
 
 async def execute_request(
-    request: Request, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    request: Request,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    cache: ResponseCache | None = None,
 ) -> Response:
+    cache_key: response_cache.Key | None = None
+    if cache is not None and response_cache.anonymous(request.headers, request.cookies):
+        raw = await request.body() if request.method == "POST" else b""
+        method = f"{request.method} {request.headers.get('content-type', '')}"
+        cache_key = (method, request.url.query, raw)
+        hit = cache.get(cache_key)
+        if hit is not None:
+            return _raw_json(hit)
+    started_at = time.monotonic()
     try:
         params = await _read_params(request)
         query = params.get("query")
@@ -160,13 +174,23 @@ async def execute_request(
     await context.run_after_commit()
 
     body: dict[str, Any] = {}
+    if (
+        cache is not None
+        and cache_key is not None
+        and not result.errors
+        and operation is not None
+        and operation[0] is OperationType.QUERY
+    ):
+        answer = _dumps({"data": result.data})
+        cache.put(cache_key, started_at, answer)
+        return _raw_json(answer)
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
     if result.data is not None or not result.errors or _executed(result.errors):
         body["data"] = result.data
     if key is not None:
         if context.idempotency_reserved:
-            answer = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+            answer = _dumps(body)
             await idempotency.save(sessionmaker, key, answer)
             return _raw_json(answer)
         if any(
@@ -177,6 +201,11 @@ async def execute_request(
             if answer is not None:
                 return _raw_json(answer)
     return _json(body)
+
+
+def _dumps(body: dict[str, Any]) -> str:
+    # as JSONResponse renders it
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _raw_json(text: str) -> Response:
@@ -191,7 +220,7 @@ def _executed(errors: list[GraphQLError]) -> bool:
 @router.api_route("/api", methods=["GET", "POST"])
 async def graphql_endpoint(request: Request) -> Response:
     state = request.app.state
-    return await execute_request(request, state.sessionmaker, state.settings)
+    return await execute_request(request, state.sessionmaker, state.settings, state.response_cache)
 
 
 @router.options("/api")
