@@ -14,9 +14,11 @@ from proca_server import db
 from proca_server.config import Settings, get_settings
 from proca_server.confirm.links import router as confirm_links_router
 from proca_server.graphql.http import router as graphql_router
+from proca_server.graphql.response_cache import ResponseCache
 from proca_server.graphql.socket import router as socket_router
 from proca_server.kit.logs import configure_logging
 from proca_server.migrations.migrate import is_up_to_date
+from proca_server.processing.links import router as supporter_links_router
 from proca_server.stats.maintenance import background as stats_background
 from proca_server.web.accounts import router as accounts_router
 from proca_server.web.mailbox import router as mailbox_router
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_router)
     app.include_router(mailbox_router)
     app.include_router(confirm_links_router)
+    app.include_router(supporter_links_router)
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -1,0 +1,1 @@
+"""The processing pipeline: state machine, messages, lifecycle, supporter links."""

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+from fastapi import FastAPI
+
+from proca_server.processing.messages import Publication
+
+
+class RecordingPipeline:
+    """What the links hand over after commit (stands where the broker plugs in)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[Publication], list[int]]] = []
+
+    async def after_commit(
+        self, publications: Sequence[Publication], action_ids: Sequence[int]
+    ) -> None:
+        self.calls.append((list(publications), list(action_ids)))
+
+
+@pytest.fixture
+def pipeline(app: FastAPI) -> Iterator[RecordingPipeline]:
+    recorder = RecordingPipeline()
+    app.state.pipeline = recorder
+    yield recorder
+    del app.state.pipeline
