@@ -1,0 +1,193 @@
+"""What every delivering backend shares: the delivery error, the MIME rendering of a message,
+and the HTTP call of the provider APIs.
+
+A backend's `deliver(messages)` returns when every message was accepted (or dropped on purpose:
+a provider saying the recipient address itself is unusable). Otherwise it raises
+`EmailDeliveryError`, naming the messages that failed when the provider answers per message;
+`retryable` says whether sending again may help. Messages never carry credentials: a provider's
+answer is quoted, with any secret of the service blanked out."""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from email.message import EmailMessage as MimeMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+import httpx
+
+from proca_server.email.message import EmailMessage, split_address
+
+# Header carrying the custom id where the provider has no field of its own for it.
+CUSTOM_ID_HEADER = "X-Proca-Custom-Id"
+# Headers the backends set themselves; a message's extra headers cannot override them.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in ("From", "To", "Subject", "Reply-To", "Message-Id", "Date", "Cc", "Bcc", "Sender")
+)
+HTTP_TIMEOUT = 30.0
+_NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    index: int
+    custom_id: str | None
+    reason: str
+    retryable: bool = True
+
+
+class EmailDeliveryError(Exception):
+    """Messages could not be delivered. `failures` lists them when the provider answered per
+    message; empty means the whole batch failed."""
+
+    def __init__(
+        self,
+        backend: str,
+        reason: str,
+        *,
+        retryable: bool = True,
+        failures: Sequence[DeliveryFailure] = (),
+    ) -> None:
+        super().__init__(f"{backend}: {reason}")
+        self.backend = backend
+        self.reason = reason
+        self.failures = tuple(failures)
+        self.retryable = retryable if not failures else any(f.retryable for f in failures)
+
+
+def failed_messages(
+    backend: str, failures: Sequence[DeliveryFailure], total: int
+) -> EmailDeliveryError:
+    first = failures[0]
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    reason = f"{len(failures)} of {total} not sent: {first.reason}{more}"
+    return EmailDeliveryError(backend, reason, failures=failures)
+
+
+class EmailConfigError(ValueError):
+    """A service's fields cannot make a backend (a malformed SMTP URL, an unknown type)."""
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def reply_to_of(message: EmailMessage) -> str | None:
+    """The message's Reply-To, whether given as a field or as a header."""
+    if message.reply_to:
+        return message.reply_to
+    return next((v for k, v in message.headers.items() if k.lower() == "reply-to"), None)
+
+
+def extra_headers(message: EmailMessage) -> dict[str, str]:
+    return {k: v for k, v in message.headers.items() if k.lower() not in RESERVED_HEADERS}
+
+
+def message_id_for(message: EmailMessage) -> str:
+    """`<custom id@sender's domain>`, the custom id written as a Message-Id allows (`:` and `@`
+    are not: `action:42` becomes `<action.42@domain>`)."""
+    domain = split_address(message.sender)[1].rpartition("@")[2] or "localhost"
+    if message.custom_id:
+        local = _NOT_ATEXT.sub(".", message.custom_id).strip(".")
+        local = re.sub(r"\.{2,}", ".", local)
+        if local:
+            return f"<{local}@{domain}>"
+    return make_msgid(domain=domain)
+
+
+def build_mime(message: EmailMessage) -> MimeMessage:
+    """The message as MIME: text and HTML as alternatives, Reply-To, extra headers, a
+    Message-Id made from the custom id, and the custom id as is in `CUSTOM_ID_HEADER`."""
+    mime = MimeMessage(policy=email.policy.SMTP)
+    mime["From"] = message.sender
+    mime["To"] = message.to
+    mime["Subject"] = message.subject
+    mime["Date"] = formatdate(localtime=False)
+    mime["Message-Id"] = message_id_for(message)
+    reply_to = reply_to_of(message)
+    if reply_to:
+        mime["Reply-To"] = reply_to
+    if message.custom_id:
+        mime[CUSTOM_ID_HEADER] = message.custom_id
+    for name, value in extra_headers(message).items():
+        mime[name] = value
+    if message.text is not None:
+        mime.set_content(message.text)
+        if message.html is not None:
+            mime.add_alternative(message.html, subtype="html")
+    elif message.html is not None:
+        mime.set_content(message.html, subtype="html")
+    else:
+        mime.set_content("")
+    return mime
+
+
+def template_number(message: EmailMessage) -> int | None:
+    """A provider template id that must be a number (Mailjet, Brevo, HubSpot)."""
+    ref = message.template_ref
+    return int(ref) if ref is not None and ref.strip().isdigit() else None
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.text[:300].strip() or response.reason_phrase
+    if isinstance(body, dict):
+        for key in ("message", "ErrorMessage", "error"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return response.text[:300].strip()
+
+
+def retryable_status(status: int) -> bool:
+    # authentication and rate limits may be fixed by the provider or the org; a malformed
+    # request is sent the same way again
+    return status >= 500 or status in (401, 403, 408, 429)
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    backend: str,
+    url: str,
+    body: Mapping[str, Any] | Sequence[Any],
+    *,
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.Auth | None = None,
+    secrets: Sequence[str] = (),
+    accept: Iterable[int] = (),
+) -> httpx.Response:
+    """POST `body` as JSON; a transport failure or an unexpected status raises
+    `EmailDeliveryError` with the provider's message. Statuses in `accept` are returned for the
+    caller to read."""
+    try:
+        if auth is None:
+            response = await client.post(url, json=body, headers=headers)
+        else:
+            response = await client.post(url, json=body, headers=headers, auth=auth)
+    except httpx.HTTPError as exc:
+        reason = scrub(f"{type(exc).__name__}: {exc}", secrets)
+        raise EmailDeliveryError(backend, reason) from None
+    if response.is_success or response.status_code in set(accept):
+        return response
+    reason = scrub(f"HTTP {response.status_code}: {_error_text(response)}", secrets)
+    raise EmailDeliveryError(backend, reason, retryable=retryable_status(response.status_code))
+
+
+@asynccontextmanager
+async def http_client(client: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+    """The backend's own client when it was given one (tests, a shared pool), else a fresh one
+    for this delivery."""
+    if client is not None:
+        yield client
+        return
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as fresh:
+        yield fresh

@@ -1,0 +1,130 @@
+"""The SES backend against a local moto server; what SES accepted is read back from moto's own
+introspection endpoint (/moto-api/data.json)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from email import message_from_string, policy
+from email.message import EmailMessage as MimeMessage
+from typing import Any
+
+import httpx
+import pytest
+from aiobotocore.session import get_session
+from moto.server import ThreadedMotoServer
+
+from proca_server.email.backends import EmailDeliveryError, SesBackend
+from proca_server.email.message import EmailMessage, format_address
+from tests.local_http import free_port
+
+REGION = "eu-west-1"
+ACCESS_KEY = "AKIAPROCATEST"
+SECRET_KEY = "ses-Secret-key-0123456789"
+SENDER = "hello@trees.example"
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def ses(moto_url: str) -> AsyncIterator[str]:
+    """A fresh moto with the sender verified."""
+    async with httpx.AsyncClient() as client:
+        (await client.post(f"{moto_url}/moto-api/reset")).raise_for_status()
+    async with get_session().create_client(
+        "ses",
+        region_name=REGION,
+        endpoint_url=moto_url,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    ) as client:
+        await client.verify_email_identity(EmailAddress=SENDER)
+        await client.create_template(
+            Template={
+                "TemplateName": "thank-you",
+                "SubjectPart": "Thanks {{firstName}}",
+                "HtmlPart": "<p>Thanks {{firstName}}</p>",
+                "TextPart": "Thanks {{firstName}}",
+            }
+        )
+    yield moto_url
+
+
+async def sent(moto_url: str, kind: str = "RawMessage") -> list[dict[str, Any]]:
+    async with httpx.AsyncClient() as client:
+        data = (await client.get(f"{moto_url}/moto-api/data.json")).json()
+    return list(data["ses"][kind])
+
+
+def email(n: int = 1, **fields: object) -> EmailMessage:
+    values: dict[str, object] = {
+        "to": format_address("Ann Signer", f"ann{n}@example.com"),
+        "sender": format_address("Save Trees", SENDER),
+        "subject": "Thank you",
+        "html": "<p>Thanks</p>",
+        "text": "Thanks",
+        "reply_to": "campaigner@trees.example",
+        "custom_id": f"action:{n}",
+        "headers": {"X-Campaign": "trees"},
+    }
+    values.update(fields)
+    return EmailMessage(**values)  # type: ignore[arg-type]
+
+
+def backend(moto_url: str, secret: str = SECRET_KEY) -> SesBackend:
+    return SesBackend(REGION, ACCESS_KEY, secret, endpoint_url=moto_url)
+
+
+async def test_ses_sends_raw_mime_with_the_custom_id_header(ses: str) -> None:
+    await backend(ses).deliver([email(5)])
+
+    [raw] = await sent(ses)
+    assert raw["source"] == "Save Trees <hello@trees.example>"
+    assert "ann5@example.com" in raw["destinations"]
+    mime = message_from_string(raw["raw_data"], policy=policy.default)
+    assert isinstance(mime, MimeMessage)
+    assert mime["X-Proca-Custom-Id"] == "action:5"
+    assert mime["Reply-To"] == "campaigner@trees.example"
+    assert mime["X-Campaign"] == "trees"
+    assert mime["Subject"] == "Thank you"
+    html = mime.get_body(("html",))
+    assert html is not None and html.get_content().strip() == "<p>Thanks</p>"
+
+
+async def test_ses_sends_a_whole_batch(ses: str) -> None:
+    await backend(ses).deliver([email(n) for n in range(SesBackend.batch_size)])
+
+    raws = await sent(ses)
+    ids = {message_from_string(r["raw_data"])["X-Proca-Custom-Id"] for r in raws}
+    assert ids == {f"action:{n}" for n in range(50)}
+
+
+async def test_ses_template_gets_the_variables(ses: str) -> None:
+    message = email(template_ref="thank-you", variables={"firstName": "Ann"})
+    await backend(ses).deliver([message])
+
+    [templated] = await sent(ses, "TemplateMessage")
+    assert templated["template"] == "thank-you"
+    assert json.loads(templated["template_data"]) == {"firstName": "Ann"}
+    assert templated["destinations"]["ToAddresses"] == ["Ann Signer <ann1@example.com>"]
+
+
+async def test_ses_rejection_fails_only_that_message(ses: str) -> None:
+    stranger = email(2, sender="Other <someone@unverified.example>")
+    with pytest.raises(EmailDeliveryError) as caught:
+        await backend(ses, secret="ses-Other-secret-999").deliver([email(1), stranger])
+
+    [failure] = caught.value.failures
+    assert (failure.index, failure.custom_id, failure.retryable) == (1, "action:2", False)
+    assert failure.reason.startswith("MessageRejected: Did not have authority")
+    assert "ses-Other-secret-999" not in str(caught.value)
+    assert len(await sent(ses)) == 1
