@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     hcaptcha_url: str = Field("https://api.hcaptcha.com/siteverify", alias="HCAPTCHA_URL")
     procaptcha_url: str | None = Field(None, alias="PROCAPTCHA_URL")
     captcha_service: str = Field("procaptcha", alias="CAPTCHA_SERVICE")
+    # message broker (broker/): failed messages come back after RETRY_DELAY_MS, RETRY_LIMIT times
+    retry_limit: int = Field(10, ge=0, alias="RETRY_LIMIT")
+    retry_delay_ms: int = Field(60000, ge=0, alias="RETRY_DELAY_MS")
 
     @field_validator(
         "amqp_url",
@@ -97,7 +100,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "stats_background", "stats_cache_ms", "stats_compact_ms", "sync_interval", mode="before"
+        "stats_background",
+        "stats_cache_ms",
+        "stats_compact_ms",
+        "sync_interval",
+        "retry_limit",
+        "retry_delay_ms",
+        mode="before",
     )
     @classmethod
     def _stats_empty_is_default(cls, value: object, info: ValidationInfo) -> object:

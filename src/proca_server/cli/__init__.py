@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server import db
+from proca_server.broker.cli import queue_app
 from proca_server.config import ConfigError, Settings, get_settings
 from proca_server.errors import ProcaError, UserInputError
 from proca_server.kit.logs import configure_logging
@@ -28,6 +29,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Users and their API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.add_typer(queue_app, name="queue")
 
 
 def fail(message: str) -> None:

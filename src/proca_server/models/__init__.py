@@ -17,6 +17,7 @@ from proca_server.models.mtt import Mtt
 from proca_server.models.org import Org
 from proca_server.models.preview_email import PreviewEmail
 from proca_server.models.public_key import PublicKey
+from proca_server.models.queue import BrokerBinding, BrokerExchange, BrokerMessage, BrokerQueue
 from proca_server.models.service import Service
 from proca_server.models.source import Source
 from proca_server.models.staffer import Staffer
@@ -31,6 +32,10 @@ __all__ = [
     "ActionPage",
     "AuditLog",
     "Base",
+    "BrokerBinding",
+    "BrokerExchange",
+    "BrokerMessage",
+    "BrokerQueue",
     "Campaign",
     "Confirm",
     "Contact",
