@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.config import Settings
 from proca_server.models import Staffer, User
+from proca_server.processing.handoff import NULL_PIPELINE, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ class Context:
     idempotency_reserved: bool = False
     # callbacks to run after the transaction commits (publishes, emails)
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # where committed actions and events go next (processing/handoff.py); the app's
+    # `state.pipeline`, the null one when nothing is plugged in
+    pipeline: Pipeline = NULL_PIPELINE
 
     async def run_after_commit(self) -> None:
         callbacks, self.after_commit = self.after_commit, []

@@ -24,6 +24,7 @@ from proca_server.graphql.context import Context
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.names import convert_variables, make_preparer
 from proca_server.graphql.response_cache import ResponseCache
+from proca_server.processing.handoff import pipeline_of
 from proca_server.graphql.schema import schema
 
 log = logging.getLogger("proca_server.http")
@@ -158,6 +159,7 @@ async def execute_request(
             referer=request.headers.get("referer"),
             extensions=extensions or {},
             idempotency_key=key,
+            pipeline=pipeline_of(request.app.state),
         )
         result = await schema.execute(
             query,
