@@ -39,6 +39,7 @@ from widget_load import psql  # noqa: E402
 
 CALLERS: list[str] = []
 FILTERS: list[str] = []
+GENERIC: list[bool] = []
 
 
 class _ServerClock:
@@ -125,6 +126,18 @@ async def run(page: int, requests: int, profile: int) -> None:
                 await get(i)
             await _timed("addActionContact", requests, sign, 0)
             await _timed("counter GET", requests, get, 0)
+            if GENERIC:
+                from proca_server.action import widget_api
+
+                for direct in (False, True, False, True):
+                    widget_api.DIRECT_RESOLVERS = direct
+                    label = "direct" if direct else "generic"
+                    await _timed(
+                        f"addActionContact ({label} resolvers)",
+                        requests,
+                        lambda i, d=direct: sign((3 + 2 * d) * requests + i),
+                        0,
+                    )
             if profile:
                 await _timed("addActionContact", requests, lambda i: sign(requests + i), profile)
                 await _timed("counter GET", requests, get, profile)
@@ -147,10 +160,18 @@ def main() -> None:
         default=[],
         help="with --profile: only functions whose file:line(name) matches this regular expression",
     )
+    p.add_argument(
+        "--compare-resolvers",
+        action="store_true",
+        help="also time signatures "
+        "through Strawberry's generic resolvers and the direct ones, alternately",
+    )
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432")
     args = p.parse_args()
     CALLERS.extend(args.callers)
     FILTERS.extend(args.only)
+    if args.compare_resolvers:
+        GENERIC.append(True)
     dbname = f"bench_cpu_{int(time.time())}_{os.getpid()}"
     admin = args.pg_url.rstrip("/") + "/postgres"
     os.environ.update(

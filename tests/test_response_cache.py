@@ -119,3 +119,25 @@ async def test_errors_and_mutations_are_never_cached(
     )
     assert posted.content == again.content == found.content
     assert len(cache._entries) == 2
+
+
+async def test_concurrent_identical_queries_share_one_execution(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession, engine: AsyncEngine
+) -> None:
+    world = await make_world(session)
+    clear_caches()
+    statements: list[str] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        answers = await asyncio.gather(*(get_count(client, world.page.id) for _ in range(30)))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert {r.content for r in answers} == {answers[0].content}
+    assert count_of(answers[0]) == 0
+    # one execution: the page is selected once, not thirty times
+    assert sum(s.startswith("SELECT action_pages.") for s in statements) == 1
+    assert app.state.response_cache._in_flight == {}

@@ -302,6 +302,8 @@ class Created:
     supporter_id: int | None
     fingerprint: bytes | None
     first_name: str | None
+    # earlier anonymous actions attached to the supporter by this one
+    linked_action_ids: tuple[int, ...] = ()
 
 
 async def add_action_contact(
@@ -358,9 +360,10 @@ async def add_action_contact(
         utcnow(),
     )
     await _attach(session, action_id, donation, mtt)
+    linked: list[int] = []
     if link_ref is not None:
-        await _link(session, [link_ref], supporter_id, contact.fingerprint, contact.area)
-    return Created(action_id, supporter_id, contact.fingerprint, contact.first_name)
+        linked = await _link(session, [link_ref], supporter_id, contact.fingerprint, contact.area)
+    return Created(action_id, supporter_id, contact.fingerprint, contact.first_name, tuple(linked))
 
 
 async def _link(
@@ -369,17 +372,18 @@ async def _link(
     supporter_id: int,
     fingerprint: bytes,
     area: str | None,
-) -> None:
-    """Attach earlier anonymous actions to this supporter, and count the person for them."""
+) -> list[int]:
+    """Attach earlier anonymous actions to this supporter, and count the person for them;
+    the ids of the actions attached."""
     linked = (
         await session.execute(
             update(Action)
             .where(Action.ref.in_(list(refs)), Action.supporter_id.is_(None))
             .values(supporter_id=supporter_id)
-            .returning(Action.campaign_id, Action.action_page_id, Action.testing)
+            .returning(Action.id, Action.campaign_id, Action.action_page_id, Action.testing)
         )
     ).all()
-    for campaign_id, page_id, testing in linked:
+    for _, campaign_id, page_id, testing in linked:
         page = await session.get(ActionPage, page_id)
         if campaign_id is None or page is None:
             continue
@@ -391,6 +395,7 @@ async def _link(
             area=area,
             testing=testing,
         )
+    return [int(row[0]) for row in linked]
 
 
 def _action_row(
@@ -486,10 +491,13 @@ async def add_action(
 
 async def link_actions(
     session: AsyncSession, ctx: PageContext, ref: bytes, link_refs: Sequence[bytes]
-) -> Supporter:
+) -> tuple[Supporter, list[int]]:
     supporter = await find_supporter(session, ctx.page.org_id, ref)
     if supporter is None:
         raise NotFound("contact_ref: Cannot find contact", field="contactRef")
+    linked: list[int] = []
     if link_refs:
-        await _link(session, link_refs, supporter.id, supporter.fingerprint, supporter.area)
-    return supporter
+        linked = await _link(
+            session, link_refs, supporter.id, supporter.fingerprint, supporter.area
+        )
+    return supporter, linked

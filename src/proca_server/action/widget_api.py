@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 import strawberry
+from graphql import GraphQLResolveInfo, GraphQLSchema
 from strawberry.types import Info
 
 from proca_server.action import captcha, service
@@ -16,6 +19,7 @@ from proca_server.contact.keyrings import keyring_for
 from proca_server.contact.schemas import validate_contact
 from proca_server.graphql.context import Context
 from proca_server.graphql.scalars import Date, Json
+from proca_server.graphql.transactions import in_own_transaction
 from proca_server.kit import base64url
 from proca_server.kit.time import utcnow
 from proca_server.models import AuditLog
@@ -169,40 +173,15 @@ class WidgetMutation:
         tracking: TrackingInput | None = None,
         contact_ref: strawberry.ID | None = None,
     ) -> ContactReference:
-        ctx = info.context
-        session = ctx.session
-        page = await service.load_page(session, action_page_id)
-        link_ref = service.decode_ref(contact_ref) if contact_ref else None
-        captcha_meta = await captcha.verify(ctx.settings, ctx.extensions)
-        validated = validate_contact(
-            page.campaign.contact_schema,
-            contact.as_dict(),
-            seed=ctx.settings.fingerprint_seed,
-            today=utcnow().date(),
-        )
-        created = await service.add_action_contact(
-            session,
-            keyring(ctx),
-            page,
-            validated,
+        return await sign(
+            info.context,
+            action_page_id,
             action.data(),
+            contact.as_dict(),
             opt_in=privacy.opt_in,
             lead_opt_in=privacy.lead_opt_in,
-            source=source_key(_tracking(tracking), ctx.referer),
-            link_ref=link_ref,
-        )
-        assert created.fingerprint is not None
-        if captcha_meta:
-            session.add(
-                AuditLog(
-                    actor_id=str(created.supporter_id),
-                    resource="captcha_actions",
-                    resource_id=str(created.action_id),
-                    changeset=captcha_meta,
-                )
-            )
-        return ContactReference(
-            contact_ref=base64url.encode(created.fingerprint), first_name=created.first_name
+            tracking=_tracking(tracking),
+            contact_ref=contact_ref,
         )
 
     @strawberry.mutation
@@ -214,13 +193,9 @@ class WidgetMutation:
         contact_ref: strawberry.ID,
         tracking: TrackingInput | None = None,
     ) -> ContactReference:
-        ctx = info.context
-        page = await service.load_page(ctx.session, action_page_id)
-        ref = service.decode_ref(contact_ref)
-        await service.add_action(
-            ctx.session, page, action.data(), ref, source_key(_tracking(tracking), ctx.referer)
+        return await share(
+            info.context, action_page_id, action.data(), contact_ref, _tracking(tracking)
         )
-        return ContactReference(contact_ref=str(contact_ref), first_name=None)
 
     @strawberry.mutation
     async def link_actions(
@@ -234,5 +209,203 @@ class WidgetMutation:
         page = await service.load_page(ctx.session, action_page_id)
         ref = service.decode_ref(contact_ref)
         refs = [service.decode_ref(r, "linkRefs") for r in link_refs or []]
-        supporter = await service.link_actions(ctx.session, page, ref, refs)
+        supporter, linked = await service.link_actions(ctx.session, page, ref, refs)
+        _hand_off(ctx, linked)
         return ContactReference(contact_ref=str(contact_ref), first_name=supporter.first_name)
+
+
+async def sign(
+    ctx: Context,
+    action_page_id: int,
+    action: service.ActionData,
+    contact: dict[str, Any],
+    *,
+    opt_in: bool | None,
+    lead_opt_in: bool | None,
+    tracking: dict[str, str | None] | None,
+    contact_ref: str | None,
+) -> ContactReference:
+    """addActionContact, from plain values (both resolvers below come here)."""
+    session = ctx.session
+    page = await service.load_page(session, action_page_id)
+    link_ref = service.decode_ref(contact_ref) if contact_ref else None
+    captcha_meta = await captcha.verify(ctx.settings, ctx.extensions)
+    validated = validate_contact(
+        page.campaign.contact_schema,
+        contact,
+        seed=ctx.settings.fingerprint_seed,
+        today=utcnow().date(),
+    )
+    created = await service.add_action_contact(
+        session,
+        keyring(ctx),
+        page,
+        validated,
+        action,
+        opt_in=opt_in,
+        lead_opt_in=lead_opt_in,
+        source=source_key(tracking, ctx.referer),
+        link_ref=link_ref,
+    )
+    assert created.fingerprint is not None
+    if captcha_meta:
+        session.add(
+            AuditLog(
+                actor_id=str(created.supporter_id),
+                resource="captcha_actions",
+                resource_id=str(created.action_id),
+                changeset=captcha_meta,
+            )
+        )
+    _hand_off(ctx, [created.action_id, *created.linked_action_ids])
+    return ContactReference(
+        contact_ref=base64url.encode(created.fingerprint), first_name=created.first_name
+    )
+
+
+async def share(
+    ctx: Context,
+    action_page_id: int,
+    action: service.ActionData,
+    contact_ref: str,
+    tracking: dict[str, str | None] | None,
+) -> ContactReference:
+    """addAction, from plain values."""
+    page = await service.load_page(ctx.session, action_page_id)
+    ref = service.decode_ref(contact_ref)
+    created = await service.add_action(
+        ctx.session, page, action, ref, source_key(tracking, ctx.referer)
+    )
+    _hand_off(ctx, [created.action_id])
+    return ContactReference(contact_ref=str(contact_ref), first_name=None)
+
+
+def _hand_off(ctx: Context, action_ids: list[int]) -> None:
+    """Once the mutation commits, its actions go to processing (the sweeper redoes it if this
+    process dies first)."""
+    if not action_ids:
+        return
+    pipeline = ctx.pipeline
+
+    async def hand_off() -> None:
+        await pipeline.after_commit([], action_ids)
+
+    ctx.after_commit.append(hand_off)
+
+
+# --- direct resolvers -------------------------------------------------------------------------
+# The widget's two mutations are the hot path. Strawberry's generic argument conversion (input
+# objects rebuilt field by field, with type introspection at every level) costs about as much
+# as the rest of a signature, so these resolvers take graphql-core's coerced arguments (plain
+# dicts, GraphQL field names) and build the service's values directly. Donations and MTT keep
+# the generic path. tests/test_widget_direct.py checks that both paths answer and store the same.
+
+DIRECT_RESOLVERS = True
+
+_ADDRESS = (
+    ("country", "country"),
+    ("postcode", "postcode"),
+    ("locality", "locality"),
+    ("region", "region"),
+    ("street", "street"),
+    ("street_number", "streetNumber"),
+)
+_TRACKING = ("source", "medium", "campaign", "content", "location")
+
+Resolver = Callable[..., Awaitable[Any]]
+
+
+def _contact_values(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """ContactInput.as_dict() from the coerced input."""
+    address = raw.get("address")
+    nationality = raw.get("nationality")
+    return {
+        "name": raw.get("name"),
+        "first_name": raw.get("firstName"),
+        "last_name": raw.get("lastName"),
+        "email": raw.get("email"),
+        "phone": raw.get("phone"),
+        "birth_date": raw.get("birthDate"),
+        "address": None
+        if address is None
+        else {ours: address.get(theirs) for ours, theirs in _ADDRESS},
+        "nationality": None
+        if nationality is None
+        else {
+            "country": nationality.get("country"),
+            "document_type": nationality.get("documentType"),
+            "document_number": nationality.get("documentNumber"),
+        },
+    }
+
+
+def _action_values(raw: Mapping[str, Any]) -> service.ActionData:
+    """ActionInput.data() from the coerced input (no donation, no MTT)."""
+    legacy = [(f["key"], f["value"]) for f in raw.get("fields") or []]
+    return service.ActionData(
+        action_type=raw["actionType"],
+        fields=merge_fields(raw.get("customFields"), legacy),
+        testing=bool(raw.get("testing")),
+    )
+
+
+def _tracking_values(raw: Mapping[str, Any] | None) -> dict[str, str | None] | None:
+    return None if raw is None else {k: raw.get(k) for k in _TRACKING}
+
+
+def _generic(action: Mapping[str, Any]) -> bool:
+    return (
+        not DIRECT_RESOLVERS or action.get("donation") is not None or action.get("mtt") is not None
+    )
+
+
+async def _direct_add_action_contact(
+    generic: Resolver, root: Any, info: GraphQLResolveInfo[Any], **args: Any
+) -> Any:
+    if _generic(args["action"]):
+        return await generic(root, info, **args)
+    ctx: Context = info.context
+    privacy = args["privacy"]
+    return await in_own_transaction(
+        ctx,
+        lambda: sign(
+            ctx,
+            args["actionPageId"],
+            _action_values(args["action"]),
+            _contact_values(args["contact"]),
+            opt_in=privacy.get("optIn"),
+            lead_opt_in=privacy.get("leadOptIn"),
+            tracking=_tracking_values(args.get("tracking")),
+            contact_ref=args.get("contactRef"),
+        ),
+    )
+
+
+async def _direct_add_action(
+    generic: Resolver, root: Any, info: GraphQLResolveInfo[Any], **args: Any
+) -> Any:
+    if _generic(args["action"]):
+        return await generic(root, info, **args)
+    ctx: Context = info.context
+    return await in_own_transaction(
+        ctx,
+        lambda: share(
+            ctx,
+            args["actionPageId"],
+            _action_values(args["action"]),
+            args["contactRef"],
+            _tracking_values(args.get("tracking")),
+        ),
+    )
+
+
+def install_direct_resolvers(graphql_schema: GraphQLSchema) -> None:
+    mutation = graphql_schema.mutation_type
+    assert mutation is not None
+    for name, direct in (
+        ("addActionContact", _direct_add_action_contact),
+        ("addAction", _direct_add_action),
+    ):
+        field = mutation.fields[name]
+        if field.resolve is not None:
+            field.resolve = partial(direct, field.resolve)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -24,8 +25,8 @@ from proca_server.graphql.context import Context
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.names import convert_variables, make_preparer
 from proca_server.graphql.response_cache import ResponseCache
-from proca_server.processing.handoff import pipeline_of
 from proca_server.graphql.schema import schema
+from proca_server.processing.handoff import pipeline_of
 
 log = logging.getLogger("proca_server.http")
 router = APIRouter()
@@ -116,7 +117,8 @@ async def execute_request(
         if operation_name is not None and not isinstance(operation_name, str):
             raise BadRequest(400, "operationName must be a string")
         variables = _parse_variables(params.get("variables"))
-        extensions = params.get("extensions") if isinstance(params.get("extensions"), dict) else {}
+        raw_extensions = params.get("extensions")
+        extensions: dict[str, Any] = raw_extensions if isinstance(raw_extensions, dict) else {}
         prepared = prepare(query)
         operation = prepared.operation(operation_name) if prepared else None
         if request.method == "GET" and operation and operation[0] is not OperationType.QUERY:
@@ -134,12 +136,86 @@ async def execute_request(
     except BadRequest as exc:
         return _error(exc.status, exc.message)
 
+    if (
+        cache is None
+        or cache_key is None
+        or operation is None
+        or operation[0] is not OperationType.QUERY
+    ):
+        return (
+            await _execute(
+                request,
+                sessionmaker,
+                settings,
+                query,
+                variables,
+                operation_name,
+                extensions,
+                key,
+                cacheable=False,
+            )
+        )[0]
+    # Concurrent identical anonymous queries share one execution: when an answer expires in
+    # a spike, one request computes it and the others wait for it.
+    shared = cache.in_flight(cache_key)
+    if shared is not None:
+        answer = await asyncio.shield(shared)
+        if answer is not None:
+            return _raw_json(answer)
+        return (
+            await _execute(
+                request,
+                sessionmaker,
+                settings,
+                query,
+                variables,
+                operation_name,
+                extensions,
+                key,
+                cacheable=False,
+            )
+        )[0]
+    cache.lead(cache_key)
+    answer = None
+    try:
+        response, answer = await _execute(
+            request,
+            sessionmaker,
+            settings,
+            query,
+            variables,
+            operation_name,
+            extensions,
+            key,
+            cacheable=True,
+        )
+        if answer is not None:
+            cache.put(cache_key, started_at, answer)
+        return response
+    finally:
+        cache.finish(cache_key, answer)
+
+
+async def _execute(
+    request: Request,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    extensions: dict[str, Any],
+    key: str | None,
+    *,
+    cacheable: bool,
+) -> tuple[Response, str | None]:
+    """Run the document; the response, and the answer's text when `cacheable` and it is
+    one to keep (no errors)."""
     if key is not None:
         taken, answer = await idempotency.stored(sessionmaker, key, wait=True)
         if answer is not None:
-            return _raw_json(answer)
+            return _raw_json(answer), None
         if taken:
-            return _error(409, "A request with this idempotency key was already processed")
+            return _error(409, "A request with this idempotency key was already processed"), None
 
     async with sessionmaker() as session:
         try:
@@ -151,13 +227,13 @@ async def execute_request(
             )
         except AuthenticationFailed as exc:
             await session.rollback()
-            return _error(exc.http_status, exc.message, exc.code)
+            return _error(exc.http_status, exc.message, exc.code), None
         context = Context(
             session=session,
             settings=settings,
             user=user,
             referer=request.headers.get("referer"),
-            extensions=extensions or {},
+            extensions=extensions,
             idempotency_key=key,
             pipeline=pipeline_of(request.app.state),
         )
@@ -176,16 +252,9 @@ async def execute_request(
     await context.run_after_commit()
 
     body: dict[str, Any] = {}
-    if (
-        cache is not None
-        and cache_key is not None
-        and not result.errors
-        and operation is not None
-        and operation[0] is OperationType.QUERY
-    ):
+    if cacheable and not result.errors:
         answer = _dumps({"data": result.data})
-        cache.put(cache_key, started_at, answer)
-        return _raw_json(answer)
+        return _raw_json(answer), answer
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
     if result.data is not None or not result.errors or _executed(result.errors):
@@ -194,15 +263,15 @@ async def execute_request(
         if context.idempotency_reserved:
             answer = _dumps(body)
             await idempotency.save(sessionmaker, key, answer)
-            return _raw_json(answer)
+            return _raw_json(answer), None
         if any(
             isinstance(e.original_error, idempotency.DuplicateRequest) for e in result.errors or []
         ):
             # a concurrent twin took the key first: answer what it answered
             _, answer = await idempotency.stored(sessionmaker, key, wait=True)
             if answer is not None:
-                return _raw_json(answer)
-    return _json(body)
+                return _raw_json(answer), None
+    return _json(body), None
 
 
 def _dumps(body: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ that carries credentials never touch the cache."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 
@@ -28,6 +29,7 @@ class ResponseCache:
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: dict[Key, tuple[float, str]] = {}
+        self._in_flight: dict[Key, asyncio.Future[str | None]] = {}
 
     def get(self, key: Key) -> str | None:
         entry = self._entries.get(key)
@@ -52,6 +54,20 @@ class ResponseCache:
         limit = time.monotonic() - self.ttl
         for key in [k for k, (at, _) in self._entries.items() if at < limit]:
             del self._entries[key]
+
+    def in_flight(self, key: Key) -> asyncio.Future[str | None] | None:
+        """The answer another request is computing now for `key` (None: nobody is)."""
+        return self._in_flight.get(key)
+
+    def lead(self, key: Key) -> None:
+        """This request computes `key`'s answer; it must call `finish` in all cases."""
+        self._in_flight[key] = asyncio.get_running_loop().create_future()
+
+    def finish(self, key: Key, answer: str | None) -> None:
+        """Wake the requests waiting for `key` with its answer (None: compute your own)."""
+        future = self._in_flight.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(answer)
 
     def clear(self) -> None:
         self._entries.clear()

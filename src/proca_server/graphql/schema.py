@@ -11,7 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from proca_server.action.api import ActionMutation, ActionQuery
-from proca_server.action.widget_api import WidgetMutation
+from proca_server.action.widget_api import WidgetMutation, install_direct_resolvers
 from proca_server.action_page.api import ActionPageMutation, ActionPageQuery
 from proca_server.action_page.types import PrivateActionPage, PublicActionPage
 from proca_server.campaign.api import CampaignMutation, CampaignQuery
@@ -88,6 +88,8 @@ def build_schema() -> ProcaSchema:
 
 
 schema = build_schema()
+# the widget's mutations skip the generic argument conversion (action/widget_api.py)
+install_direct_resolvers(schema._schema)
 
 
 def sdl() -> str:

@@ -3,14 +3,16 @@ mutation's failure does not undo an earlier one's success."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from graphql import GraphQLResolveInfo
 from strawberry.extensions import SchemaExtension
 from strawberry.utils.await_maybe import AwaitableOrValue, await_maybe
 
 from proca_server.graphql import idempotency
+
+T = TypeVar("T")
 
 
 class MutationTransactions(SchemaExtension):
@@ -24,16 +26,23 @@ class MutationTransactions(SchemaExtension):
     ) -> AwaitableOrValue[object]:
         if info.path.prev is not None or info.operation.operation.value != "mutation":
             return await await_maybe(_next(root, info, *args, **kwargs))
-        context = info.context
-        try:
-            result = await await_maybe(_next(root, info, *args, **kwargs))
-            if context.idempotency_key and not context.idempotency_reserved:
-                await idempotency.reserve(context.session, context.idempotency_key)
-                context.idempotency_reserved = True
-        except Exception:
-            await context.session.rollback()
-            context.after_commit.clear()
-            raise
-        await context.session.commit()
-        await context.run_after_commit()
-        return cast(object, result)
+        return await in_own_transaction(
+            info.context, lambda: await_maybe(_next(root, info, *args, **kwargs))
+        )
+
+
+async def in_own_transaction(context: Any, call: Callable[[], Awaitable[T]]) -> T:
+    """Run a root mutation's resolver and commit its writes (with the idempotency key's
+    reservation), or roll them back when it raises; then the after-commit callbacks."""
+    try:
+        result = await call()
+        if context.idempotency_key and not context.idempotency_reserved:
+            await idempotency.reserve(context.session, context.idempotency_key)
+            context.idempotency_reserved = True
+    except Exception:
+        await context.session.rollback()
+        context.after_commit.clear()
+        raise
+    await context.session.commit()
+    await context.run_after_commit()
+    return result
