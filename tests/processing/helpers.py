@@ -94,8 +94,22 @@ async def sign(
         referer=referer,
     )
     assert "errors" not in body, body
+    _take_widget_hand_off(client)
     ref: str = body["data"]["addActionContact"]["contactRef"]
     return ref
+
+
+def _take_widget_hand_off(client: httpx.AsyncClient) -> None:
+    """The widget's mutation handed its new action to the pipeline after commit; when a test
+    records the hand-offs (tests/processing/conftest.py), check that one and drop it, so the
+    test sees what the links hand over."""
+    state = getattr(getattr(client._transport, "app", None), "state", None)
+    recorder = getattr(state, "pipeline", None)
+    calls = getattr(recorder, "calls", None)
+    if calls is None:
+        return
+    publications, action_ids = calls.pop()
+    assert publications == [] and len(action_ids) >= 1
 
 
 async def share(client: httpx.AsyncClient, page_id: int, ref: str) -> None:
@@ -106,6 +120,7 @@ async def share(client: httpx.AsyncClient, page_id: int, ref: str) -> None:
         {"contact": ref, "actionPage": page_id, "actionType": "share", "payload": "{}"},
     )
     assert "errors" not in body, body
+    _take_widget_hand_off(client)
 
 
 async def action_ids(session: AsyncSession) -> list[int]:

@@ -21,6 +21,7 @@ from proca_server.graphql.enums import CampaignStatusEnum, ContactSchemaEnum, St
 from proca_server.graphql.scalars import Date, DateTime, Json
 from proca_server.models import Campaign
 from proca_server.org.service import access_org
+from proca_server.processing.handoff import org_changed_after_commit
 
 Ctx = Info[Context, None]
 UNSET: Any = strawberry.UNSET
@@ -167,6 +168,7 @@ class CampaignMutation:
         await service.update_campaign(
             ctx.session, campaign, {k: v for k, v in given.items() if v is not strawberry.UNSET}
         )
+        org_changed_after_commit(ctx.pipeline, ctx.after_commit, campaign.org_id)
         return await campaign_view(ctx, campaign)
 
     @strawberry.mutation

@@ -23,6 +23,7 @@ from proca_server.graphql.subscriptions import Subscription
 from proca_server.graphql.transactions import MutationTransactions
 from proca_server.org.api import OrgMutation, OrgQuery
 from proca_server.org.types import PrivateOrg, PublicOrg
+from proca_server.processing.api import RequeueMutation
 from proca_server.target.api import TargetMutation
 from proca_server.target.types import PrivateTarget, PublicTarget
 from proca_server.user.api import UserMutation, UserQuery
@@ -43,6 +44,7 @@ class Mutation(
     ActionMutation,
     WidgetMutation,
     ConfirmMutation,
+    RequeueMutation,
 ):
     pass
 

@@ -42,6 +42,7 @@ from proca_server.graphql.errors import format_error
 from proca_server.graphql.names import convert_variables, make_preparer
 from proca_server.graphql.schema import schema
 from proca_server.graphql.subscriptions import SubscriptionContext
+from proca_server.processing.handoff import pipeline_of
 from proca_server.pubsub import pubsub
 
 log = logging.getLogger("proca_server.socket")
@@ -270,7 +271,11 @@ class PhoenixConnection:
         operation_name: str | None,
     ) -> None:
         async with self.sessionmaker() as session:
-            context = Context(session=session, settings=self.settings)
+            context = Context(
+                session=session,
+                settings=self.settings,
+                pipeline=pipeline_of(self.websocket.app.state),
+            )
             result = await schema.execute(
                 query,
                 variable_values=variables,

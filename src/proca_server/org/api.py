@@ -33,6 +33,7 @@ from proca_server.org.types import (
     PrivateOrg,
     ServiceType,
 )
+from proca_server.processing.handoff import org_changed_after_commit
 from proca_server.service import budget
 from proca_server.service.service import upsert_service
 from proca_server.user import repository as users
@@ -181,6 +182,7 @@ class OrgMutation:
         ctx = info.context
         user = require_user(ctx)
         org = await service.add_org(ctx.session, user, input.attrs(), ctx.settings.org_name)
+        org_changed_after_commit(ctx.pipeline, ctx.after_commit, org.id)
         ctx.staffers.pop((user.id, org.id), None)
         return PrivateOrg(m=org)
 
@@ -231,6 +233,7 @@ class OrgMutation:
             if given.get(flag) is not None:
                 setattr(org, flag, bool(given[flag]))
         await ctx.session.flush()
+        org_changed_after_commit(ctx.pipeline, ctx.after_commit, org.id)
         return PrivateOrg(m=org)
 
     @strawberry.mutation
@@ -343,6 +346,7 @@ class OrgMutation:
         org, _ = await org_access(ctx, org_name, Permission.CHANGE_ORG_SERVICES)
         attrs = {k: v for k, v in vars(input).items() if k != "name"}
         found = await upsert_service(ctx.session, org, id, input.name.value, attrs)
+        org_changed_after_commit(ctx.pipeline, ctx.after_commit, org.id)
         return ServiceType.of(found)
 
     @strawberry.mutation

@@ -11,7 +11,7 @@ queue in the database) before returning."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from proca_server.processing.messages import Publication
@@ -65,3 +65,26 @@ async def after_commit(
             len(publications),
             len(action_ids),
         )
+
+
+@runtime_checkable
+class TopologyAware(Protocol):
+    async def org_changed(self, org_id: int) -> None:
+        """Apply the org's topology again and restart its worker consumers."""
+
+
+def org_changed_after_commit(
+    pipeline: Pipeline, callbacks: list[Callable[[], Awaitable[None]]], org_id: int | None
+) -> None:
+    """Have the org's queues follow its processing settings or services once the change is
+    committed (`callbacks` is the request's after-commit list); never raises."""
+    if org_id is None or not isinstance(pipeline, TopologyAware):
+        return
+
+    async def changed() -> None:
+        try:
+            await pipeline.org_changed(org_id)
+        except Exception:
+            log.exception("topology of org %d not updated", org_id)
+
+    callbacks.append(changed)

@@ -177,10 +177,11 @@ def _transient_action_keys(loaded: LoadedAction) -> set[str]:
     }
 
 
-async def apply_plan(session: AsyncSession, plan: Plan) -> None:
+async def apply_plan(session: AsyncSession, plan: Plan, *, flush: bool = True) -> None:
     """Write the plan's statuses and rank; at the deliver stage clear the transient personal
     fields of the supporter and the campaign's transient custom fields of the action.
-    Flushes; the caller commits."""
+    Flushes unless told not to (a batch flushes once, its updates go together); the caller
+    commits."""
     loaded = plan.loaded
     action, supporter = loaded.action, loaded.supporter
     action.processing_status = plan.action_status
@@ -196,7 +197,8 @@ async def apply_plan(session: AsyncSession, plan: Plan) -> None:
         drop = _transient_action_keys(loaded)
         if drop and any(k in (action.fields or {}) for k in drop):
             action.fields = {k: v for k, v in (action.fields or {}).items() if k not in drop}
-    await session.flush()
+    if flush:
+        await session.flush()
 
 
 async def process_actions(session: AsyncSession, action_ids: Sequence[int]) -> list[Plan]:

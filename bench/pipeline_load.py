@@ -1,0 +1,209 @@
+"""Latency of the pipeline: from an action's insertion to its arrival in `cus.N.deliver`.
+
+Serves proca-server (`--api-workers` uvicorn processes) on a fresh PostgreSQL database with
+RabbitMQ (`PIPELINE=embedded` in the server, or `--handoff` for the server plus one
+`proca-server worker`), sends signatures at
+--rate per second for --duration seconds over HTTP, consumes the org's `cus.N.deliver` queue
+and reports, per action, its arrival time minus the time its request was sent (an upper
+bound of insert -> queue: `action.createdAt` is stored to the second), p50/p90/p99/max, and
+how many arrived. Reports numbers; decides nothing.
+
+    .venv/bin/python bench/pipeline_load.py --rate 200 --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.clients.harness import free_port
+from tests.conftest import create_pg_database, drop_pg_database
+from tests.factories import make_campaign, make_key, make_org, make_page
+from tests.pipeline.conftest import delete_org_entities
+from tests.test_widget_api import ADD_ACTION_CONTACT, signature
+
+from proca_server import db
+from proca_server.broker.rabbitmq import RabbitBroker
+from proca_server.broker.topology import OrgConfig, org_topology
+from proca_server.config import Settings
+
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+@contextlib.asynccontextmanager
+async def serve(workdir: Path, url: str, workers: int) -> AsyncIterator[str]:
+    """`proca-server setup`, then `serve --workers N`; the API's URL once it answers."""
+    env = {**os.environ, "DATABASE_URL": url, "PROCA_DATA_DIR": str(workdir / "data")}
+    command = [sys.executable, "-m", "proca_server"]
+    setup = await asyncio.create_subprocess_exec(
+        *command, "setup", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    if await setup.wait() != 0:
+        raise SystemExit("proca-server setup failed")
+    port = free_port()
+    with (workdir / "server.log").open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *command, "serve", "--port", str(port), "--workers", str(workers),
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    api_url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=api_url) as client:
+            for _ in range(600):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise SystemExit(f"the server did not start; see {workdir / 'server.log'}")
+        await asyncio.sleep(2 * workers)  # every worker process started
+        yield api_url
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+
+
+async def main(rate: float, duration: float, handoff: bool, api_workers: int) -> None:
+    name, url = await create_pg_database()
+    org_id = 1_900_000_000 + secrets.randbelow(10**7)
+    os.environ.update({"AMQP_URL": AMQP_URL, "PIPELINE": "handoff" if handoff else "embedded"})
+    workdir = Path(tempfile.mkdtemp(prefix="pipeline-load-"))
+    worker: asyncio.subprocess.Process | None = None
+    drain_log: asyncio.Task[bytes] | None = None
+    try:
+        async with serve(workdir, url, api_workers) as api_url:
+            engine = db.create_engine(Settings(DATABASE_URL=url))
+            async with db.create_sessionmaker(engine)() as session:
+                org = await make_org(session, id=org_id, custom_action_deliver=True)
+                await make_key(session, org)
+                page_id = (await make_page(session, await make_campaign(session, org), org)).id
+                await session.commit()
+            await engine.dispose()
+            env = {**os.environ, "DATABASE_URL": url, "PROCA_DATA_DIR": str(workdir / "data")}
+            if handoff:
+                worker = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "proca_server", "worker", env=env,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                )  # fmt: skip
+                assert worker.stderr is not None
+                while b"worker running" not in await worker.stderr.readline():
+                    if worker.returncode is not None:
+                        raise SystemExit("the worker stopped")
+                # keep reading its log so that it never blocks on a full pipe
+                drain_log = asyncio.create_task(worker.stderr.read())
+            # the server applied topologies at its start, before the org existed
+            broker = await RabbitBroker.connect(AMQP_URL)
+            await broker.apply_topology(org_topology(OrgConfig(org_id, custom_action_deliver=True)))
+            await broker.close()
+            connection = await aio_pika.connect(AMQP_URL)
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=500)
+            queue = None
+            for _ in range(300):
+                try:
+                    queue = await channel.declare_queue(f"cus.{org_id}.deliver", passive=True)
+                    break
+                except aio_pika.exceptions.ChannelClosed:
+                    channel = await connection.channel()
+                    await asyncio.sleep(0.1)
+            if queue is None:
+                raise SystemExit("cus.N.deliver never appeared (topology not applied)")
+            latencies: list[float] = []
+            started: dict[int, float] = {}
+
+            async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                arrived = time.time()
+                fields = json.loads(message.body)["action"]["customFields"]
+                latencies.append(arrived - started[int(fields["n"])])
+                await message.ack()
+
+            await queue.consume(on_message)
+            sent = failed = 0
+            async with httpx.AsyncClient(
+                base_url=api_url, timeout=30, limits=httpx.Limits(max_connections=400)
+            ) as client:
+
+                async def sign(n: int) -> None:
+                    nonlocal sent, failed
+                    action = {"actionType": "petition", "customFields": json.dumps({"n": n})}
+                    started[n] = time.time()
+                    body = {
+                        "query": ADD_ACTION_CONTACT,
+                        "variables": signature(page_id, email=f"b{n}@example.org", action=action),
+                        "operationName": "addActionContact",
+                    }
+                    try:
+                        response = await client.post(f"/api?id={page_id}", json=body)
+                    except httpx.HTTPError:
+                        failed += 1
+                        return
+                    if response.status_code == 200 and "errors" not in response.json():
+                        sent += 1
+                    else:
+                        failed += 1
+
+                tasks = []
+                start = time.monotonic()
+                total = int(rate * duration)
+                for n in range(total):
+                    delay = start + n / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tasks.append(asyncio.create_task(sign(n)))
+                await asyncio.gather(*tasks)
+                took = time.monotonic() - start
+            for _ in range(300):  # up to a minute for the stragglers
+                if len(latencies) >= sent:
+                    break
+                await asyncio.sleep(0.2)
+            await connection.close()
+            print(
+                f"offered {rate}/s for {duration}s: {sent} stored in {took:.1f}s, {failed} failed"
+            )
+            print(f"arrived in cus.N.deliver: {len(latencies)}")
+            if latencies:
+                p50, p90, p99, top = (percentile(latencies, p) for p in (50, 90, 99, 100))
+                print(
+                    f"latency request -> queue: p50 {p50:.3f}s p90 {p90:.3f}s"
+                    f" p99 {p99:.3f}s max {top:.3f}s"
+                )
+    finally:
+        if worker is not None and worker.returncode is None:
+            worker.terminate()
+            if drain_log is not None:
+                drain_log.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.wait(), 20)
+        with contextlib.suppress(Exception):
+            await delete_org_entities(org_id)
+        await drop_pg_database(name)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--handoff", action="store_true", help="process in a worker process")
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
+    args = parser.parse_args()
+    asyncio.run(main(args.rate, args.duration, args.handoff, args.api_workers))

@@ -1,0 +1,62 @@
+"""Built-in workers: one module per worker queue (`wrk.N.<name>`).
+
+`batch_handler_for` picks the batch handler that consumes a worker queue; the runtime opens
+one consumer per worker queue of each org with it."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from proca_server.broker.base import BatchHandler, Broker, Delivery
+from proca_server.config import Settings
+
+
+@dataclass(frozen=True)
+class WorkerDeps:
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    broker: Broker
+
+
+def _worker_queue_parts(queue: str) -> tuple[int, str] | None:
+    prefix, sep, rest = queue.partition(".")
+    if prefix != "wrk" or not sep:
+        return None
+    org, sep, name = rest.partition(".")
+    if not sep or not org.isdigit() or not name:
+        return None
+    return int(org), name
+
+
+def batch_handler_for(queue: str, deps: WorkerDeps) -> BatchHandler | None:
+    """The handler for a worker queue, or None when no built-in worker consumes it."""
+    parts = _worker_queue_parts(queue)
+    if parts is None:
+        return None
+    org_id, name = parts
+    if name == "webhook":
+        from proca_server.workers.webhook import webhook_batch_handler
+
+        return webhook_batch_handler(deps, org_id)
+    if name == "sqs":
+        from proca_server.workers.sqs import sqs_batch_handler
+
+        return sqs_batch_handler(deps, org_id)
+    if name == "email.supporter":
+        try:
+            module = importlib.import_module("proca_server.email.worker")
+        except ModuleNotFoundError as exc:
+            if exc.name != "proca_server.email.worker":
+                raise
+            return None
+        handle_batch = module.handle_batch
+
+        async def email_batch(deliveries: list[Delivery]) -> list[Exception | None]:
+            result: list[Exception | None] = await handle_batch(deps, org_id, deliveries)
+            return result
+
+        return email_batch
+    return None
