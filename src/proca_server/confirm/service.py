@@ -38,7 +38,8 @@ from proca_server.action_page.service import copy_action_page, get_page_by_name
 from proca_server.auth.permissions import Permission
 from proca_server.config import Settings
 from proca_server.confirm.emails import compose_notifications
-from proca_server.email import EmailMessage, get_backend
+from proca_server.email import EmailMessage
+from proca_server.email.instance import deliver_instance_emails
 from proca_server.errors import BadArgument, NotFound, PermissionDenied, ProcaError, Unauthorized
 from proca_server.graphql.context import Context
 from proca_server.models import Action, ActionPage, Campaign, Confirm, Org, Staffer, User
@@ -429,7 +430,7 @@ async def notify_created(
         sessionmaker = _sessionmaker_of(session)
 
         async def deliver() -> None:
-            await get_backend(sessionmaker).deliver(messages)
+            await deliver_instance_emails(sessionmaker, settings, messages)
 
         after_commit.append(deliver)
     return messages

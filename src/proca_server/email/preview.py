@@ -26,6 +26,18 @@ class PreviewBackend:
             await store_preview_emails(session, messages)
 
 
+def _headers(message: EmailMessage) -> dict[str, str]:
+    """The headers a provider would see: Reply-To, the custom id and the provider template."""
+    headers = dict(message.headers)
+    if message.reply_to:
+        headers["Reply-To"] = message.reply_to
+    if message.custom_id:
+        headers["X-Proca-Custom-Id"] = message.custom_id
+    if message.template_ref:
+        headers["X-Proca-Template"] = message.template_ref
+    return headers
+
+
 async def store_preview_emails(
     session: AsyncSession, messages: Sequence[EmailMessage]
 ) -> list[PreviewEmail]:
@@ -36,7 +48,7 @@ async def store_preview_emails(
             subject=m.subject,
             html=m.html,
             text=m.text,
-            headers=dict(m.headers),
+            headers=_headers(m),
         )
         for m in messages
     ]

@@ -1,12 +1,20 @@
-"""Mustache templates: an org's `email_templates` rows, rendered locally."""
+"""Mustache templates: an org's `email_templates` rows, rendered locally, and the template
+directory of the supporter emails (spec §7.4).
+
+A template is found by (org, name, locale): a local row without `external_id` is rendered
+here; a row with `external_id` names a provider template, which the provider renders with
+the variables flattened to one level (`campaign.title` → `campaignTitle`, null → "").
+Parsed templates are cached by their source text, so an edited row is never served stale."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pystache
+from pystache.parsed import ParsedTemplate
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,16 +33,28 @@ class TemplateText:
 
 
 @dataclass(frozen=True)
+class ProviderTemplate:
+    """A template kept by the org's email provider: its id there."""
+
+    ref: str
+
+
+@dataclass(frozen=True)
 class RenderedEmail:
     subject: str
     html: str
     text: str | None
 
 
+@functools.lru_cache(maxsize=512)
+def _parsed(template: str) -> ParsedTemplate:
+    return pystache.parse(template)
+
+
 def render_mustache(template: str, variables: Mapping[str, Any], *, html: bool) -> str:
     """`{{x}}` is HTML-escaped in HTML parts only; subject and text get values as they are."""
     renderer = _html_renderer if html else _plain_renderer
-    return str(renderer.render(template, dict(variables)))
+    return str(renderer.render(_parsed(template), dict(variables)))
 
 
 def render_template(template: TemplateText, variables: Mapping[str, Any]) -> RenderedEmail:
@@ -52,11 +72,16 @@ async def get_local_template(
 ) -> TemplateText | None:
     """The org's local template by name; without a locale any one of its locales
     (English first, for a stable choice). Provider templates (external_id) are not local."""
-    query = select(EmailTemplate).where(
-        EmailTemplate.org_id == org_id,
-        EmailTemplate.name == name,
-        EmailTemplate.external_id.is_(None),
-    )
+    found = await find_template(session, org_id, name, locale)
+    return found if isinstance(found, TemplateText) else None
+
+
+async def find_template(
+    session: AsyncSession, org_id: int, name: str, locale: str | None = None
+) -> TemplateText | ProviderTemplate | None:
+    """The org's template `name` for `locale` (without a locale any one of its locales,
+    English first): local text, or the provider's reference; None when there is none."""
+    query = select(EmailTemplate).where(EmailTemplate.org_id == org_id, EmailTemplate.name == name)
     if locale is not None:
         query = query.where(EmailTemplate.locale == locale)
     else:
@@ -64,4 +89,18 @@ async def get_local_template(
     row = (await session.execute(query.limit(1))).scalar_one_or_none()
     if row is None:
         return None
+    if row.external_id:
+        return ProviderTemplate(row.external_id)
     return TemplateText(subject=row.subject, html=row.html, text=row.text)
+
+
+def flatten_variables(variables: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """One level, for provider templates: nested keys joined in camelCase, nulls as ""."""
+    flat: dict[str, Any] = {}
+    for key, value in variables.items():
+        name = f"{prefix}{key[:1].upper()}{key[1:]}" if prefix else key
+        if isinstance(value, Mapping):
+            flat.update(flatten_variables(value, name))
+        else:
+            flat[name] = "" if value is None else value
+    return flat

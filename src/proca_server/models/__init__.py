@@ -10,6 +10,7 @@ from proca_server.models.confirm import Confirm
 from proca_server.models.contact import Contact
 from proca_server.models.donation import Donation
 from proca_server.models.email_budget import TransactionalEmailUsage
+from proca_server.models.email_sent import EmailSent
 from proca_server.models.email_template import EmailTemplate
 from proca_server.models.idempotency import IdempotencyKey
 from proca_server.models.message import Message, MessageContent
@@ -40,6 +41,7 @@ __all__ = [
     "Confirm",
     "Contact",
     "Donation",
+    "EmailSent",
     "EmailTemplate",
     "IdempotencyKey",
     "Message",

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, session_from_cookies, unsign
 from proca_server.config import Settings
-from proca_server.email import EmailMessage, get_backend
+from proca_server.email import EmailMessage
+from proca_server.email.instance import deliver_instance_emails
 from proca_server.models import User
 from proca_server.web import cookies
 from proca_server.web.html import html_response, layout
@@ -92,7 +93,9 @@ class Page:
         if not ready:
             return
         try:
-            await get_backend(self.request.app.state.sessionmaker).deliver(ready)
+            await deliver_instance_emails(
+                self.request.app.state.sessionmaker, self.request.app.state.settings, ready
+            )
         except Exception:
             # The account change is committed; the user can ask for the email again.
             log.exception("could not deliver an account email")
