@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,16 +11,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server import db
 from proca_server.config import Settings, get_settings
 from proca_server.confirm.links import router as confirm_links_router
+from proca_server.email.reminders import reminder_loop
+from proca_server.email.webhooks import router as email_webhooks_router
 from proca_server.graphql.http import router as graphql_router
 from proca_server.graphql.response_cache import ResponseCache
 from proca_server.graphql.socket import router as socket_router
 from proca_server.kit.logs import configure_logging
+from proca_server.metrics import router as metrics_router
+from proca_server.metrics import start_metrics_server
 from proca_server.migrations.migrate import is_up_to_date
 from proca_server.processing.links import router as supporter_links_router
+from proca_server.processing.runtime import pipeline_running
 from proca_server.stats.maintenance import background as stats_background
 from proca_server.web.accounts import router as accounts_router
 from proca_server.web.mailbox import router as mailbox_router
@@ -28,6 +36,24 @@ log = logging.getLogger("proca_server")
 
 class NotMigrated(RuntimeError):
     pass
+
+
+@asynccontextmanager
+async def side_services(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[None]:
+    """The confirm reminders' schedule (safe in several processes: each reminder is claimed)
+    and the metrics exporter on METRICS_PORT when it is set (the first process to bind it)."""
+    reminders = asyncio.create_task(reminder_loop(settings, sessionmaker))
+    exporter = start_metrics_server(settings.listen_ip)
+    try:
+        yield
+    finally:
+        reminders.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reminders
+        if exporter is not None:
+            exporter.stop()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,7 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not await is_up_to_date(engine):
             raise NotMigrated("the database is not migrated: run `proca-server db upgrade`")
-        async with stats_background(engine, settings):
+        async with (
+            stats_background(engine, settings),
+            pipeline_running(app.state),
+            side_services(settings, app.state.sessionmaker),
+        ):
             yield
         await engine.dispose()
 
@@ -66,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(mailbox_router)
     app.include_router(confirm_links_router)
     app.include_router(supporter_links_router)
+    app.include_router(email_webhooks_router)
+    app.include_router(metrics_router)
 
     @app.get("/health")
     async def health() -> JSONResponse:

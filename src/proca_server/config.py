@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     # message broker (broker/): failed messages come back after RETRY_DELAY_MS, RETRY_LIMIT times
     retry_limit: int = Field(10, ge=0, alias="RETRY_LIMIT")
     retry_delay_ms: int = Field(60000, ge=0, alias="RETRY_DELAY_MS")
+    # sender address rewriting of emails sent "as" someone else (email/message.py)
+    email_srs_key: str | None = Field(None, alias="EMAIL_SRS_KEY")
+    email_srs_prefix: str = Field("SRS0", alias="EMAIL_SRS_PREFIX")
+    # seconds between two runs of the confirm reminders (email/reminders.py); 0 = never
+    reminder_interval: int = Field(3600, ge=0, alias="REMINDER_INTERVAL")
+    # processing pipeline (processing/runtime.py): where actions are processed, the sweeper
+    pipeline: Literal["embedded", "handoff", "off"] = Field("embedded", alias="PIPELINE")
+    run_workers: bool = Field(True, alias="RUN_WORKERS")
+    sweep_interval_ms: int = Field(5000, gt=0, alias="SWEEP_INTERVAL_MS")
+    sweep_age_ms: int = Field(60000, ge=0, alias="SWEEP_AGE_MS")
 
     @field_validator(
         "amqp_url",
@@ -80,6 +90,7 @@ class Settings(BaseSettings):
         "sso_home_url",
         "hcaptcha_key",
         "procaptcha_url",
+        "email_srs_key",
         mode="before",
     )
     @classmethod
@@ -106,6 +117,12 @@ class Settings(BaseSettings):
         "sync_interval",
         "retry_limit",
         "retry_delay_ms",
+        "email_srs_prefix",
+        "reminder_interval",
+        "pipeline",
+        "run_workers",
+        "sweep_interval_ms",
+        "sweep_age_ms",
         mode="before",
     )
     @classmethod

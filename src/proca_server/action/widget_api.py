@@ -22,6 +22,7 @@ from proca_server.graphql.scalars import Date, Json
 from proca_server.graphql.transactions import in_own_transaction
 from proca_server.kit import base64url
 from proca_server.kit.time import utcnow
+from proca_server.metrics import ACTIONS_RECEIVED
 from proca_server.models import AuditLog
 from proca_server.models import enums as m
 
@@ -257,7 +258,7 @@ async def sign(
                 changeset=captcha_meta,
             )
         )
-    _hand_off(ctx, [created.action_id, *created.linked_action_ids])
+    _hand_off(ctx, [created.action_id, *created.linked_action_ids], "addActionContact")
     return ContactReference(
         contact_ref=base64url.encode(created.fingerprint), first_name=created.first_name
     )
@@ -276,18 +277,20 @@ async def share(
     created = await service.add_action(
         ctx.session, page, action, ref, source_key(tracking, ctx.referer)
     )
-    _hand_off(ctx, [created.action_id])
+    _hand_off(ctx, [created.action_id], "addAction")
     return ContactReference(contact_ref=str(contact_ref), first_name=None)
 
 
-def _hand_off(ctx: Context, action_ids: list[int]) -> None:
+def _hand_off(ctx: Context, action_ids: list[int], received: str | None = None) -> None:
     """Once the mutation commits, its actions go to processing (the sweeper redoes it if this
-    process dies first)."""
+    process dies first); `received` counts the new action by the mutation's name."""
     if not action_ids:
         return
     pipeline = ctx.pipeline
 
     async def hand_off() -> None:
+        if received is not None:
+            ACTIONS_RECEIVED.labels(kind=received).inc()
         await pipeline.after_commit([], action_ids)
 
     ctx.after_commit.append(hand_off)

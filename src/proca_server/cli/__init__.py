@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proca_server import db
 from proca_server.broker.cli import queue_app
 from proca_server.config import ConfigError, Settings, get_settings
+from proca_server.email.cli import reminders_app
 from proca_server.errors import ProcaError, UserInputError
 from proca_server.kit.logs import configure_logging
+from proca_server.processing.requeue_cli import requeue_app
 
 T = TypeVar("T")
 
@@ -30,6 +32,8 @@ user_app = typer.Typer(help="Users and their API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(queue_app, name="queue")
+app.add_typer(requeue_app)
+app.add_typer(reminders_app, name="reminders")
 
 
 def fail(message: str) -> None:
@@ -174,6 +178,59 @@ def serve(
         # accepts the empty Sec-WebSocket-Protocol header some Phoenix clients send
         ws="proca_server.graphql.socket:PhoenixWebSocketProtocol",
     )
+
+
+@app.command()
+def worker(
+    sweep_age_ms: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Sweep actions older than this; short, as API processes with PIPELINE=handoff "
+            "process nothing themselves.",
+        ),
+    ] = 2000,
+    workers: Annotated[
+        bool, typer.Option(help="Run the built-in workers (webhook, SQS, email) [RUN_WORKERS].")
+    ] = True,
+) -> None:
+    """Run the processing pipeline without HTTP: processor, sweeper and built-in workers.
+
+    Run it next to API processes started with PIPELINE=handoff; several may run at once."""
+    import signal
+
+    from proca_server.migrations.migrate import is_up_to_date
+    from proca_server.processing.runtime import Role, RuntimeOptions, close_runtime, open_runtime
+    from proca_server.pubsub import pubsub
+
+    s = settings()
+    configure_logging(s.log_level, json_lines=s.production)
+    options = RuntimeOptions(
+        role=Role.WORKER,
+        sweep_interval=min(s.sweep_interval_ms, max(sweep_age_ms, 500)) / 1000,
+        sweep_age=sweep_age_ms / 1000,
+        run_workers=workers and s.run_workers,
+    )
+
+    async def main() -> None:
+        engine = db.create_engine(s)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            if not await is_up_to_date(engine):
+                raise UserInputError("the database is not migrated: run `proca-server setup`")
+            await pubsub.connect(engine)
+            runtime = await open_runtime(s, db.create_sessionmaker(engine), options)
+            typer.echo("worker running", err=True)
+            await stop.wait()
+            await close_runtime(runtime)
+        finally:
+            await pubsub.close()
+            await engine.dispose()
+
+    run(main())
 
 
 @app.command()

@@ -27,6 +27,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final, Generic, TypeVar
 
 from nacl.public import Box, PrivateKey
@@ -58,8 +59,14 @@ def encrypt(payload: bytes, recipient_public: bytes, sender_private: bytes) -> t
     """Seal `payload` for `recipient_public` from `sender_private`: (ciphertext incl. the
     16-byte MAC and without the nonce prefix, nonce)."""
     nonce = new_nonce()
-    box = Box(PrivateKey(sender_private), NaclPublicKey(recipient_public))
-    return box.encrypt(payload, nonce).ciphertext, nonce
+    return _box(recipient_public, sender_private).encrypt(payload, nonce).ciphertext, nonce
+
+
+@lru_cache(maxsize=1024)
+def _box(recipient_public: bytes, sender_private: bytes) -> Box:
+    # A Box holds the precomputed shared key of the pair (a Curve25519 multiplication): keyed
+    # by the keys themselves, so a rotated key simply makes a new entry.
+    return Box(PrivateKey(sender_private), NaclPublicKey(recipient_public))
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:
