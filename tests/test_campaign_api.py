@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -529,3 +530,53 @@ async def test_delete_org_refuses_without_changing_anything(
     await session.rollback()
     # the deletable campaign was not deleted either: a refusal changes nothing
     assert await session.scalar(select(Campaign.id).where(Campaign.id == spare_id)) == spare_id
+
+
+class TopologyRecorder:
+    """A pipeline that only notes which orgs' queues it was asked to follow."""
+
+    def __init__(self) -> None:
+        self.orgs: list[int] = []
+
+    async def after_commit(self, publications: object, action_ids: object) -> None:
+        return None
+
+    async def org_changed(self, org_id: int) -> None:
+        self.orgs.append(org_id)
+
+
+async def test_campaign_supporter_confirm_changes_make_the_org_topology_follow(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    token, name, org_id = world.tokens["owner"], world.campaign.name, world.org.id
+    recorder = TopologyRecorder()
+    previous = getattr(app.state, "pipeline", None)
+    app.state.pipeline = recorder
+    try:
+        doc = (
+            "mutation($n: String!, $i: CampaignInput!) { updateCampaign(name: $n, input: $i) "
+            "{ name } }"
+        )
+        data(await gql(client, doc, {"n": name, "i": {"title": "New title"}}, token=token))
+        assert recorder.orgs == []  # nothing the topology depends on
+        data(await gql(client, doc, {"n": name, "i": {"supporterConfirm": True}}, token=token))
+        assert recorder.orgs == [org_id]
+        add = (
+            "mutation($o: String!, $i: CampaignInput!) { addCampaign(orgName: $o, input: $i) "
+            "{ name } }"
+        )
+        data(
+            await gql(
+                client,
+                add,
+                {
+                    "o": world.org.name,
+                    "i": {"name": "confirming", "title": "C", "supporterConfirm": True},
+                },
+                token=token,
+            )
+        )
+        assert recorder.orgs == [org_id, org_id]
+    finally:
+        app.state.pipeline = previous

@@ -23,9 +23,10 @@ from tests.processing.helpers import action_ids, make_site, process, sign
 @pytest.fixture
 def pipeline(app: FastAPI) -> Iterator[RecordingPipeline]:
     recorder = RecordingPipeline()
+    previous = getattr(app.state, "pipeline", None)
     app.state.pipeline = recorder
     yield recorder
-    del app.state.pipeline
+    app.state.pipeline = previous
 
 
 async def delivered(

@@ -23,6 +23,7 @@ class RecordingPipeline:
 @pytest.fixture
 def pipeline(app: FastAPI) -> Iterator[RecordingPipeline]:
     recorder = RecordingPipeline()
+    previous = getattr(app.state, "pipeline", None)
     app.state.pipeline = recorder
     yield recorder
-    del app.state.pipeline
+    app.state.pipeline = previous

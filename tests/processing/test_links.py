@@ -185,10 +185,11 @@ async def test_a_failing_hand_off_does_not_undo_the_click(
     client: httpx.AsyncClient, session: AsyncSession, app: FastAPI
 ) -> None:
     action_id, ref, _ = await confirming(client, session)
+    previous = getattr(app.state, "pipeline", None)
     app.state.pipeline = FailingPipeline()
     try:
         response = await client.get(f"/link/s/{action_id}/accept/{ref}", params={"doi": "1"})
     finally:
-        del app.state.pipeline
+        app.state.pipeline = previous
     assert (response.status_code, response.text) == (200, "SUCCESS")
     assert await supporter_state(session) == (S.ACCEPTED, EmailStatus.DOUBLE_OPT_IN)

@@ -110,6 +110,13 @@ class CampaignQuery:
         return [await campaign_view(ctx, c) for c in result.scalars().all()]
 
 
+def _confirm_changed(ctx: Context, attrs: dict[str, Any], org_id: int | None) -> None:
+    # whether any campaign of the org asks for supporter confirmation decides a binding of the
+    # org's topology (broker/topology.py)
+    if "supporter_confirm" in attrs:
+        org_changed_after_commit(ctx.pipeline, ctx.after_commit, org_id)
+
+
 @strawberry.type
 class CampaignMutation:
     @strawberry.mutation
@@ -119,7 +126,9 @@ class CampaignMutation:
         ctx = info.context
         org = await access_org(ctx.session, org_name)
         allow(await auth_for(ctx, org.id), Permission.MANAGE_CAMPAIGNS)
-        campaign = await service.add_campaign(ctx.session, org, input.attrs())
+        attrs = input.attrs()
+        campaign = await service.add_campaign(ctx.session, org, attrs)
+        _confirm_changed(ctx, attrs, campaign.org_id)
         return await campaign_view(ctx, campaign)
 
     @strawberry.mutation
@@ -129,9 +138,11 @@ class CampaignMutation:
         ctx = info.context
         org = await access_org(ctx.session, org_name)
         allow(await auth_for(ctx, org.id), Permission.MANAGE_CAMPAIGNS)
-        campaign, pages = await service.upsert_campaign(ctx.session, org, input.attrs())
+        attrs = input.attrs()
+        campaign, pages = await service.upsert_campaign(ctx.session, org, attrs)
         for page in pages:
             page_upserted(ctx, page)
+        _confirm_changed(ctx, attrs, campaign.org_id)
         return await campaign_view(ctx, campaign)
 
     @strawberry.mutation
@@ -146,6 +157,7 @@ class CampaignMutation:
         attrs = input.attrs()
         attrs.pop("action_pages", None)
         await service.update_campaign(ctx.session, campaign, attrs)
+        _confirm_changed(ctx, attrs, campaign.org_id)
         return await campaign_view(ctx, campaign)
 
     @strawberry.mutation
