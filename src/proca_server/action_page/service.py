@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.email.directory import check_template_name
 from proca_server.errors import BadArgument, NotFound
 from proca_server.models import Action, ActionPage, Campaign, Org, Supporter
 
@@ -67,6 +68,20 @@ def _apply(page: ActionPage, attrs: dict[str, Any]) -> None:
         setattr(page, field, value)
 
 
+_TEMPLATE_FIELDS = {
+    "thank_you_template": "thankYouTemplate",
+    "supporter_confirm_template": "supporterConfirmTemplate",
+    "duplicate_template": "duplicateTemplate",
+}
+
+
+async def _check_templates(session: AsyncSession, org: Org, attrs: dict[str, Any]) -> None:
+    """The page's template names must name templates of its org (when the org has an email
+    backend to look them up in)."""
+    for column, field in _TEMPLATE_FIELDS.items():
+        await check_template_name(session, org, attrs.get(column), field)
+
+
 async def add_action_page(
     session: AsyncSession, org: Org, campaign: Campaign, attrs: dict[str, Any]
 ) -> ActionPage:
@@ -74,6 +89,7 @@ async def add_action_page(
     validate_locale(attrs.get("locale"))
     await _check_name_free(session, name, None)
     page = ActionPage(name=name, campaign_id=campaign.id, org_id=org.id, live=False)
+    await _check_templates(session, org, attrs)
     _apply(page, attrs)
     session.add(page)
     await session.flush()
@@ -86,6 +102,9 @@ async def update_action_page(
     if attrs.get("name") is not None and attrs["name"] != page.name:
         await _check_name_free(session, validate_name(attrs["name"]), page.id)
         page.name = attrs["name"]
+    org = await session.get(Org, page.org_id)
+    if org is not None:
+        await _check_templates(session, org, attrs)
     _apply(page, attrs)
     await session.flush()
     return page

@@ -22,6 +22,7 @@ from proca_server.email.backend import (
     get_org_email_backend,
     get_transactional_backend,
 )
+from proca_server.email.directory import Missing, directory
 from proca_server.email.merge import confirm_links, doi_links, merge_variables
 from proca_server.email.message import (
     EmailMessage,
@@ -31,7 +32,6 @@ from proca_server.email.message import (
 )
 from proca_server.email.templates import (
     ProviderTemplate,
-    find_template,
     flatten_variables,
     render_template,
 )
@@ -150,8 +150,9 @@ async def compose_email(
     action, page, org = loaded.action, loaded.page, loaded.org
     supporter = loaded.supporter
     assert supporter is not None
-    template = await find_template(session, org.id, due.template, page.locale)
-    if template is None:
+    # the sending backend's provider renders a remote template, so its list is the one searched
+    template = await directory.lookup(session, org, due.template, page.locale, backend=backend)
+    if isinstance(template, Missing):
         raise TemplateMissing(f"template {due.template!r} ({page.locale}) of org {org.name}")
     ref = base64url.encode(supporter.fingerprint)
     if due.kind is EmailKind.CONFIRM:

@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from proca_server.auth.permissions import Permission
 from proca_server.contact.keyrings import keyring_for
+from proca_server.email.directory import check_template_name
 from proca_server.errors import BadArgument, NotFound, PermissionDenied
 from proca_server.graphql.access import (
     Auth,
@@ -221,6 +222,10 @@ class OrgMutation:
         if "email_from" in given:
             org.email_from = service.validate_email_from(email_from)
         if "supporter_confirm_template" in given:
+            # after the backends: one given in the same call is where the name is looked up
+            await check_template_name(
+                ctx.session, org, supporter_confirm_template, "supporterConfirmTemplate"
+            )
             org.supporter_confirm_template = supporter_confirm_template
         for flag in (
             "supporter_confirm",

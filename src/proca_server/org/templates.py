@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.email.directory import directory
 from proca_server.errors import BadArgument
 from proca_server.models import EmailTemplate, Org
 
@@ -64,4 +65,5 @@ async def upsert_template(session: AsyncSession, org: Org, attrs: dict[str, Any]
             if not getattr(template, field):
                 raise BadArgument("can't be blank", field=field)
     await session.flush()
+    directory.forget_org(org)
     return template

@@ -9,6 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from proca_server.auth.permissions import Permission, role_of
+from proca_server.email.directory import directory as template_directory
 from proca_server.errors import BadArgument, NotFound
 from proca_server.graphql.access import auth_for
 from proca_server.graphql.context import Context
@@ -135,8 +136,7 @@ class ProcessingType:
 
     @strawberry.field
     async def email_templates(self, info: Ctx) -> list[str] | None:
-        templates = await repository.list_templates(info.context.session, self.org.id)
-        return [f"{t.name}@{t.locale}" if t.locale else t.name for t in templates]
+        return await template_directory.names(info.context.session, self.org)
 
 
 @strawberry.input(name="SelectKey")

@@ -69,6 +69,18 @@ def failed_messages(
     return EmailDeliveryError(backend, reason, failures=failures)
 
 
+@dataclass(frozen=True)
+class RemoteTemplate:
+    """A template kept by a provider: its name there and the reference a message gives."""
+
+    name: str
+    ref: str
+
+
+class TemplateListError(Exception):
+    """The provider's template list could not be read; the message never names a secret."""
+
+
 class EmailConfigError(ValueError):
     """A service's fields cannot make a backend (a malformed SMTP URL, an unknown type)."""
 
@@ -180,6 +192,33 @@ async def post_json(
         return response
     reason = scrub(f"HTTP {response.status_code}: {_error_text(response)}", secrets)
     raise EmailDeliveryError(backend, reason, retryable=retryable_status(response.status_code))
+
+
+async def get_json(
+    client: httpx.AsyncClient,
+    backend: str,
+    url: str,
+    params: Mapping[str, str | int],
+    *,
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.Auth | None = None,
+    secrets: Sequence[str] = (),
+) -> Any:
+    """GET a provider's JSON answer; anything else raises `TemplateListError`."""
+    try:
+        if auth is None:
+            response = await client.get(url, params=params, headers=headers)
+        else:
+            response = await client.get(url, params=params, headers=headers, auth=auth)
+    except httpx.HTTPError as exc:
+        raise TemplateListError(scrub(f"{backend}: {type(exc).__name__}: {exc}", secrets)) from None
+    if not response.is_success:
+        reason = f"{backend}: HTTP {response.status_code}: {_error_text(response)}"
+        raise TemplateListError(scrub(reason, secrets))
+    try:
+        return response.json()
+    except ValueError:
+        raise TemplateListError(f"{backend}: the answer is not JSON") from None
 
 
 @asynccontextmanager

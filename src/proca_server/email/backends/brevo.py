@@ -14,7 +14,11 @@
 | template_ref          | `templateId` (a number)                                      |
 | variables             | `params` (with a template)                                   |
 
-Brevo answers 201 `{"messageId": …}`; an error is 4xx/5xx `{"code", "message"}`."""
+Brevo answers 201 `{"messageId": …}`; an error is 4xx/5xx `{"code", "message"}`.
+
+`list_templates` reads the active templates for the template directory (spec §7.4):
+`GET {base}/v3/smtp/templates?templateStatus=true&limit=50&offset=n`, answer
+`{"count", "templates": [{"id", "name", …}]}`."""
 
 from __future__ import annotations
 
@@ -27,8 +31,11 @@ import httpx
 from proca_server.email.backends.base import (
     DeliveryFailure,
     EmailDeliveryError,
+    RemoteTemplate,
+    TemplateListError,
     extra_headers,
     failed_messages,
+    get_json,
     http_client,
     post_json,
     reply_to_of,
@@ -39,6 +46,9 @@ from proca_server.email.message import EmailMessage, loggable_custom_id, split_a
 log = logging.getLogger("proca_server.email.brevo")
 
 BASE_URL = "https://api.brevo.com"
+PAGE_SIZE = 50
+# a bound on the pages read, against a provider answering full pages forever
+MAX_PAGES = 200
 
 
 def _contact(value: str) -> dict[str, str]:
@@ -90,6 +100,32 @@ class BrevoBackend:
 
     def __repr__(self) -> str:
         return f"BrevoBackend({self.base_url})"
+
+    async def list_templates(self) -> list[RemoteTemplate]:
+        """The account's active templates: ref = the id as a string."""
+        found: list[RemoteTemplate] = []
+        async with http_client(self._client) as client:
+            for page in range(MAX_PAGES):
+                answer = await get_json(
+                    client,
+                    self.name,
+                    f"{self.base_url}/v3/smtp/templates",
+                    {"templateStatus": "true", "limit": PAGE_SIZE, "offset": page * PAGE_SIZE},
+                    headers={"api-key": self._api_key, "accept": "application/json"},
+                    secrets=[self._api_key],
+                )
+                if not isinstance(answer, dict):
+                    raise TemplateListError("brevo: unexpected template list")
+                # an account without templates answers without the key
+                templates = answer.get("templates") or []
+                if not isinstance(templates, list):
+                    raise TemplateListError("brevo: unexpected template list")
+                for entry in templates:
+                    if isinstance(entry, dict) and entry.get("name") and entry.get("id"):
+                        found.append(RemoteTemplate(str(entry["name"]), str(entry["id"])))
+                if len(templates) < PAGE_SIZE:
+                    break
+        return found
 
     async def deliver(self, messages: Sequence[EmailMessage]) -> None:
         failures: list[DeliveryFailure] = []

@@ -17,7 +17,9 @@
 The answer lists one `{Status: "success" | "error", Errors: [...]}` per message, in order, both
 with HTTP 200 and 400. An error whose `ErrorRelatedTo` names a recipient field (`To[0].Email`…)
 cannot succeed on a retry: the message is dropped (logged) and counts as sent. Other errors fail
-their message. A call refused as a whole (bad keys: 401 with `ErrorMessage`) fails the batch."""
+their message. A call refused as a whole (bad keys: 401 with `ErrorMessage`) fails the batch.
+
+`list_templates` reads the account's templates for the template directory (spec §7.4)."""
 
 from __future__ import annotations
 
@@ -31,8 +33,11 @@ import httpx
 from proca_server.email.backends.base import (
     DeliveryFailure,
     EmailDeliveryError,
+    RemoteTemplate,
+    TemplateListError,
     extra_headers,
     failed_messages,
+    get_json,
     http_client,
     post_json,
     reply_to_of,
@@ -45,6 +50,9 @@ from proca_server.email.message import EmailMessage, loggable_custom_id, split_a
 log = logging.getLogger("proca_server.email.mailjet")
 
 BASE_URL = "https://api.mailjet.com"
+PAGE_SIZE = 50
+# a bound on the pages read, against a provider answering full pages forever
+MAX_PAGES = 200
 RECIPIENT_FIELD = re.compile(r"(^|\.)(To|Cc|Bcc)(\[\d+\])?(\.|$)")
 
 
@@ -113,6 +121,29 @@ class MailjetBackend:
 
     def __repr__(self) -> str:
         return f"MailjetBackend({self.base_url}, api_key={self.api_key!r})"
+
+    async def list_templates(self) -> list[RemoteTemplate]:
+        """The account's templates (`GET /v3/REST/template`, 50 a page): ref = numeric ID."""
+        found: list[RemoteTemplate] = []
+        async with http_client(self._client) as client:
+            for page in range(MAX_PAGES):
+                answer = await get_json(
+                    client,
+                    self.name,
+                    f"{self.base_url}/v3/REST/template",
+                    {"limit": PAGE_SIZE, "offset": page * PAGE_SIZE},
+                    auth=httpx.BasicAuth(self.api_key, self._secret),
+                    secrets=[self._secret],
+                )
+                data = answer.get("Data") if isinstance(answer, dict) else None
+                if not isinstance(data, list):
+                    raise TemplateListError("mailjet: unexpected template list")
+                for entry in data:
+                    if isinstance(entry, dict) and entry.get("Name") and entry.get("ID"):
+                        found.append(RemoteTemplate(str(entry["Name"]), str(entry["ID"])))
+                if len(data) < PAGE_SIZE:
+                    break
+        return found
 
     async def deliver(self, messages: Sequence[EmailMessage]) -> None:
         failures: list[DeliveryFailure] = []

@@ -11,7 +11,10 @@ to include the original headers carry it back). A message with a `template_ref` 
 ReplyToAddresses); SES gives such a call no place for the custom id.
 
 `MessageRejected`, an unverified sender and invalid parameters fail their message for good;
-throttling, SES-side faults and refused credentials may pass on a retry."""
+throttling, SES-side faults and refused credentials may pass on a retry.
+
+`list_templates` reads the account's templates with `ListTemplates`, page by page (ref = the
+template name), for the template directory (spec §7.4)."""
 
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from proca_server.email.backends.base import (
     DeliveryFailure,
     EmailDeliveryError,
+    RemoteTemplate,
+    TemplateListError,
     build_mime,
     failed_messages,
     reply_to_of,
@@ -39,6 +44,8 @@ from proca_server.email.message import EmailMessage, loggable_custom_id
 log = logging.getLogger("proca_server.email.ses")
 
 CONCURRENCY = 8
+LIST_PAGE_SIZE = 100
+MAX_PAGES = 200
 PERMANENT_CODES = frozenset(
     {
         "MessageRejected",
@@ -79,21 +86,43 @@ class SesBackend:
             return scrub(text, [self._secret]), code not in PERMANENT_CODES
         return scrub(f"{type(exc).__name__}: {exc}", [self._secret]), True
 
+    def _client(self) -> Any:
+        config = AioConfig(connect_timeout=10, read_timeout=30, retries={"max_attempts": 2})
+        return get_session().create_client(
+            "ses",
+            region_name=self.region or None,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self._secret,
+            config=config,
+        )
+
+    async def list_templates(self) -> list[RemoteTemplate]:
+        found: list[RemoteTemplate] = []
+        try:
+            async with self._client() as client:
+                token: str | None = None
+                for _ in range(MAX_PAGES):
+                    params: dict[str, Any] = {"MaxItems": LIST_PAGE_SIZE}
+                    if token:
+                        params["NextToken"] = token
+                    answer = await client.list_templates(**params)
+                    for entry in answer.get("TemplatesMetadata") or []:
+                        if entry.get("Name"):
+                            found.append(RemoteTemplate(entry["Name"], entry["Name"]))
+                    token = answer.get("NextToken")
+                    if not token:
+                        break
+        except (ClientError, BotoCoreError) as exc:
+            raise TemplateListError(f"{self.name}: {self._reason(exc)[0]}") from None
+        return found
+
     async def deliver(self, messages: Sequence[EmailMessage]) -> None:
         if not messages:
             return
-        session = get_session()
-        config = AioConfig(connect_timeout=10, read_timeout=30, retries={"max_attempts": 2})
         limit = asyncio.Semaphore(CONCURRENCY)
         try:
-            async with session.create_client(
-                "ses",
-                region_name=self.region or None,
-                endpoint_url=self.endpoint_url,
-                aws_access_key_id=self.access_key_id,
-                aws_secret_access_key=self._secret,
-                config=config,
-            ) as client:
+            async with self._client() as client:
 
                 async def send(index: int, message: EmailMessage) -> DeliveryFailure | None:
                     async with limit:
