@@ -40,3 +40,24 @@ async def test_template_names_are_checked_once_the_org_has_an_email_backend(
     data(await gql(client, ORG, {"n": org_name, "t": "thanks"}, token=token))
     # clearing a name is always allowed
     data(await gql(client, PAGE, {"id": page_id, "t": None}, token=token))
+
+
+async def test_a_campaign_confirm_template_is_checked_too(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    token, name = world.tokens["owner"], world.campaign.name
+    service = Service(name="preview", org_id=world.org.id)
+    session.add(service)
+    await session.flush()
+    world.org.email_backend_id = service.id
+    session.add(
+        EmailTemplate(org_id=world.org.id, name="confirm", locale="en", subject="S", html="h")
+    )
+    await session.commit()
+    doc = """mutation($n: String, $t: String) {
+      updateCampaignProcessing(name: $n, supporterConfirmTemplate: $t) { name } }"""
+    refused = error(await gql(client, doc, {"n": name, "t": "nope"}, token=token))
+    assert refused["message"] == "Template not found"
+    assert refused["path"] == ["updateCampaignProcessing", "supporterConfirmTemplate"]
+    data(await gql(client, doc, {"n": name, "t": "confirm"}, token=token))

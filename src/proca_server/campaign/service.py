@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action_page import service as pages
+from proca_server.email.directory import check_template_name
 from proca_server.errors import BadArgument
 from proca_server.models import ActionPage, Campaign, Mtt, Org, Target
 from proca_server.models.enums import CampaignStatus, ContactSchema
@@ -59,6 +60,12 @@ async def _apply(session: AsyncSession, campaign: Campaign, attrs: dict[str, Any
         campaign.status = CampaignStatus(attrs["status"])
     if attrs.get("config") is not None:
         campaign.config = attrs["config"]
+    if attrs.get("supporter_confirm_template") and campaign.org_id is not None:
+        org = await session.get(Org, campaign.org_id)
+        if org is not None:
+            await check_template_name(
+                session, org, attrs["supporter_confirm_template"], "supporterConfirmTemplate"
+            )
     for key in ("supporter_confirm", "supporter_confirm_template", "action_confirm"):
         if key in attrs:
             setattr(campaign, key, attrs[key])
