@@ -12,7 +12,6 @@ for each kind of request.
 """
 
 # A harness: it runs psql and the setup commands by design, with our own arguments.
-# ruff: noqa: S603
 
 from __future__ import annotations
 
@@ -21,9 +20,7 @@ import asyncio
 import cProfile
 import io
 import json
-import os
 import pstats
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -34,8 +31,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from sql_per_request import COUNT, signature  # noqa: E402
-from widget_load import psql  # noqa: E402
+from sql_per_request import COUNT, seeded_database, signature  # noqa: E402
 
 CALLERS: list[str] = []
 FILTERS: list[str] = []
@@ -129,15 +125,15 @@ async def run(page: int, requests: int, profile: int) -> None:
             if GENERIC:
                 from proca_server.action import widget_api
 
-                for direct in (False, True, False, True):
+                for round_, direct in enumerate((False, True, False, True)):
                     widget_api.DIRECT_RESOLVERS = direct
                     label = "direct" if direct else "generic"
-                    await _timed(
-                        f"addActionContact ({label} resolvers)",
-                        requests,
-                        lambda i, d=direct: sign((3 + 2 * d) * requests + i),
-                        0,
-                    )
+                    first = (2 + round_) * requests  # every signature its own email
+
+                    async def sign_from(i: int, first: int = first) -> None:
+                        await sign(first + i)
+
+                    await _timed(f"addActionContact ({label} resolvers)", requests, sign_from, 0)
             if profile:
                 await _timed("addActionContact", requests, lambda i: sign(requests + i), profile)
                 await _timed("counter GET", requests, get, profile)
@@ -172,35 +168,8 @@ def main() -> None:
     FILTERS.extend(args.only)
     if args.compare_resolvers:
         GENERIC.append(True)
-    dbname = f"bench_cpu_{int(time.time())}_{os.getpid()}"
-    admin = args.pg_url.rstrip("/") + "/postgres"
-    os.environ.update(
-        DATABASE_URL=args.pg_url.rstrip("/") + "/" + dbname,
-        PROCA_ENV="dev",
-        FINGERPRINT_SEED="bench",
-        LOG_LEVEL="warning",
-    )
-    psql(admin, f'CREATE DATABASE "{dbname}"')
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "proca_server", "setup"],
-            cwd=ROOT,
-            check=True,
-            timeout=120,
-            capture_output=True,
-        )
-        seeded = subprocess.run(
-            [sys.executable, str(BENCH / "seed.py")],
-            cwd=ROOT,
-            check=True,
-            timeout=60,
-            capture_output=True,
-            text=True,
-        )
-        page = int(json.loads(seeded.stdout.strip().splitlines()[-1])["page"])
+    with seeded_database(args.pg_url, "bench_cpu") as page:
         asyncio.run(asyncio.wait_for(run(page, args.requests, args.profile), timeout=900))
-    finally:
-        psql(admin, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,19 +194,15 @@ async def run(args: argparse.Namespace, page: int) -> None:
             rec.report("GET counter (sequential)", args.gets, time.perf_counter() - t0)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--signatures", type=int, default=300)
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--gets", type=int, default=100)
-    p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432")
-    p.add_argument("--keep-db", action="store_true")
-    args = p.parse_args()
-
-    dbname = f"bench_sql_{int(time.time())}_{os.getpid()}"
-    admin = args.pg_url.rstrip("/") + "/postgres"
+@contextlib.contextmanager
+def seeded_database(pg_url: str, prefix: str, *, keep: bool = False) -> Iterator[int]:
+    """A fresh PostgreSQL database set up as `proca-server setup` and bench/seed.py leave it,
+    made the app's (DATABASE_URL and the bench settings in this process's environment);
+    yields the seeded page's id, drops the database afterwards unless `keep`."""
+    dbname = f"{prefix}_{int(time.time())}_{os.getpid()}"
+    admin = pg_url.rstrip("/") + "/postgres"
     os.environ.update(
-        DATABASE_URL=args.pg_url.rstrip("/") + "/" + dbname,
+        DATABASE_URL=pg_url.rstrip("/") + "/" + dbname,
         PROCA_ENV="dev",
         FINGERPRINT_SEED="bench",
         LOG_LEVEL="warning",
@@ -226,11 +224,23 @@ def main() -> None:
             capture_output=True,
             text=True,
         )
-        page = int(json.loads(seeded.stdout.strip().splitlines()[-1])["page"])
-        asyncio.run(asyncio.wait_for(run(args, page), timeout=600))
+        yield int(json.loads(seeded.stdout.strip().splitlines()[-1])["page"])
     finally:
-        if not args.keep_db:
+        if not keep:
             psql(admin, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--signatures", type=int, default=300)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--gets", type=int, default=100)
+    p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432")
+    p.add_argument("--keep-db", action="store_true")
+    args = p.parse_args()
+
+    with seeded_database(args.pg_url, "bench_sql", keep=args.keep_db) as page:
+        asyncio.run(asyncio.wait_for(run(args, page), timeout=600))
 
 
 if __name__ == "__main__":

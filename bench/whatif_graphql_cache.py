@@ -11,15 +11,12 @@ same document text every time, so both caches always hit.
 """
 
 # A load harness: it runs psql, wrk, pgbench and the server by design, with our own arguments.
-# ruff: noqa: S603
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,8 +26,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from sql_per_request import COUNT, signature  # noqa: E402
-from widget_load import psql  # noqa: E402
+from sql_per_request import COUNT, seeded_database, signature  # noqa: E402
 
 
 async def measure(page: int, requests: int, tag: str) -> dict[str, float]:
@@ -119,35 +115,8 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432")
     args = p.parse_args()
-    dbname = f"bench_whatif_{int(time.time())}_{os.getpid()}"
-    admin = args.pg_url.rstrip("/") + "/postgres"
-    os.environ.update(
-        DATABASE_URL=args.pg_url.rstrip("/") + "/" + dbname,
-        PROCA_ENV="dev",
-        FINGERPRINT_SEED="bench",
-        LOG_LEVEL="warning",
-    )
-    psql(admin, f'CREATE DATABASE "{dbname}"')
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "proca_server", "setup"],
-            cwd=ROOT,
-            check=True,
-            timeout=120,
-            capture_output=True,
-        )
-        seeded = subprocess.run(
-            [sys.executable, str(BENCH / "seed.py")],
-            cwd=ROOT,
-            check=True,
-            timeout=60,
-            capture_output=True,
-            text=True,
-        )
-        page = int(json.loads(seeded.stdout.strip().splitlines()[-1])["page"])
+    with seeded_database(args.pg_url, "bench_whatif") as page:
         asyncio.run(asyncio.wait_for(run(page, args.requests), timeout=600))
-    finally:
-        psql(admin, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

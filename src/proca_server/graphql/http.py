@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -136,49 +137,8 @@ async def execute_request(
     except BadRequest as exc:
         return _error(exc.status, exc.message)
 
-    if (
-        cache is None
-        or cache_key is None
-        or operation is None
-        or operation[0] is not OperationType.QUERY
-    ):
-        return (
-            await _execute(
-                request,
-                sessionmaker,
-                settings,
-                query,
-                variables,
-                operation_name,
-                extensions,
-                key,
-                cacheable=False,
-            )
-        )[0]
-    # Concurrent identical anonymous queries share one execution: when an answer expires in
-    # a spike, one request computes it and the others wait for it.
-    shared = cache.in_flight(cache_key)
-    if shared is not None:
-        answer = await asyncio.shield(shared)
-        if answer is not None:
-            return _raw_json(answer)
-        return (
-            await _execute(
-                request,
-                sessionmaker,
-                settings,
-                query,
-                variables,
-                operation_name,
-                extensions,
-                key,
-                cacheable=False,
-            )
-        )[0]
-    cache.lead(cache_key)
-    answer = None
-    try:
-        response, answer = await _execute(
+    def execute(cacheable: bool) -> Awaitable[tuple[Response, str | None]]:
+        return _execute(
             request,
             sessionmaker,
             settings,
@@ -187,8 +147,28 @@ async def execute_request(
             operation_name,
             extensions,
             key,
-            cacheable=True,
+            cacheable=cacheable,
         )
+
+    if (
+        cache is None
+        or cache_key is None
+        or operation is None
+        or operation[0] is not OperationType.QUERY
+    ):
+        return (await execute(False))[0]
+    # Concurrent identical anonymous queries share one execution: when an answer expires in
+    # a spike, one request computes it and the others wait for it.
+    shared = cache.in_flight(cache_key)
+    if shared is not None:
+        answer = await asyncio.shield(shared)
+        if answer is not None:
+            return _raw_json(answer)
+        return (await execute(False))[0]
+    cache.lead(cache_key)
+    answer = None
+    try:
+        response, answer = await execute(True)
         if answer is not None:
             cache.put(cache_key, started_at, answer)
         return response

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import email.policy
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage as MimeMessage
@@ -219,6 +219,28 @@ async def get_json(
         return response.json()
     except ValueError:
         raise TemplateListError(f"{backend}: the answer is not JSON") from None
+
+
+TEMPLATE_PAGE_SIZE = 50
+# a bound on the pages read, against a provider answering full pages forever
+MAX_TEMPLATE_PAGES = 200
+
+
+async def list_paged_templates(
+    page: Callable[[int, int], Awaitable[list[Any]]], name_key: str, id_key: str
+) -> list[RemoteTemplate]:
+    """Every template of an offset-paged listing: `page(limit, offset)` gives that page's
+    entries (dicts with the name under `name_key`, the ref under `id_key`); the listing ends
+    at the first short page."""
+    found: list[RemoteTemplate] = []
+    for number in range(MAX_TEMPLATE_PAGES):
+        entries = await page(TEMPLATE_PAGE_SIZE, number * TEMPLATE_PAGE_SIZE)
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get(name_key) and entry.get(id_key):
+                found.append(RemoteTemplate(str(entry[name_key]), str(entry[id_key])))
+        if len(entries) < TEMPLATE_PAGE_SIZE:
+            break
+    return found
 
 
 @asynccontextmanager

@@ -37,6 +37,7 @@ from proca_server.email.backends.base import (
     failed_messages,
     get_json,
     http_client,
+    list_paged_templates,
     post_json,
     reply_to_of,
     template_number,
@@ -46,9 +47,6 @@ from proca_server.email.message import EmailMessage, loggable_custom_id, split_a
 log = logging.getLogger("proca_server.email.brevo")
 
 BASE_URL = "https://api.brevo.com"
-PAGE_SIZE = 50
-# a bound on the pages read, against a provider answering full pages forever
-MAX_PAGES = 200
 
 
 def _contact(value: str) -> dict[str, str]:
@@ -103,14 +101,14 @@ class BrevoBackend:
 
     async def list_templates(self) -> list[RemoteTemplate]:
         """The account's active templates: ref = the id as a string."""
-        found: list[RemoteTemplate] = []
         async with http_client(self._client) as client:
-            for page in range(MAX_PAGES):
+
+            async def page(limit: int, offset: int) -> list[Any]:
                 answer = await get_json(
                     client,
                     self.name,
                     f"{self.base_url}/v3/smtp/templates",
-                    {"templateStatus": "true", "limit": PAGE_SIZE, "offset": page * PAGE_SIZE},
+                    {"templateStatus": "true", "limit": limit, "offset": offset},
                     headers={"api-key": self._api_key, "accept": "application/json"},
                     secrets=[self._api_key],
                 )
@@ -120,12 +118,9 @@ class BrevoBackend:
                 templates = answer.get("templates") or []
                 if not isinstance(templates, list):
                     raise TemplateListError("brevo: unexpected template list")
-                for entry in templates:
-                    if isinstance(entry, dict) and entry.get("name") and entry.get("id"):
-                        found.append(RemoteTemplate(str(entry["name"]), str(entry["id"])))
-                if len(templates) < PAGE_SIZE:
-                    break
-        return found
+                return templates
+
+            return await list_paged_templates(page, "name", "id")
 
     async def deliver(self, messages: Sequence[EmailMessage]) -> None:
         failures: list[DeliveryFailure] = []

@@ -39,6 +39,7 @@ from proca_server.email.backends.base import (
     failed_messages,
     get_json,
     http_client,
+    list_paged_templates,
     post_json,
     reply_to_of,
     retryable_status,
@@ -50,9 +51,6 @@ from proca_server.email.message import EmailMessage, loggable_custom_id, split_a
 log = logging.getLogger("proca_server.email.mailjet")
 
 BASE_URL = "https://api.mailjet.com"
-PAGE_SIZE = 50
-# a bound on the pages read, against a provider answering full pages forever
-MAX_PAGES = 200
 RECIPIENT_FIELD = re.compile(r"(^|\.)(To|Cc|Bcc)(\[\d+\])?(\.|$)")
 
 
@@ -124,26 +122,23 @@ class MailjetBackend:
 
     async def list_templates(self) -> list[RemoteTemplate]:
         """The account's templates (`GET /v3/REST/template`, 50 a page): ref = numeric ID."""
-        found: list[RemoteTemplate] = []
         async with http_client(self._client) as client:
-            for page in range(MAX_PAGES):
+
+            async def page(limit: int, offset: int) -> list[Any]:
                 answer = await get_json(
                     client,
                     self.name,
                     f"{self.base_url}/v3/REST/template",
-                    {"limit": PAGE_SIZE, "offset": page * PAGE_SIZE},
+                    {"limit": limit, "offset": offset},
                     auth=httpx.BasicAuth(self.api_key, self._secret),
                     secrets=[self._secret],
                 )
                 data = answer.get("Data") if isinstance(answer, dict) else None
                 if not isinstance(data, list):
                     raise TemplateListError("mailjet: unexpected template list")
-                for entry in data:
-                    if isinstance(entry, dict) and entry.get("Name") and entry.get("ID"):
-                        found.append(RemoteTemplate(str(entry["Name"]), str(entry["ID"])))
-                if len(data) < PAGE_SIZE:
-                    break
-        return found
+                return data
+
+            return await list_paged_templates(page, "Name", "ID")
 
     async def deliver(self, messages: Sequence[EmailMessage]) -> None:
         failures: list[DeliveryFailure] = []
