@@ -120,6 +120,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     yield application
+    await application.state.signature_lane.close()
     await application.state.engine.dispose()
 
 

@@ -14,12 +14,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server import db
+from proca_server.action.lane import SignatureLane, SignatureLaneMiddleware
 from proca_server.config import Settings, get_settings
 from proca_server.confirm.links import router as confirm_links_router
 from proca_server.email.reminders import reminder_loop
 from proca_server.email.webhooks import router as email_webhooks_router
 from proca_server.graphql.http import router as graphql_router
 from proca_server.graphql.response_cache import ResponseCache
+from proca_server.graphql.schema import schema
 from proca_server.graphql.socket import router as socket_router
 from proca_server.kit.logs import configure_logging
 from proca_server.metrics import router as metrics_router
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             side_services(settings, app.state.sessionmaker),
         ):
             yield
+        await lane.close()
         await engine.dispose()
 
     app = FastAPI(
@@ -82,7 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = db.create_sessionmaker(engine)
     app.state.response_cache = ResponseCache()
+    lane = app.state.signature_lane = SignatureLane(settings, engine, schema._schema)
 
+    # inside CORS (added later, so outer): the lane's answers get the same CORS headers
+    app.add_middleware(SignatureLaneMiddleware, lane=lane)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     reminder_interval: int = Field(3600, ge=0, alias="REMINDER_INTERVAL")
     # processing pipeline (processing/runtime.py): where actions are processed, the sweeper
     pipeline: Literal["embedded", "handoff", "off"] = Field("embedded", alias="PIPELINE")
+    # the signature lane (action/lane.py): plain addActionContact requests on PostgreSQL
+    signature_lane: bool = Field(True, alias="SIGNATURE_LANE")
     run_workers: bool = Field(True, alias="RUN_WORKERS")
     sweep_interval_ms: int = Field(5000, gt=0, alias="SWEEP_INTERVAL_MS")
     sweep_age_ms: int = Field(60000, ge=0, alias="SWEEP_AGE_MS")
@@ -123,6 +125,7 @@ class Settings(BaseSettings):
         "run_workers",
         "sweep_interval_ms",
         "sweep_age_ms",
+        "signature_lane",
         mode="before",
     )
     @classmethod

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proca_server.action import store
 from proca_server.action.fields import check_fields
 from proca_server.action.tracking import SourceKey
-from proca_server.contact.crypto import KeyRing, seal_for_org
+from proca_server.contact.crypto import KeyRing, SealedContact, seal_for_org
 from proca_server.contact.schemas import ValidatedContact
 from proca_server.errors import BadArgument, NotFound
 from proca_server.kit import base64url
@@ -41,7 +41,7 @@ from proca_server.models import (
 from proca_server.models.enums import ContactSchema, DonationFrequencyUnit, DonationSchema
 from proca_server.org.templates import check_mustache
 from proca_server.stats import record as counters
-from proca_server.supporter.privacy import consents
+from proca_server.supporter.privacy import Consent, consents
 
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 FILE_RE = re.compile(r"^[-0-9a-zA-Z!_.*'()/]+$")
@@ -121,6 +121,15 @@ ACTION_TYPE_RE = re.compile(r"^[\w-]+$")
 def clear_page_cache() -> None:
     _pages.clear()
     _sources.clear()
+
+
+def cached_page(database: str, page_id: int) -> PageContext | None:
+    """The page's snapshot if this process has a fresh one (`database`: the engine's URL as
+    text); None otherwise."""
+    cached = _pages.get((database, page_id))
+    if cached is not None and time.monotonic() - cached[0] < PAGE_TTL:
+        return cached[1]
+    return None
 
 
 async def load_page(session: AsyncSession, page_id: int) -> PageContext:
@@ -238,6 +247,17 @@ async def _mtt_rows(
     return content, [Message(target_id=t, files=files) for t in ids]
 
 
+MISSING = -1
+
+
+def cached_source(database: str, key: SourceKey | None) -> int | None:
+    """The sources row id for `key` from this process's cache (None for no tracking);
+    `MISSING` when it is not cached."""
+    if key is None:
+        return None
+    return _sources.get((database, key), MISSING)
+
+
 async def source_id(session: AsyncSession, key: SourceKey | None) -> int | None:
     """The shared sources row for this tracking tuple, inserted once and never updated (an
     update on a shared row on every signature would serialize them all)."""
@@ -318,52 +338,69 @@ async def add_action_contact(
     source: SourceKey | None,
     link_ref: bytes | None,
 ) -> Created:
-    page, campaign, org = ctx.page, ctx.campaign, ctx.org
+    campaign = ctx.campaign
     check_action(data)
     donation = _donation_row(data.donation) if data.donation else None
     mtt = await _mtt_rows(session, campaign, data.mtt) if data.mtt else None
     source_row = await source_id(session, source)
-    lead_org_id = campaign.org_id if campaign.org_id is not None else page.org_id
-    contacts = []
-    for consent in consents(
-        page_org_id=page.org_id,
-        lead_org_id=lead_org_id,
-        page_delivery=page.delivery,
-        force_delivery=campaign.force_delivery,
-        opt_in=opt_in,
-        lead_opt_in=lead_opt_in,
-    ):
-        sealed = await seal_for_org(keyring, session, consent.org_id, contact.payload)
-        contacts.append(
-            store.ContactRow(
-                org_id=consent.org_id,
-                payload=sealed.payload,
-                crypto_nonce=sealed.crypto_nonce,
-                public_key_id=sealed.public_key_id,
-                sign_key_id=sealed.sign_key_id,
-                communication_consent=consent.communication,
-                delivery_consent=consent.delivery,
-            )
-        )
-    supporter_id, action_id = await store.insert_signature(
-        session,
-        store.SupporterRow(
-            fingerprint=contact.fingerprint,
-            campaign_id=campaign.id,
-            action_page_id=page.id,
-            source_id=source_row,
-            **_cleartext(contact, org, campaign.has_mtt),
-        ),
-        contacts,
-        _action_row(ctx, data, source_row, with_consent=True),
-        None if data.testing else store.Counted(page.org_id, contact.area),
-        utcnow(),
-    )
+    sealed = [
+        (consent, await seal_for_org(keyring, session, consent.org_id, contact.payload))
+        for consent in receivers(ctx, opt_in, lead_opt_in)
+    ]
+    rows = signature_rows(ctx, contact, data, source_row, sealed)
+    supporter_id, action_id = await store.insert_signature(session, *rows, utcnow())
     await _attach(session, action_id, donation, mtt)
     linked: list[int] = []
     if link_ref is not None:
         linked = await _link(session, [link_ref], supporter_id, contact.fingerprint, contact.area)
     return Created(action_id, supporter_id, contact.fingerprint, contact.first_name, tuple(linked))
+
+
+def receivers(ctx: PageContext, opt_in: bool | None, lead_opt_in: bool | None) -> list[Consent]:
+    """The orgs that get a copy of the contact, with their consents (spec §4.3)."""
+    page, campaign = ctx.page, ctx.campaign
+    return consents(
+        page_org_id=page.org_id,
+        lead_org_id=campaign.org_id if campaign.org_id is not None else page.org_id,
+        page_delivery=page.delivery,
+        force_delivery=campaign.force_delivery,
+        opt_in=opt_in,
+        lead_opt_in=lead_opt_in,
+    )
+
+
+def signature_rows(
+    ctx: PageContext,
+    contact: ValidatedContact,
+    data: ActionData,
+    source_row: int | None,
+    sealed: Sequence[tuple[Consent, SealedContact]],
+) -> tuple[store.SupporterRow, list[store.ContactRow], store.ActionRow, store.Counted | None]:
+    """The rows of a signature (store.insert_signature's arguments but the time), from its
+    checked input and the sealed copy of the contact for each receiver."""
+    page, campaign = ctx.page, ctx.campaign
+    supporter = store.SupporterRow(
+        fingerprint=contact.fingerprint,
+        campaign_id=campaign.id,
+        action_page_id=page.id,
+        source_id=source_row,
+        **_cleartext(contact, ctx.org, campaign.has_mtt),
+    )
+    contacts = [
+        store.ContactRow(
+            org_id=consent.org_id,
+            payload=copy.payload,
+            crypto_nonce=copy.crypto_nonce,
+            public_key_id=copy.public_key_id,
+            sign_key_id=copy.sign_key_id,
+            communication_consent=consent.communication,
+            delivery_consent=consent.delivery,
+        )
+        for consent, copy in sealed
+    ]
+    action = _action_row(ctx, data, source_row, with_consent=True)
+    counted = None if data.testing else store.Counted(page.org_id, contact.area)
+    return supporter, contacts, action, counted
 
 
 async def _link(

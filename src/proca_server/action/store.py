@@ -7,12 +7,14 @@ SQLite they are consecutive inserts in the same transaction."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, TextClause, bindparam, insert, text
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.models import Action, Contact, Supporter
@@ -145,6 +147,53 @@ def _pg_statement(contacts: int, counted: bool) -> TextClause:
     return stmt
 
 
+def _pg_params(
+    supporter: SupporterRow,
+    contacts: Sequence[ContactRow],
+    action: ActionRow,
+    counted: Counted | None,
+    now: datetime,
+) -> dict[str, Any]:
+    params: dict[str, Any] = {c: getattr(supporter, c) for c in _SUPPORTER_COLUMNS}
+    for i, contact in enumerate(contacts):
+        params.update({f"c{i}_{c}": getattr(contact, c) for c in _CONTACT_COLUMNS})
+    params.update({f"a_{c}": getattr(action, c) for c in _ACTION_COLUMNS})
+    params["now"] = now
+    if counted is not None:
+        delta = counters.delta_params(supporter.campaign_id, counted.org_id, action.action_type)
+        # the supporter's campaign_id, fingerprint and area are the counter's too
+        params.update({k: v for k, v in delta.items() if k not in ("campaign_id", "area")})
+    return params
+
+
+_driver_statements: dict[tuple[int, bool], tuple[str, tuple[str, ...]]] = {}
+
+
+def pg_signature(
+    supporter: SupporterRow,
+    contacts: Sequence[ContactRow],
+    action: ActionRow,
+    counted: Counted | None,
+    now: datetime,
+) -> tuple[str, list[Any]]:
+    """The signature's statement as asyncpg runs it ($n placeholders, compiled once per shape
+    by SQLAlchemy's asyncpg dialect, so it is the very text `insert_signature` sends) and its
+    arguments, for callers that talk to the driver directly. It returns (supporter id,
+    action id); on its own (autocommit) it is atomic. Needs at least one contact."""
+    assert contacts
+    key = (len(contacts), counted is not None)
+    compiled = _driver_statements.get(key)
+    if compiled is None:
+        done = _pg_statement(*key).compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        compiled = _driver_statements[key] = (done.string, tuple(done.positiontup or ()))
+    sql, names = compiled
+    params = _pg_params(supporter, contacts, action, counted, now)
+    # the bind processing of the statement's two typed parameters (UTCDateTime, JSONMap)
+    params["now"] = now.astimezone(UTC).replace(tzinfo=None)
+    params["a_fields"] = json.dumps(action.fields)
+    return sql, [params[name] for name in names]
+
+
 _PG_TYPES = {
     "fingerprint": "bytea",
     "campaign_id": "bigint",
@@ -176,15 +225,7 @@ async def insert_signature(
     """Insert the rows (and count them unless `counted` is None); (supporter id, action id)."""
     bind = session.bind
     if bind is not None and bind.dialect.name == "postgresql" and contacts:
-        params: dict[str, Any] = {c: getattr(supporter, c) for c in _SUPPORTER_COLUMNS}
-        for i, contact in enumerate(contacts):
-            params.update({f"c{i}_{c}": getattr(contact, c) for c in _CONTACT_COLUMNS})
-        params.update({f"a_{c}": getattr(action, c) for c in _ACTION_COLUMNS})
-        params["now"] = now
-        if counted is not None:
-            delta = counters.delta_params(supporter.campaign_id, counted.org_id, action.action_type)
-            # the supporter's campaign_id, fingerprint and area are the counter's too
-            params.update({k: v for k, v in delta.items() if k not in ("campaign_id", "area")})
+        params = _pg_params(supporter, contacts, action, counted, now)
         row = (
             await session.execute(_pg_statement(len(contacts), counted is not None), params)
         ).one()

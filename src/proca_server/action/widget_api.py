@@ -318,7 +318,7 @@ _TRACKING = ("source", "medium", "campaign", "content", "location")
 Resolver = Callable[..., Awaitable[Any]]
 
 
-def _contact_values(raw: Mapping[str, Any]) -> dict[str, Any]:
+def contact_values(raw: Mapping[str, Any]) -> dict[str, Any]:
     """ContactInput.as_dict() from the coerced input."""
     address = raw.get("address")
     nationality = raw.get("nationality")
@@ -342,7 +342,7 @@ def _contact_values(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _action_values(raw: Mapping[str, Any]) -> service.ActionData:
+def action_values(raw: Mapping[str, Any]) -> service.ActionData:
     """ActionInput.data() from the coerced input (no donation, no MTT)."""
     legacy = [(f["key"], f["value"]) for f in raw.get("fields") or []]
     return service.ActionData(
@@ -352,7 +352,7 @@ def _action_values(raw: Mapping[str, Any]) -> service.ActionData:
     )
 
 
-def _tracking_values(raw: Mapping[str, Any] | None) -> dict[str, str | None] | None:
+def tracking_values(raw: Mapping[str, Any] | None) -> dict[str, str | None] | None:
     return None if raw is None else {k: raw.get(k) for k in _TRACKING}
 
 
@@ -374,11 +374,11 @@ async def _direct_add_action_contact(
         lambda: sign(
             ctx,
             args["actionPageId"],
-            _action_values(args["action"]),
-            _contact_values(args["contact"]),
+            action_values(args["action"]),
+            contact_values(args["contact"]),
             opt_in=privacy.get("optIn"),
             lead_opt_in=privacy.get("leadOptIn"),
-            tracking=_tracking_values(args.get("tracking")),
+            tracking=tracking_values(args.get("tracking")),
             contact_ref=args.get("contactRef"),
         ),
     )
@@ -395,9 +395,9 @@ async def _direct_add_action(
         lambda: share(
             ctx,
             args["actionPageId"],
-            _action_values(args["action"]),
+            action_values(args["action"]),
             args["contactRef"],
-            _tracking_values(args.get("tracking")),
+            tracking_values(args.get("tracking")),
         ),
     )
 

@@ -170,6 +170,19 @@ class KeyRing:
             self._orgs[org_id] = _Entry(key, self._clock())
         return key
 
+    def cached_seal(self, org_id: int, payload: dict[str, Any]) -> SealedContact | None:
+        """`seal_for_org` from the cache alone: None when a key it needs is not cached or is
+        stale (the caller then takes the path that loads it)."""
+        entry = self._orgs.get(org_id)
+        if entry is None or not self._fresh(entry):
+            return None
+        if entry.value is None:
+            return seal(encode_payload(payload), None, None)
+        sign = self._sign
+        if sign is None or not self._fresh(sign):
+            return None
+        return seal(encode_payload(payload), entry.value, sign.value)
+
     def invalidate(self, org_id: int | None = None) -> None:
         """Forget the org's key (every key when None), e.g. after activateKey or
         deactivateAllKeys; the sign key goes too when it may belong to that org."""
@@ -242,9 +255,14 @@ async def seal_for_org(
     clear = encode_payload(payload)
     recipient = await keyring.org_key(session, org_id)
     if recipient is None:
-        return SealedContact(clear, None, None, None)
-    sender = await keyring.sign_key(session)
-    if sender is None:
+        return seal(clear, None, None)
+    return seal(clear, recipient, await keyring.sign_key(session))
+
+
+def seal(clear: bytes, recipient: OrgKey | None, sender: SignKey | None) -> SealedContact:
+    """Encrypted for `recipient` by `sender`, or cleartext with null nonce and key ids when
+    either key is missing."""
+    if recipient is None or sender is None:
         return SealedContact(clear, None, None, None)
     ciphertext, nonce = encrypt(clear, recipient.public, sender.private)
     return SealedContact(ciphertext, nonce, recipient.id, sender.id)

@@ -1,0 +1,402 @@
+"""The signature lane: the widget's addActionContact answered in a few hundred microseconds.
+
+A signature is the hot path of a campaign in a viral spike, and most of its cost on the general
+path is machinery, not work: the ASGI router, the GraphQL executor, the ORM session and its
+greenlets, and BEGIN and COMMIT round trips around a single statement. The lane is an ASGI
+middleware in front of the router (inside CORS) that takes a `POST /api` when everything about
+it is the common case, and otherwise passes the request on untouched (its body replayed):
+
+- PostgreSQL, no captcha configured, no credentials (Authorization, session cookies) and no
+  idempotency key: those requests need the general path's checks and bookkeeping;
+- a document that is one `addActionContact` mutation selecting only `contactRef`, `firstName`
+  and `__typename` (aliases allowed), checked and compiled once per document text;
+- variables and arguments that graphql-core coerces without error, no donation, MTT or
+  `contactRef` (their extra statements stay on the general path);
+- input that passes validation, and a page, source row and keys already in this process's
+  caches (a miss goes the general path, which fills them).
+
+So every request the lane takes would succeed on the general path, and every error comes from
+the general path, in its shape. The lane then runs the signature's one statement
+(`store.pg_signature`: the same text as the general path's, compiled by SQLAlchemy's dialect)
+on its own asyncpg pool in autocommit (one statement is atomic by itself), hands the action to
+the pipeline as the general path does after its commit, and writes the answer.
+tests/test_signature_lane.py checks that both paths store and answer the same."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInputType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    VariableDefinitionNode,
+    parse,
+    type_from_ast,
+    validate,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from proca_server.action import captcha, service, store
+from proca_server.action.tracking import source_key
+from proca_server.action.widget_api import action_values, contact_values, tracking_values
+from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
+from proca_server.config import Settings
+from proca_server.contact.keyrings import keyring_for
+from proca_server.contact.schemas import validate_contact
+from proca_server.graphql.names import convert_variables
+from proca_server.kit import base64url
+from proca_server.kit.time import utcnow
+from proca_server.metrics import ACTIONS_RECEIVED
+from proca_server.processing.handoff import pipeline_of
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PLAN_CACHE_SIZE = 256
+_OUTPUT_FIELDS = frozenset(("contactRef", "firstName", "__typename"))
+_CREDENTIAL_COOKIES = (SESSION_COOKIE.encode(), REMEMBER_ME_COOKIE.encode())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A document the lane answers: its variables, the mutation field and what it selects."""
+
+    variable_definitions: list[VariableDefinitionNode]
+    variable_types: dict[str, GraphQLInputType]
+    field: GraphQLField
+    node: FieldNode
+    response_key: str
+    outputs: tuple[tuple[str, str], ...]  # (response key, field name)
+
+
+def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) -> Plan | None:
+    """The plan for a valid document whose operation is one plain addActionContact, else
+    None."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None
+    if validate(schema, document):
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != len(document.definitions):
+        return None  # fragments: not the widget's shape
+    if operation_name is None:
+        if len(operations) != 1:
+            return None
+        operation = operations[0]
+    else:
+        named = [o for o in operations if o.name and o.name.value == operation_name]
+        if len(named) != 1:
+            return None
+        operation = named[0]
+    if operation.operation is not OperationType.MUTATION or operation.directives:
+        return None
+    selections = operation.selection_set.selections
+    if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+        return None
+    node = selections[0]
+    if node.name.value != "addActionContact" or node.directives or node.selection_set is None:
+        return None
+    outputs = []
+    for child in node.selection_set.selections:
+        if (
+            not isinstance(child, FieldNode)
+            or child.directives
+            or child.selection_set is not None
+            or child.name.value not in _OUTPUT_FIELDS
+        ):
+            return None
+        outputs.append(((child.alias or child.name).value, child.name.value))
+    mutation = schema.mutation_type
+    assert mutation is not None
+    definitions = list(operation.variable_definitions or [])
+    types: dict[str, GraphQLInputType] = {}
+    for definition in definitions:
+        type_ = type_from_ast(schema, definition.type)
+        if type_ is None:
+            return None
+        types[definition.variable.name.value] = type_  # type: ignore[assignment]
+    return Plan(
+        variable_definitions=definitions,
+        variable_types=types,
+        field=mutation.fields["addActionContact"],
+        node=node,
+        response_key=(node.alias or node.name).value,
+        outputs=tuple(outputs),
+    )
+
+
+class SignatureLane:
+    """The lane's state in one process: compiled plans and the asyncpg pool."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, schema: GraphQLSchema) -> None:
+        self.settings = settings
+        self.schema = schema
+        self.enabled = settings.signature_lane and engine.dialect.name == "postgresql"
+        self.database = str(engine.url)  # the key of the page and source caches
+        self._dsn = (
+            make_url(settings.sqlalchemy_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._plans: dict[tuple[str, str | None], Plan | None] = {}
+        self.answered = 0  # signatures the lane stored (the general path's are not counted)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _connections(self) -> asyncpg.Pool:
+        pool = self._pool
+        if pool is not None:
+            return pool
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=self.settings.pool_size
+                )
+            return self._pool
+
+    def _plan(self, query: str, operation_name: str | None) -> Plan | None:
+        key = (query, operation_name)
+        try:
+            return self._plans[key]
+        except KeyError:
+            pass
+        plan = compile_plan(self.schema, query, operation_name)
+        if len(self._plans) >= PLAN_CACHE_SIZE:
+            self._plans.pop(next(iter(self._plans)))
+        self._plans[key] = plan
+        return plan
+
+    async def answer(self, body: bytes, referer: str | None, state: Any) -> bytes | None:
+        """The response body for a request the lane takes; None to pass it on."""
+        if captcha.enabled(self.settings):
+            return None
+        request = _request(body)
+        if request is None:
+            return None
+        query, operation_name, variables = request
+        plan = self._plan(query, operation_name)
+        if plan is None:
+            return None
+        prepared = self._prepare(plan, variables, referer)
+        if prepared is None:
+            return None
+        sql, arguments, fingerprint, first_name = prepared
+        try:
+            pool = await self._connections()
+            async with pool.acquire() as connection:
+                row = await connection.fetchrow(sql, *arguments)
+        except (asyncpg.PostgresError, OSError) as exc:
+            # refused or never sent: nothing was written; the general path answers
+            log.info("signature lane: %s; the request goes the general way", type(exc).__name__)
+            return None
+        except Exception:
+            # the connection broke with the statement in flight: it may or may not have been
+            # committed, so it must not be sent again
+            log.exception("signature lane: the statement's outcome is unknown")
+            return _dumps(
+                {
+                    "errors": [
+                        {
+                            "message": "Internal server error",
+                            "extensions": {"code": "internal"},
+                            "path": [plan.response_key],
+                        }
+                    ],
+                    "data": None,
+                }
+            )
+        self.answered += 1
+        ACTIONS_RECEIVED.labels(kind="addActionContact").inc()
+        await pipeline_of(state).after_commit([], [int(row[1])])
+        values = {
+            "contactRef": base64url.encode(fingerprint),
+            "firstName": first_name,
+            "__typename": "ContactReference",
+        }
+        result = {key: values[name] for key, name in plan.outputs}
+        return _dumps({"data": {plan.response_key: result}})
+
+    def _prepare(
+        self, plan: Plan, raw_variables: dict[str, Any], referer: str | None
+    ) -> tuple[str, list[Any], bytes, str | None] | None:
+        """The statement and its arguments, the fingerprint and first name; None when the
+        request is not one for the lane (its outcome is then the general path's to give)."""
+        try:
+            variables = get_variable_values(
+                self.schema,
+                plan.variable_definitions,
+                convert_variables(raw_variables, plan.variable_types),
+            )
+            if isinstance(variables, list):
+                return None
+            args = get_argument_values(plan.field, plan.node, variables)
+            action = args["action"]
+            if (
+                action.get("donation") is not None
+                or action.get("mtt") is not None
+                or args.get("contactRef") is not None
+            ):
+                return None
+            page = service.cached_page(self.database, args["actionPageId"])
+            if page is None:
+                return None
+            source = service.cached_source(
+                self.database, source_key(tracking_values(args.get("tracking")), referer)
+            )
+            if source == service.MISSING:
+                return None
+            data = action_values(action)
+            service.check_action(data)
+            contact = validate_contact(
+                page.campaign.contact_schema,
+                contact_values(args["contact"]),
+                seed=self.settings.fingerprint_seed,
+                today=utcnow().date(),
+            )
+            privacy = args["privacy"]
+            receivers = service.receivers(page, privacy.get("optIn"), privacy.get("leadOptIn"))
+            if not receivers:
+                return None
+            keyring = keyring_for(self.settings.org_name)
+            sealed = []
+            for consent in receivers:
+                copy = keyring.cached_seal(consent.org_id, contact.payload)
+                if copy is None:
+                    return None
+                sealed.append((consent, copy))
+        except Exception:
+            return None
+        rows = service.signature_rows(page, contact, data, source, sealed)
+        sql, arguments = store.pg_signature(*rows, utcnow())
+        return sql, arguments, contact.fingerprint, contact.first_name
+
+
+def _request(body: bytes) -> tuple[str, str | None, dict[str, Any]] | None:
+    """(query, operationName, variables) of a JSON request body, None when anything about it
+    is not plain."""
+    try:
+        params = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(params, dict):
+        return None
+    query = params.get("query")
+    operation_name = params.get("operationName") or None
+    if not isinstance(query, str) or not (
+        operation_name is None or isinstance(operation_name, str)
+    ):
+        return None
+    extensions = params.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        return None
+    if extensions and ("idempotencyKey" in extensions or "idempotency_key" in extensions):
+        return None
+    variables = params.get("variables")
+    if isinstance(variables, str):
+        try:
+            variables = json.loads(variables) if variables else None
+        except ValueError:
+            return None
+    if variables is None:
+        variables = {}
+    if not isinstance(variables, dict):
+        return None
+    return query, operation_name, variables
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    # as the general path renders its answers
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+class SignatureLaneMiddleware:
+    def __init__(self, app: ASGIApp, lane: SignatureLane) -> None:
+        self.app = app
+        self.lane = lane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != "/api"
+            or not self.lane.enabled
+        ):
+            await self.app(scope, receive, send)
+            return
+        referer = None
+        for name, value in scope["headers"]:
+            if name in (b"authorization", b"idempotency-key"):
+                await self.app(scope, receive, send)
+                return
+            if name == b"cookie" and any(c in value for c in _CREDENTIAL_COOKIES):
+                await self.app(scope, receive, send)
+                return
+            if name == b"content-type":
+                kind = value.split(b";", 1)[0].strip().lower()
+                if kind not in (b"application/json", b""):
+                    await self.app(scope, receive, send)
+                    return
+            elif name == b"referer":
+                referer = value.decode("latin-1")
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        answer = await self.lane.answer(body, referer, scope["app"].state)
+        if answer is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

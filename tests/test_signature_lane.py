@@ -1,0 +1,324 @@
+"""The signature lane (action/lane.py) stores and answers exactly what the general path does,
+takes only the requests it may, and hands its actions to the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from nacl.public import Box
+from nacl.public import PublicKey as NaclPublicKey
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.action.lane import SignatureLane
+from proca_server.models import Action, ActionPage, Contact, Source, Supporter
+from proca_server.org.service import ensure_instance_org
+from tests.factories import make_key, make_org, make_page, make_world
+from tests.test_widget_api import ADD_ACTION_CONTACT, COUNT, signature, widget_post
+
+ALIASED = """mutation Sign($v: ContactInput!, $page: Int!, $action: ActionInput!,
+  $privacy: ConsentInput!) {
+  sig: addActionContact(actionPageId: $page, contact: $v, action: $action, privacy: $privacy) {
+    __typename ref: contactRef firstName
+  }
+}"""
+
+
+@pytest.fixture
+async def lane(app: FastAPI, backend: str) -> AsyncIterator[SignatureLane]:
+    if backend != "postgresql":
+        pytest.skip("the signature lane runs on PostgreSQL only")
+    lane: SignatureLane = app.state.signature_lane
+    assert lane.enabled
+    yield lane
+    lane.enabled = True
+
+
+class World:
+    def __init__(self, page: int, partner_page: int, campaign: int) -> None:
+        self.page, self.partner_page, self.campaign = page, partner_page, campaign
+
+
+async def make_coalition(session: AsyncSession) -> tuple[World, Any, Any]:
+    """A campaign with the lead org's page and a partner's page that delivers to the lead;
+    both orgs have keys, and the instance org its sign key."""
+    instance = await ensure_instance_org(session, "instance")
+    world = await make_world(session, roles=())
+    partner = await make_org(session)
+    _, partner_private = await make_key(session, partner)
+    partner_page = await make_page(session, world.campaign, partner)
+    partner_page.delivery = True
+    await session.commit()
+    ids = World(world.page.id, partner_page.id, world.campaign.id)
+    keys = {world.org.id: world.private_key, partner.id: partner_private}
+    return ids, keys, NaclPublicKey(instance.key.public)
+
+
+def lane_cases(w: World) -> list[tuple[str, str, dict[str, Any]]]:
+    """Requests the lane takes once the caches are warm."""
+    return [
+        ("addActionContact", ADD_ACTION_CONTACT, signature(w.page, "one@example.org")),
+        ("addActionContact", ADD_ACTION_CONTACT, signature(
+            w.page, "two@example.org",
+            action={"actionType": "register", "testing": True,
+                    "fields": [{"key": "a", "value": "1"}]},
+            privacy={"optIn": False},
+        )),
+        ("Sign", ALIASED, aliased(w.page, "Three@Example.org")),
+        ("addActionContact", ADD_ACTION_CONTACT, signature(
+            w.partner_page, "four@example.org", privacy={"optIn": True, "leadOptIn": True}
+        )),
+        ("addActionContact", ADD_ACTION_CONTACT, signature(w.page, "ONE@example.org")),
+    ]  # fmt: skip
+
+
+def aliased(page: int, email: str) -> dict[str, Any]:
+    return {
+        "page": page, "action": {"actionType": "petition"},
+        "v": {"first_name": "Zoë", "email": email}, "privacy": {"opt_in": None},
+    }  # fmt: skip
+
+
+def general_cases(w: World) -> list[tuple[str, str, dict[str, Any], dict[str, str]]]:
+    """Requests the lane must leave to the general path (each with its extra headers)."""
+    return [
+        # earlier anonymous actions to link
+        ("addActionContact", ADD_ACTION_CONTACT,
+         signature(w.page, "five@example.org", contactRef="AAAA"), {}),
+        # idempotency keys are the general path's
+        ("addActionContact", ADD_ACTION_CONTACT, signature(w.page, "six@example.org"),
+         {"Idempotency-Key": f"k-{w.campaign}"}),
+        # errors
+        ("addActionContact", ADD_ACTION_CONTACT, signature(
+            w.page, "seven@example.org",
+            contact={"firstName": "Eve", "email": "not an email"}), {}),
+        ("addActionContact", ADD_ACTION_CONTACT, signature(987_654, "eight@example.org"), {}),
+        ("addActionContact", ADD_ACTION_CONTACT, signature(
+            w.page, "nine@example.org", action={"actionType": "bad type!"}), {}),
+        ("addActionContact", ADD_ACTION_CONTACT, {"actionPage": "x"}, {}),
+    ]  # fmt: skip
+
+
+async def warm_up(client: httpx.AsyncClient, page: int, email: str) -> None:
+    # the first signature fills the page and key caches; the sources row is cached once it
+    # is known to be committed, i.e. by the second
+    for _ in range(2):
+        body = await widget_post(
+            client, "addActionContact", ADD_ACTION_CONTACT, signature(page, email)
+        )
+        assert "errors" not in body
+
+
+async def run(
+    client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
+) -> dict[str, Any]:
+    world, keys, sign_public = await make_coalition(session)
+    await warm_up(client, world.page, "warm@example.org")
+    await warm_up(client, world.partner_page, "warm2@example.org")
+    for _ in range(2):  # no tracking: its source is the Referer's, another row to cache
+        await widget_post(client, "Sign", ALIASED, aliased(world.page, "warm3@example.org"))
+    taken = lane.answered
+    answers = []
+    for op, query, variables in lane_cases(world):
+        answers.append(await widget_post(client, op, query, variables))
+    by_lane = lane.answered - taken
+    for op, query, variables, headers in general_cases(world):
+        answers.append(await widget_post(client, op, query, variables, headers=headers))
+    assert lane.answered - taken == by_lane, "the lane took a request it must leave"
+    return {
+        "answers": answers,
+        "by_lane": by_lane,
+        "rows": await stored(session, world.campaign, keys, sign_public),
+    }
+
+
+async def stored(
+    session: AsyncSession, campaign: int, keys: dict[int, Any], sign_public: NaclPublicKey
+) -> dict[str, Any]:
+    await session.rollback()
+    supporters = (
+        await session.execute(
+            select(Supporter).where(Supporter.campaign_id == campaign).order_by(Supporter.id)
+        )
+    ).scalars()
+    actions = (
+        await session.execute(
+            select(Action, Source)
+            .outerjoin(Source, Source.id == Action.source_id)
+            .where(Action.campaign_id == campaign)
+            .order_by(Action.id)
+        )
+    ).all()
+    contacts = (
+        await session.execute(
+            select(Contact, Supporter.id)
+            .join(Supporter, Supporter.id == Contact.supporter_id)
+            .where(Supporter.campaign_id == campaign)
+            .order_by(Contact.id)
+        )
+    ).all()
+
+    def opened(c: Contact) -> Any:
+        assert c.crypto_nonce is not None, "every org here has a key: the copy is sealed"
+        box = Box(keys[c.org_id], sign_public)
+        return json.loads(box.decrypt(c.payload, c.crypto_nonce))
+
+    return {
+        "supporters": [
+            (s.fingerprint, s.first_name, s.last_name, s.email, s.address, s.area, s.source_id
+             is not None, s.inserted_at is not None, s.action_page_id in (None, 0))
+            for s in supporters
+        ],
+        "actions": [
+            (a.action_type, a.fields, a.testing, a.with_consent, a.ref, a.supporter_id is not None,
+             None if src is None else (src.source, src.medium, src.campaign, src.location))
+            for a, src in actions
+        ],
+        "contacts": [
+            (opened(c), c.org_id in keys, c.communication_consent, c.delivery_consent,
+             c.communication_scopes, c.public_key_id is not None, c.sign_key_id is not None)
+            for c, _ in contacts
+        ],
+    }  # fmt: skip
+
+
+async def test_the_lane_and_the_general_path_answer_and_store_the_same(
+    client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
+) -> None:
+    through_lane = await run(client, session, lane)
+    lane.enabled = False
+    general = await run(client, session, lane)
+    assert through_lane["by_lane"] == len(lane_cases(World(0, 0, 0)))
+    assert general["by_lane"] == 0
+    assert through_lane["answers"] == general["answers"]
+    for kind in ("supporters", "actions", "contacts"):
+        assert through_lane["rows"][kind] == general["rows"][kind], kind
+    answers = through_lane["answers"]
+    assert answers[2] == {
+        "data": {"sig": {"__typename": "ContactReference", "ref": answers[2]["data"]["sig"]["ref"],
+                         "firstName": "Zoë"}}
+    }  # fmt: skip
+    assert (
+        answers[0]["data"]["addActionContact"]["contactRef"]
+        == (answers[4]["data"]["addActionContact"]["contactRef"])
+    )  # the same person, whatever the case of the address
+    errors = [a for a in answers if "errors" in a]
+    assert len(errors) == 4
+    assert ["addActionContact", "email"] in [e["errors"][0].get("path") for e in errors]
+    rows = through_lane["rows"]
+    # 6 warm-up + 5 lane + 2 general signatures; the one on the partner's page with the lead
+    # org's consent gave the lead org a copy too
+    assert len(rows["actions"]) == 13
+    assert len(rows["contacts"]) == 13 + 1
+    assert sorted(c[3] for c in rows["contacts"]).count(False) == 1  # the lead's: no delivery
+
+
+async def test_lane_signatures_are_counted_once_per_person_under_concurrency(
+    client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
+) -> None:
+    world = await make_world(session, roles=())
+    page, campaign = world.page.id, world.campaign.id
+    await session.commit()
+    await warm_up(client, page, "warm@example.org")
+    taken = lane.answered
+    emails = [f"p{i % 20}@example.org" for i in range(60)]
+    answers = await asyncio.gather(
+        *(
+            widget_post(client, "addActionContact", ADD_ACTION_CONTACT, signature(page, e))
+            for e in emails
+        )
+    )
+    assert all("errors" not in a for a in answers)
+    assert lane.answered - taken == 60
+    await session.rollback()
+    actions = await session.scalar(
+        select(func.count()).select_from(Action).where(Action.campaign_id == campaign)
+    )
+    assert actions == 62
+    count = await widget_post(client, "getCount", COUNT, {"actionPage": page}, referer=None)
+    stats = count["data"]["actionPage"]["campaign"]["stats"]
+    assert stats["supporterCount"] == 21  # 20 people and the warm-up's
+
+
+async def test_lane_answers_carry_cors_headers_and_reach_the_pipeline(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
+) -> None:
+    world = await make_world(session, roles=())
+    page = world.page.id
+    await session.commit()
+    await warm_up(client, page, "warm@example.org")
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[Sequence[int]] = []
+
+        async def after_commit(self, publications: Sequence[Any], ids: Sequence[int]) -> None:
+            assert not publications
+            self.calls.append(list(ids))
+
+    recorder = Recorder()
+    previous = getattr(app.state, "pipeline", None)
+    app.state.pipeline = recorder
+    try:
+        taken = lane.answered
+        response = await client.post(
+            f"/api?id={page}",
+            content=json.dumps(
+                {"query": ADD_ACTION_CONTACT, "variables": signature(page, "c@example.org")}
+            ),
+            headers={
+                "Content-Type": "application/json",
+                "Origin": "https://campaign.example.org",
+                # as the warm-up's, so that the sources row is a cached one
+                "Referer": "https://campaign.example.org/sign?utm_source=x",
+            },
+        )
+    finally:
+        app.state.pipeline = previous
+    assert response.status_code == 200 and lane.answered == taken + 1
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["access-control-allow-origin"] == "*"
+    await session.rollback()
+    newest = await session.scalar(select(func.max(Action.id)))
+    assert recorder.calls == [[newest]]
+
+
+async def test_a_cache_miss_and_a_deleted_page_go_the_general_way(
+    client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
+) -> None:
+    from proca_server.action.service import clear_page_cache
+
+    world = await make_world(session, roles=())
+    page = world.page.id
+    other = (await make_page(session, world.campaign, world.org)).id
+    await session.commit()
+    await warm_up(client, page, "warm@example.org")
+    clear_page_cache()
+    taken = lane.answered
+    body = await widget_post(
+        client, "addActionContact", ADD_ACTION_CONTACT, signature(page, "x@example.org")
+    )
+    assert "errors" not in body and lane.answered == taken
+    # a refused signature caches the other page without writing anything; then the page is
+    # deleted while this process still has it cached: the lane's statement is refused,
+    # nothing is written, and the general path gives the answer
+    refused = signature(other, "y@example.org", contact={"firstName": "Y", "email": "nope"})
+    body = await widget_post(client, "addActionContact", ADD_ACTION_CONTACT, refused)
+    assert body["errors"][0]["path"] == ["addActionContact", "email"]
+    await session.execute(ActionPage.__table__.delete().where(ActionPage.id == other))
+    await session.commit()
+    before = await session.scalar(select(func.count()).select_from(Action))
+    taken = lane.answered
+    body = await widget_post(
+        client, "addActionContact", ADD_ACTION_CONTACT, signature(other, "y@example.org")
+    )
+    assert "errors" in body and body.get("data") is None
+    assert lane.answered == taken
+    await session.rollback()
+    assert await session.scalar(select(func.count()).select_from(Action)) == before
