@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--jobs", type=int, default=2, help="pgbench threads")
     p.add_argument("--duration", type=int, default=20)
+    p.add_argument(
+        "--rate", type=int, default=0, help="pgbench -R: transactions per second (0: flat out)"
+    )
     p.add_argument("--scripts", default=",".join(SCRIPTS))
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432")
     p.add_argument("--python", default=str(venv_python) if venv_python.exists() else sys.executable)
@@ -74,6 +78,7 @@ def main() -> None:
         "LOG_LEVEL": "warning",
     }
     psql(admin, f'CREATE DATABASE "{dbname}"')
+    logdir = Path(tempfile.mkdtemp(prefix="pgbench-log-"))
     results = []
     try:
         for cmd in (["db", "upgrade"], ["setup"]):
@@ -128,6 +133,9 @@ def main() -> None:
                 str(args.duration),
                 "-f",
                 str(script),
+                *(["-R", str(args.rate)] if args.rate else []),
+                "-l",
+                f"--log-prefix={logdir / name}",
                 *[f"-D{k}={v}" for k, v in variables.items()],
                 url,
             ]
@@ -151,6 +159,14 @@ def main() -> None:
             lat_match = re.search(r"latency average = ([\d.]+) ms", out.stdout)
             failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
             added = int(psql(url, "SELECT count(*) FROM actions")) - int(before)
+            # per-transaction log: client, transaction no, latency (us; with -R from the
+            # scheduled start), script, epoch, us
+            latencies = sorted(
+                int(line.split()[2]) / 1000
+                for log_file in logdir.glob(f"{name}.*")
+                for line in log_file.read_text().splitlines()
+                if line.strip()
+            )
             result = {
                 "script": name,
                 "clients": args.clients,
@@ -158,13 +174,23 @@ def main() -> None:
                 "tps": tps,
                 "latency_avg_ms": float(lat_match.group(1)) if lat_match else None,
                 "failed": int(failed.group(1)) if failed else 0,
+                "rate": args.rate or None,
+                "latency_ms": {
+                    f"p{q}": round(
+                        latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))], 1
+                    )
+                    for q in (50, 90, 99, 99.9)
+                }
+                if latencies
+                else None,
                 "actions_added": added,
                 "cpu_cores": {k: cpu[k] for k in ("postgres", "pgbench", "machine")},
             }
             results.append(result)
             print(
                 f"{name}: {tps:.0f} tps (signatures/s), latency avg "
-                f"{result['latency_avg_ms']} ms, failed {result['failed']}, "
+                f"{result['latency_avg_ms']} ms ({result['latency_ms']}), "
+                f"failed {result['failed']}, "
                 f"actions added {added}, {args.clients} clients, {args.duration}s; CPU cores: "
                 f"postgres {cpu['postgres']}, pgbench {cpu['pgbench']}, machine {cpu['machine']}"
                 f" ({1000 * cpu['postgres'] / max(tps, 1):.2f} ms of PostgreSQL CPU per "

@@ -3,7 +3,9 @@
 Serves proca-server (`--api-workers` uvicorn processes) on a fresh PostgreSQL database with
 RabbitMQ (`PIPELINE=embedded` in the server, or `--handoff` for the server plus one
 `proca-server worker`), sends signatures at
---rate per second for --duration seconds over HTTP, consumes the org's `cus.N.deliver` queue
+--rate per second for --duration seconds over HTTP (keep-alive connections through
+bench/rawhttp.py, a client light enough not to compete with the server for the CPU), consumes
+the org's `cus.N.deliver` queue
 and reports, per action, its arrival time minus the time its request was sent (an upper
 bound of insert -> queue: `action.createdAt` is stored to the second), p50/p90/p99/max, and
 how many arrived. Reports numbers; decides nothing.
@@ -31,6 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.rawhttp import RawClient
 from tests.clients.harness import free_port
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.factories import make_campaign, make_key, make_org, make_page
@@ -83,7 +86,9 @@ async def serve(workdir: Path, url: str, workers: int) -> AsyncIterator[str]:
         await asyncio.wait_for(proc.wait(), 30)
 
 
-async def main(rate: float, duration: float, handoff: bool, api_workers: int) -> None:
+async def main(
+    rate: float, duration: float, handoff: bool, api_workers: int, connections: int
+) -> None:
     name, url = await create_pg_database()
     org_id = 1_900_000_000 + secrets.randbelow(10**7)
     os.environ.update({"AMQP_URL": AMQP_URL, "PIPELINE": "handoff" if handoff else "embedded"})
@@ -139,39 +144,42 @@ async def main(rate: float, duration: float, handoff: bool, api_workers: int) ->
 
             await queue.consume(on_message)
             sent = failed = 0
-            async with httpx.AsyncClient(
-                base_url=api_url, timeout=30, limits=httpx.Limits(max_connections=400)
-            ) as client:
+            host, port = api_url.removeprefix("http://").split(":")
+            client = RawClient(host, int(port), connections)
+            headers = {"Content-Type": "application/json", "Referer": "https://example.org/sign"}
 
-                async def sign(n: int) -> None:
-                    nonlocal sent, failed
-                    action = {"actionType": "petition", "customFields": json.dumps({"n": n})}
-                    started[n] = time.time()
-                    body = {
+            async def sign(n: int) -> None:
+                nonlocal sent, failed
+                action = {"actionType": "petition", "customFields": json.dumps({"n": n})}
+                body = json.dumps(
+                    {
                         "query": ADD_ACTION_CONTACT,
                         "variables": signature(page_id, email=f"b{n}@example.org", action=action),
                         "operationName": "addActionContact",
                     }
-                    try:
-                        response = await client.post(f"/api?id={page_id}", json=body)
-                    except httpx.HTTPError:
-                        failed += 1
-                        return
-                    if response.status_code == 200 and "errors" not in response.json():
-                        sent += 1
-                    else:
-                        failed += 1
+                ).encode()
+                started[n] = time.time()
+                try:
+                    status, answer = await client.post(f"/api?id={page_id}", body, headers)
+                except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                    failed += 1
+                    return
+                if status == 200 and b'"errors"' not in answer:
+                    sent += 1
+                else:
+                    failed += 1
 
-                tasks = []
-                start = time.monotonic()
-                total = int(rate * duration)
-                for n in range(total):
-                    delay = start + n / rate - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(sign(n)))
-                await asyncio.gather(*tasks)
-                took = time.monotonic() - start
+            tasks = []
+            start = time.monotonic()
+            total = int(rate * duration)
+            for n in range(total):
+                delay = start + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(sign(n)))
+            await asyncio.gather(*tasks)
+            took = time.monotonic() - start
+            await client.close()
             for _ in range(300):  # up to a minute for the stragglers
                 if len(latencies) >= sent:
                     break
@@ -205,5 +213,8 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--handoff", action="store_true", help="process in a worker process")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--connections", type=int, default=200, help="keep-alive connections")
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.duration, args.handoff, args.api_workers))
+    asyncio.run(
+        main(args.rate, args.duration, args.handoff, args.api_workers, args.connections)
+    )

@@ -5,7 +5,8 @@ an active key, so contacts are really encrypted), campaign and page, `proca_serv
 --workers N`; then, with wrk and the Lua scripts in bench/wrk/:
 
 1. warm-up (a few seconds of signatures),
-2. sustained addActionContact: --duration seconds at --connections,
+2. sustained addActionContact: --duration seconds at --connections, as fast as they go, then
+   paced at each --paced-rate (total signatures per second from the same connections),
 3. burst: exactly --burst-requests signatures at --burst-connections,
 4. the counter query over GET: --get-duration seconds at --get-connections,
 5. optionally (--profile DIR) a further sustained run with py-spy recording one worker,
@@ -498,6 +499,18 @@ def one_run(args: argparse.Namespace, workers: int, logdir: Path) -> dict[str, A
                 quiet_limit=args.wait_quiet,
             )
 
+        for rate in [int(r) for r in str(args.paced_rate).split(",") if r and int(r) > 0]:
+            log(f"paced addActionContact: {rate}/s")
+            report[f"paced_{rate}"] = signatures(
+                f"r{rate}",
+                args.connections,
+                args.duration,
+                timeout_s=10,
+                extra_env={"BENCH_RATE": str(rate), "BENCH_THREADS": str(args.threads)},
+                watch=CpuWatch(server.all_pids(), dbname),
+                quiet_limit=args.wait_quiet,
+            )
+
         if args.burst_requests > 0:
             log("burst addActionContact")
             quota = args.burst_requests // args.threads
@@ -644,7 +657,8 @@ def describe(name: str, r: dict[str, Any]) -> list[str]:
 
 def summary(report: dict[str, Any]) -> str:
     lines = [f"== {report['workers']} worker(s)"]
-    phases = ["sustained", "burst"] + [k for k in report if k.startswith("get_count")]
+    phases = ["sustained"] + [k for k in report if k.startswith("paced_")] + ["burst"]
+    phases += [k for k in report if k.startswith("get_count")]
     for phase in [*phases, "http_floor", "profile", "profile_get"]:
         if phase in report:
             lines += describe(phase, report[phase])
@@ -680,6 +694,12 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=100)
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
     p.add_argument("--warmup", type=float, default=5)
+    p.add_argument(
+        "--paced-rate",
+        default="1000",
+        help="also sustain signatures at these total rates per second (comma-separated; "
+        "--connections clients, --duration seconds each); 0 = skip",
+    )
     p.add_argument("--burst-requests", type=int, default=1000)
     p.add_argument("--burst-connections", type=int, default=500)
     p.add_argument("--burst-limit", type=float, default=120, help="seconds allowed for the burst")

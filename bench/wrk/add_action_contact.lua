@@ -8,6 +8,12 @@
 --                their answers are in (so "1,000 requests at concurrency 500" is exact) and
 --                writes BENCH_THREAD_DONE to stderr: wrk itself waits for -d or SIGINT.
 --
+--   BENCH_RATE   requests per second for the whole run (all threads); 0 or unset = as fast
+--                as the connections go. Paced, each thread sends at rate/threads on a fixed
+--                schedule (a slot every threads/rate seconds, taken by the next free
+--                connection), which is how N clients signing at a given total rate load the
+--                server; latencies are measured from the slot's actual send.
+--
 -- done() prints one line "BENCH_RESULT {json}" with statuses, GraphQL errors (they come with
 -- HTTP 200, so the body is checked), a few sample bodies and latency percentiles.
 
@@ -60,6 +66,34 @@ samples = {}
 
 function init(args)
   tid = tid or 0
+end
+
+local rate = tonumber(os.getenv("BENCH_RATE") or "0") or 0
+local thread_count = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
+
+if rate > 0 then
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+    int clock_gettime(int clk_id, bench_timespec *tp);
+  ]]
+  local ts = ffi.new("bench_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  end
+  local interval = 1000 * thread_count / rate
+  local next_slot = nil
+  function delay()
+    local now = now_ms()
+    if next_slot == nil or next_slot < now - 1000 then
+      next_slot = now -- (re)start the schedule; never burst to catch up more than 1 s
+    end
+    local wait = next_slot - now
+    next_slot = next_slot + interval
+    if wait < 0 then return 0 end
+    return math.floor(wait)
+  end
 end
 
 if quota > 0 then

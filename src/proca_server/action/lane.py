@@ -47,7 +47,7 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from proca_server.action import captcha, service, store
 from proca_server.action.tracking import source_key
@@ -148,9 +148,18 @@ def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) 
 class SignatureLane:
     """The lane's state in one process: compiled plans and the asyncpg pool."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, schema: GraphQLSchema) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        schema: GraphQLSchema,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
         self.settings = settings
         self.schema = schema
+        self.sessionmaker = sessionmaker
+        # refreshes in flight, by what they refresh; kept so that none is collected early
+        self._refreshing: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.enabled = settings.signature_lane and engine.dialect.name == "postgresql"
         self.database = str(engine.url)  # the key of the page and source caches
         self._dsn = (
@@ -164,6 +173,8 @@ class SignatureLane:
         self.answered = 0  # signatures the lane stored (the general path's are not counted)
 
     async def close(self) -> None:
+        for task in list(self._refreshing.values()):
+            task.cancel()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -175,7 +186,7 @@ class SignatureLane:
         async with self._pool_lock:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self.settings.pool_size
+                    self._dsn, min_size=1, max_size=self.settings.pool_size, reset=_keep
                 )
             return self._pool
 
@@ -241,6 +252,29 @@ class SignatureLane:
         result = {key: values[name] for key, name in plan.outputs}
         return _dumps({"data": {plan.response_key: result}})
 
+    def _refresh(self, what: tuple[str, int]) -> None:
+        """Reload a page snapshot or an org's keys in the background, once at a time, before
+        they expire. Without it every entry's expiry sends all the requests of that moment
+        the general way at once (each needing a session and a pooled connection), a stall
+        that was most of the lane's p99. Entries are used only while fresh either way."""
+        if what in self._refreshing:
+            return
+        task = asyncio.get_running_loop().create_task(self._reload(what))
+        self._refreshing[what] = task
+        task.add_done_callback(lambda _: self._refreshing.pop(what, None))
+
+    async def _reload(self, what: tuple[str, int]) -> None:
+        kind, ident = what
+        try:
+            async with self.sessionmaker() as session:
+                if kind == "page":
+                    await service.reload_page(session, ident)
+                else:
+                    await keyring_for(self.settings.org_name).refresh(session, ident)
+                await session.rollback()
+        except Exception:
+            log.info("signature lane: refreshing %s %s failed", kind, ident, exc_info=True)
+
     def _prepare(
         self, plan: Plan, raw_variables: dict[str, Any], referer: str | None
     ) -> tuple[str, list[Any], bytes, str | None] | None:
@@ -262,9 +296,13 @@ class SignatureLane:
                 or args.get("contactRef") is not None
             ):
                 return None
-            page = service.cached_page(self.database, args["actionPageId"])
-            if page is None:
+            page_id = args["actionPageId"]
+            cached = service.cached_page(self.database, page_id)
+            if cached is None:
                 return None
+            page, age = cached
+            if age > service.PAGE_TTL / 2:
+                self._refresh(("page", page_id))
             source = service.cached_source(
                 self.database, source_key(tracking_values(args.get("tracking")), referer)
             )
@@ -288,12 +326,20 @@ class SignatureLane:
                 copy = keyring.cached_seal(consent.org_id, contact.payload)
                 if copy is None:
                     return None
+                if keyring.ageing(consent.org_id):
+                    self._refresh(("keys", consent.org_id))
                 sealed.append((consent, copy))
         except Exception:
             return None
         rows = service.signature_rows(page, contact, data, source, sealed)
         sql, arguments = store.pg_signature(*rows, utcnow())
         return sql, arguments, contact.fingerprint, contact.first_name
+
+
+async def _keep(connection: asyncpg.Connection) -> None:
+    """The pool's reset between two uses. asyncpg's default (advisory unlocks, CLOSE ALL,
+    UNLISTEN *, RESET ALL) is a further round trip per signature; the lane's one autocommit
+    statement leaves no session state behind to reset."""
 
 
 def _request(body: bytes) -> tuple[str, str | None, dict[str, Any]] | None:

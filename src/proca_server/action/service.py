@@ -123,21 +123,29 @@ def clear_page_cache() -> None:
     _sources.clear()
 
 
-def cached_page(database: str, page_id: int) -> PageContext | None:
-    """The page's snapshot if this process has a fresh one (`database`: the engine's URL as
-    text); None otherwise."""
+def cached_page(database: str, page_id: int) -> tuple[PageContext, float] | None:
+    """The page's snapshot and its age in seconds if this process has a fresh one
+    (`database`: the engine's URL as text); None otherwise."""
     cached = _pages.get((database, page_id))
-    if cached is not None and time.monotonic() - cached[0] < PAGE_TTL:
-        return cached[1]
+    if cached is not None:
+        age = time.monotonic() - cached[0]
+        if age < PAGE_TTL:
+            return cached[1], age
     return None
 
 
 async def load_page(session: AsyncSession, page_id: int) -> PageContext:
     key = (str(session.get_bind().engine.url), page_id)
-    now = time.monotonic()
     cached = _pages.get(key)
-    if cached is not None and now - cached[0] < PAGE_TTL:
+    if cached is not None and time.monotonic() - cached[0] < PAGE_TTL:
         return cached[1]
+    return await reload_page(session, page_id)
+
+
+async def reload_page(session: AsyncSession, page_id: int) -> PageContext:
+    """The page's snapshot from the database, cached anew (NotFound drops it)."""
+    key = (str(session.get_bind().engine.url), page_id)
+    now = time.monotonic()
     row = (
         await session.execute(
             select(
@@ -157,6 +165,7 @@ async def load_page(session: AsyncSession, page_id: int) -> PageContext:
         )
     ).first()
     if row is None:
+        _pages.pop(key, None)
         raise NotFound(
             f"action_page_id: Cannot find Action Page with id={page_id}", field="actionPageId"
         )

@@ -183,6 +183,27 @@ class KeyRing:
             return None
         return seal(encode_payload(payload), entry.value, sign.value)
 
+    def ageing(self, org_id: int) -> bool:
+        """True when the org's key or the sign key is cached but past half its life: time
+        to `refresh` it before it expires."""
+        half = self.max_age / 2
+        now = self._clock()
+        entry, sign = self._orgs.get(org_id), self._sign
+        return (entry is not None and now - entry.loaded_at > half) or (
+            sign is not None and now - sign.loaded_at > half
+        )
+
+    async def refresh(self, session: AsyncSession, org_id: int) -> None:
+        """Load the org's key and the sign key again, whatever their age (an invalidation
+        that overlaps the load wins, as in `org_key`)."""
+        epoch = self._epoch
+        org_key = await self._load_org_key(session, org_id)
+        sign_key = await self._load_sign_key(session)
+        if epoch == self._epoch:
+            now = self._clock()
+            self._orgs[org_id] = _Entry(org_key, now)
+            self._sign = _Entry(sign_key, now)
+
     def invalidate(self, org_id: int | None = None) -> None:
         """Forget the org's key (every key when None), e.g. after activateKey or
         deactivateAllKeys; the sign key goes too when it may belong to that org."""
