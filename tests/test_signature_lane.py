@@ -322,3 +322,31 @@ async def test_a_cache_miss_and_a_deleted_page_go_the_general_way(
     assert lane.answered == taken
     await session.rollback()
     assert await session.scalar(select(func.count()).select_from(Action)) == before
+
+
+async def test_the_lane_refreshes_its_caches_before_they_expire(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    lane: SignatureLane,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proca_server.action import service
+    from proca_server.contact.keyrings import keyring_for
+
+    monkeypatch.setattr(service, "PAGE_TTL", 2.0)
+    world = await make_world(session, roles=())
+    page = world.page.id
+    await session.commit()
+    keyring = keyring_for("instance")
+    monkeypatch.setattr(keyring, "max_age", 2.0)
+    await warm_up(client, page, "warm@example.org")
+    taken = lane.answered
+    # signatures for three lifetimes of the cached entries: each entry is reloaded in the
+    # background once past half its life, so none expires and every one takes the lane
+    for i in range(20):
+        body = await widget_post(
+            client, "addActionContact", ADD_ACTION_CONTACT, signature(page, f"s{i}@example.org")
+        )
+        assert "errors" not in body
+        await asyncio.sleep(0.25)
+    assert lane.answered - taken == 20, "an entry expired: a request went the general way"
