@@ -350,3 +350,31 @@ async def test_the_lane_refreshes_its_caches_before_they_expire(
         assert "errors" not in body
         await asyncio.sleep(0.25)
     assert lane.answered - taken == 20, "an entry expired: a request went the general way"
+
+
+async def test_without_its_pool_the_lane_leaves_signatures_to_the_general_path(
+    client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
+) -> None:
+    world = await make_world(session, roles=())
+    page = world.page.id
+    await session.commit()
+    await warm_up(client, page, "warm@example.org")
+    saved = (lane._pool, lane._dsn, lane._pool_retry_at)
+    # a database the lane cannot reach (the general path's engine still can)
+    lane._pool, lane._dsn, lane._pool_retry_at = None, "postgresql://nobody@127.0.0.1:1/none", 0
+    try:
+        taken = lane.answered
+        for i in range(2):
+            body = await widget_post(
+                client, "addActionContact", ADD_ACTION_CONTACT, signature(page, f"n{i}@x.org")
+            )
+            assert "errors" not in body
+        assert lane.answered == taken
+        assert lane._pool is None and lane._pool_retry_at > 0  # not retried at once
+    finally:
+        lane._pool, lane._dsn, lane._pool_retry_at = saved
+    await session.rollback()
+    stored = await session.scalar(
+        select(func.count()).select_from(Action).where(Action.campaign_id == world.campaign.id)
+    )
+    assert stored == 4

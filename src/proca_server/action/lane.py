@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PLAN_CACHE_SIZE = 256
+POOL_RETRY = 10.0
 _OUTPUT_FIELDS = frozenset(("contactRef", "firstName", "__typename"))
 _CREDENTIAL_COOKIES = (SESSION_COOKIE.encode(), REMEMBER_ME_COOKIE.encode())
 
@@ -169,6 +171,7 @@ class SignatureLane:
         )
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self._pool_retry_at = 0.0
         self._plans: dict[tuple[str, str | None], Plan | None] = {}
         self.answered = 0  # signatures the lane stored (the general path's are not counted)
 
@@ -189,6 +192,26 @@ class SignatureLane:
                     self._dsn, min_size=1, max_size=self.settings.pool_size, reset=_keep
                 )
             return self._pool
+
+    async def _pool_or_none(self) -> asyncpg.Pool | None:
+        """The pool, or None (the request goes the general way) when it cannot be opened;
+        after a failure the lane waits POOL_RETRY seconds before trying again."""
+        if self._pool is not None:
+            return self._pool
+        now = time.monotonic()
+        if now < self._pool_retry_at:
+            return None
+        try:
+            return await self._connections()
+        except Exception:
+            self._pool_retry_at = now + POOL_RETRY
+            log.warning(
+                "signature lane: cannot open its connection pool; signatures go the general "
+                "way for %s s",
+                POOL_RETRY,
+                exc_info=True,
+            )
+            return None
 
     def _plan(self, query: str, operation_name: str | None) -> Plan | None:
         key = (query, operation_name)
@@ -217,8 +240,10 @@ class SignatureLane:
         if prepared is None:
             return None
         sql, arguments, fingerprint, first_name = prepared
+        pool = await self._pool_or_none()
+        if pool is None:
+            return None
         try:
-            pool = await self._connections()
             async with pool.acquire() as connection:
                 row = await connection.fetchrow(sql, *arguments)
         except (asyncpg.PostgresError, OSError) as exc:
