@@ -17,10 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action.lane import SignatureLane
-from proca_server.models import Action, ActionPage, Contact, Source, Supporter
+from proca_server.models import Action, ActionPage, Contact
 from proca_server.org.service import ensure_instance_org
 from tests.factories import make_key, make_org, make_page, make_world
 from tests.test_widget_api import ADD_ACTION_CONTACT, COUNT, signature, widget_post
+from tests.test_widget_direct import stored_rows
 
 ALIASED = """mutation Sign($v: ContactInput!, $page: Int!, $action: ActionInput!,
   $privacy: ConsentInput!) {
@@ -141,28 +142,7 @@ async def run(
 async def stored(
     session: AsyncSession, campaign: int, keys: dict[int, Any], sign_public: NaclPublicKey
 ) -> dict[str, Any]:
-    await session.rollback()
-    supporters = (
-        await session.execute(
-            select(Supporter).where(Supporter.campaign_id == campaign).order_by(Supporter.id)
-        )
-    ).scalars()
-    actions = (
-        await session.execute(
-            select(Action, Source)
-            .outerjoin(Source, Source.id == Action.source_id)
-            .where(Action.campaign_id == campaign)
-            .order_by(Action.id)
-        )
-    ).all()
-    contacts = (
-        await session.execute(
-            select(Contact, Supporter.id)
-            .join(Supporter, Supporter.id == Contact.supporter_id)
-            .where(Supporter.campaign_id == campaign)
-            .order_by(Contact.id)
-        )
-    ).all()
+    supporters, actions, contacts = await stored_rows(session, campaign)
 
     def opened(c: Contact) -> Any:
         assert c.crypto_nonce is not None, "every org here has a key: the copy is sealed"
@@ -183,7 +163,7 @@ async def stored(
         "contacts": [
             (opened(c), c.org_id in keys, c.communication_consent, c.delivery_consent,
              c.communication_scopes, c.public_key_id is not None, c.sign_key_id is not None)
-            for c, _ in contacts
+            for c in contacts
         ],
     }  # fmt: skip
 

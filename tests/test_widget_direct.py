@@ -102,13 +102,11 @@ def generic_resolvers() -> Iterator[None]:
         widget_api.DIRECT_RESOLVERS = True
 
 
-async def run_all(client: httpx.AsyncClient, session: AsyncSession) -> dict[str, Any]:
-    world = await make_world(session, roles=())
-    page, campaign = world.page.id, world.campaign.id
-    answers = []
-    for op, query, variables in cases(page):
-        body = await widget_post(client, op, query, variables)
-        answers.append(body)
+async def stored_rows(
+    session: AsyncSession, campaign: int
+) -> tuple[list[Supporter], list[tuple[Action, Source | None]], list[Contact]]:
+    """The campaign's supporters, actions (with their source) and contacts, by id, as the
+    database has them now."""
     await session.rollback()
     supporters = (
         await session.execute(
@@ -131,6 +129,17 @@ async def run_all(client: httpx.AsyncClient, session: AsyncSession) -> dict[str,
             .order_by(Contact.id)
         )
     ).scalars()
+    return list(supporters), [(a, src) for a, src in actions], list(contacts)
+
+
+async def run_all(client: httpx.AsyncClient, session: AsyncSession) -> dict[str, Any]:
+    world = await make_world(session, roles=())
+    page, campaign = world.page.id, world.campaign.id
+    answers = []
+    for op, query, variables in cases(page):
+        body = await widget_post(client, op, query, variables)
+        answers.append(body)
+    supporters, actions, contacts = await stored_rows(session, campaign)
     return {
         "answers": answers,
         "supporters": [

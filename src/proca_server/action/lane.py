@@ -42,12 +42,12 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     VariableDefinitionNode,
+    get_named_type,
     parse,
     type_from_ast,
     validate,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from proca_server.action import captcha, service, store
@@ -57,6 +57,9 @@ from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
 from proca_server.config import Settings
 from proca_server.contact.keyrings import keyring_for
 from proca_server.contact.schemas import validate_contact
+from proca_server.graphql import idempotency
+from proca_server.graphql.errors import format_error
+from proca_server.graphql.http import BadRequest, dumps_answer, parse_variables
 from proca_server.graphql.names import convert_variables
 from proca_server.kit import base64url
 from proca_server.kit.time import utcnow
@@ -164,11 +167,7 @@ class SignatureLane:
         self._refreshing: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.enabled = settings.signature_lane and engine.dialect.name == "postgresql"
         self.database = str(engine.url)  # the key of the page and source caches
-        self._dsn = (
-            make_url(settings.sqlalchemy_url)
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False)
-        )
+        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._pool_retry_at = 0.0
@@ -182,36 +181,27 @@ class SignatureLane:
         if pool is not None:
             await pool.close()
 
-    async def _connections(self) -> asyncpg.Pool:
-        pool = self._pool
-        if pool is not None:
-            return pool
-        async with self._pool_lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self.settings.pool_size, reset=_keep
-                )
-            return self._pool
-
-    async def _pool_or_none(self) -> asyncpg.Pool | None:
-        """The pool, or None (the request goes the general way) when it cannot be opened;
-        after a failure the lane waits POOL_RETRY seconds before trying again."""
+    async def _connections(self) -> asyncpg.Pool | None:
+        """The pool, opened on first use; None (the request goes the general way) when it
+        cannot be opened, and for POOL_RETRY seconds after that."""
         if self._pool is not None:
             return self._pool
-        now = time.monotonic()
-        if now < self._pool_retry_at:
-            return None
-        try:
-            return await self._connections()
-        except Exception:
-            self._pool_retry_at = now + POOL_RETRY
-            log.warning(
-                "signature lane: cannot open its connection pool; signatures go the general "
-                "way for %s s",
-                POOL_RETRY,
-                exc_info=True,
-            )
-            return None
+        async with self._pool_lock:
+            now = time.monotonic()
+            if self._pool is None and now >= self._pool_retry_at:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=self.settings.pool_size, reset=_keep
+                    )
+                except Exception:
+                    self._pool_retry_at = now + POOL_RETRY
+                    log.warning(
+                        "signature lane: cannot open its connection pool; signatures go the "
+                        "general way for %s s",
+                        POOL_RETRY,
+                        exc_info=True,
+                    )
+            return self._pool
 
     def _plan(self, query: str, operation_name: str | None) -> Plan | None:
         key = (query, operation_name)
@@ -240,7 +230,7 @@ class SignatureLane:
         if prepared is None:
             return None
         sql, arguments, fingerprint, first_name = prepared
-        pool = await self._pool_or_none()
+        pool = await self._connections()
         if pool is None:
             return None
         try:
@@ -250,32 +240,22 @@ class SignatureLane:
             # refused or never sent: nothing was written; the general path answers
             log.info("signature lane: %s; the request goes the general way", type(exc).__name__)
             return None
-        except Exception:
+        except Exception as exc:
             # the connection broke with the statement in flight: it may or may not have been
             # committed, so it must not be sent again
             log.exception("signature lane: the statement's outcome is unknown")
-            return _dumps(
-                {
-                    "errors": [
-                        {
-                            "message": "Internal server error",
-                            "extensions": {"code": "internal"},
-                            "path": [plan.response_key],
-                        }
-                    ],
-                    "data": None,
-                }
-            )
+            error = GraphQLError(str(exc), path=[plan.response_key], original_error=exc)
+            return _encode({"errors": [format_error(error)], "data": None})
         self.answered += 1
         ACTIONS_RECEIVED.labels(kind="addActionContact").inc()
         await pipeline_of(state).after_commit([], [int(row[1])])
         values = {
             "contactRef": base64url.encode(fingerprint),
             "firstName": first_name,
-            "__typename": "ContactReference",
+            "__typename": get_named_type(plan.field.type).name,
         }
         result = {key: values[name] for key, name in plan.outputs}
-        return _dumps({"data": {plan.response_key: result}})
+        return _encode({"data": {plan.response_key: result}})
 
     def _refresh(self, what: tuple[str, int]) -> None:
         """Reload a page snapshot or an org's keys in the background, once at a time, before
@@ -296,7 +276,6 @@ class SignatureLane:
                     await service.reload_page(session, ident)
                 else:
                     await keyring_for(self.settings.org_name).refresh(session, ident)
-                await session.rollback()
         except Exception:
             log.info("signature lane: refreshing %s %s failed", kind, ident, exc_info=True)
 
@@ -385,24 +364,17 @@ def _request(body: bytes) -> tuple[str, str | None, dict[str, Any]] | None:
     extensions = params.get("extensions")
     if extensions is not None and not isinstance(extensions, dict):
         return None
-    if extensions and ("idempotencyKey" in extensions or "idempotency_key" in extensions):
-        return None
-    variables = params.get("variables")
-    if isinstance(variables, str):
-        try:
-            variables = json.loads(variables) if variables else None
-        except ValueError:
+    try:
+        if idempotency.key_from({}, extensions) is not None:
             return None
-    if variables is None:
-        variables = {}
-    if not isinstance(variables, dict):
+        variables = parse_variables(params.get("variables")) or {}
+    except (idempotency.BadKey, BadRequest):
         return None
     return query, operation_name, variables
 
 
-def _dumps(body: dict[str, Any]) -> bytes:
-    # as the general path renders its answers
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+def _encode(body: dict[str, Any]) -> bytes:
+    return dumps_answer(body).encode()
 
 
 class SignatureLaneMiddleware:

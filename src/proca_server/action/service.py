@@ -135,10 +135,9 @@ def cached_page(database: str, page_id: int) -> tuple[PageContext, float] | None
 
 
 async def load_page(session: AsyncSession, page_id: int) -> PageContext:
-    key = (str(session.get_bind().engine.url), page_id)
-    cached = _pages.get(key)
-    if cached is not None and time.monotonic() - cached[0] < PAGE_TTL:
-        return cached[1]
+    cached = cached_page(str(session.get_bind().engine.url), page_id)
+    if cached is not None:
+        return cached[0]
     return await reload_page(session, page_id)
 
 

@@ -52,7 +52,7 @@ def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
     return _json({"data": None, "errors": [error]}, status)
 
 
-def _parse_variables(raw: Any) -> dict[str, Any] | None:
+def parse_variables(raw: Any) -> dict[str, Any] | None:
     if raw is None or raw == "":
         return None
     if isinstance(raw, str):
@@ -117,7 +117,7 @@ async def execute_request(
         operation_name = params.get("operationName") or None
         if operation_name is not None and not isinstance(operation_name, str):
             raise BadRequest(400, "operationName must be a string")
-        variables = _parse_variables(params.get("variables"))
+        variables = parse_variables(params.get("variables"))
         raw_extensions = params.get("extensions")
         extensions: dict[str, Any] = raw_extensions if isinstance(raw_extensions, dict) else {}
         prepared = prepare(query)
@@ -233,7 +233,7 @@ async def _execute(
 
     body: dict[str, Any] = {}
     if cacheable and not result.errors:
-        answer = _dumps({"data": result.data})
+        answer = dumps_answer({"data": result.data})
         return _raw_json(answer), answer
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
@@ -241,7 +241,7 @@ async def _execute(
         body["data"] = result.data
     if key is not None:
         if context.idempotency_reserved:
-            answer = _dumps(body)
+            answer = dumps_answer(body)
             await idempotency.save(sessionmaker, key, answer)
             return _raw_json(answer), None
         if any(
@@ -254,8 +254,8 @@ async def _execute(
     return _json(body), None
 
 
-def _dumps(body: dict[str, Any]) -> str:
-    # as JSONResponse renders it
+def dumps_answer(body: dict[str, Any]) -> str:
+    """An answer's JSON text, as JSONResponse renders it."""
     return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
