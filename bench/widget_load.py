@@ -504,7 +504,7 @@ def one_run(args: argparse.Namespace, workers: int, logdir: Path) -> dict[str, A
             report[f"paced_{rate}"] = signatures(
                 f"r{rate}",
                 args.connections,
-                args.duration,
+                args.paced_duration or args.duration,
                 timeout_s=10,
                 extra_env={"BENCH_RATE": str(rate), "BENCH_THREADS": str(args.threads)},
                 watch=CpuWatch(server.all_pids(), dbname),
@@ -699,6 +699,13 @@ def main() -> None:
         default="1000",
         help="also sustain signatures at these total rates per second (comma-separated; "
         "--connections clients, --duration seconds each); 0 = skip",
+    )
+    p.add_argument(
+        "--paced-duration",
+        type=float,
+        default=0,
+        help="seconds of each paced phase (default: --duration; with --duration 0 the paced "
+        "phases run without the flat-out phase before them)",
     )
     p.add_argument("--burst-requests", type=int, default=1000)
     p.add_argument("--burst-connections", type=int, default=500)
