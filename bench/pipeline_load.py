@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -28,12 +29,14 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aio_pika
+import aiormq
+import aiormq.abc
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.rawhttp import RawClient
+from bench.widget_load import cpu_seconds, machine_busy_seconds, process_tree
 from tests.clients.harness import free_port
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.factories import make_campaign, make_key, make_org, make_page
@@ -45,7 +48,54 @@ from proca_server.broker.rabbitmq import RabbitBroker
 from proca_server.broker.topology import OrgConfig, org_topology
 from proca_server.config import Settings
 
+WINDOW = float(os.environ.get("BENCH_WINDOW", "5"))
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def cpu_by_name(names: tuple[str, ...]) -> float:
+    """CPU seconds of every process whose command name starts with one of `names`."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith(names):
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
+class CpuWatch:
+    """CPU cores used, between `begin` and `end`, by the server's processes, PostgreSQL,
+    RabbitMQ, this driver and the whole machine."""
+
+    def __init__(self, server_pid: int, worker_pid: int | None) -> None:
+        self.roots = [server_pid] + ([worker_pid] if worker_pid else [])
+
+    def _sample(self) -> dict[str, float]:
+        pids = [p for root in self.roots for p in process_tree(root)]
+        return {
+            "server": sum(cpu_seconds(p) for p in pids),
+            "postgres": cpu_by_name(("postgres",)),
+            "rabbitmq": cpu_by_name(("beam.smp",)),
+            "driver": time.process_time(),
+            "machine": machine_busy_seconds(),
+            "wall": time.monotonic(),
+        }
+
+    def begin(self) -> None:
+        self._start = self._sample()
+
+    def end(self) -> dict[str, float]:
+        now = self._sample()
+        wall = now["wall"] - self._start["wall"]
+        cores = {k: round((now[k] - self._start[k]) / wall, 2) for k in now if k != "wall"}
+        cores["other"] = round(
+            cores["machine"] - sum(cores[k] for k in ("server", "postgres", "rabbitmq", "driver")),
+            2,
+        )
+        return cores
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -54,8 +104,9 @@ def percentile(values: list[float], p: float) -> float:
 
 
 @contextlib.asynccontextmanager
-async def serve(workdir: Path, url: str, workers: int) -> AsyncIterator[str]:
-    """`proca-server setup`, then `serve --workers N`; the API's URL once it answers."""
+async def serve(workdir: Path, url: str, workers: int) -> AsyncIterator[tuple[str, int]]:
+    """`proca-server setup`, then `serve --workers N`; the API's URL once it answers, and
+    the server's process id."""
     env = {**os.environ, "DATABASE_URL": url, "PROCA_DATA_DIR": str(workdir / "data")}
     command = [sys.executable, "-m", "proca_server"]
     setup = await asyncio.create_subprocess_exec(
@@ -80,7 +131,7 @@ async def serve(workdir: Path, url: str, workers: int) -> AsyncIterator[str]:
             else:
                 raise SystemExit(f"the server did not start; see {workdir / 'server.log'}")
         await asyncio.sleep(2 * workers)  # every worker process started
-        yield api_url
+        yield api_url, proc.pid
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
@@ -91,12 +142,21 @@ async def main(
 ) -> None:
     name, url = await create_pg_database()
     org_id = 1_900_000_000 + secrets.randbelow(10**7)
-    os.environ.update({"AMQP_URL": AMQP_URL, "PIPELINE": "handoff" if handoff else "embedded"})
+    # the settings of bench/widget_load.py: no access log line per request
+    os.environ.update(
+        {
+            "AMQP_URL": AMQP_URL,
+            "PIPELINE": "handoff" if handoff else "embedded",
+            "PROCA_ENV": "dev",
+            "FINGERPRINT_SEED": "bench",
+            "LOG_LEVEL": "warning",
+        }
+    )
     workdir = Path(tempfile.mkdtemp(prefix="pipeline-load-"))
     worker: asyncio.subprocess.Process | None = None
     drain_log: asyncio.Task[bytes] | None = None
     try:
-        async with serve(workdir, url, api_workers) as api_url:
+        async with serve(workdir, url, api_workers) as (api_url, server_pid):
             engine = db.create_engine(Settings(DATABASE_URL=url))
             async with db.create_sessionmaker(engine)() as session:
                 org = await make_org(session, id=org_id, custom_action_deliver=True)
@@ -120,44 +180,65 @@ async def main(
             broker = await RabbitBroker.connect(AMQP_URL)
             await broker.apply_topology(org_topology(OrgConfig(org_id, custom_action_deliver=True)))
             await broker.close()
-            connection = await aio_pika.connect(AMQP_URL)
+            # The consumer: aiormq's channel directly (no message objects), the action's
+            # number read from the body with a regex, acknowledged 50 at a time: a light
+            # stand-in for the org's CRM, which would not run on this machine.
+            connection = await aiormq.connect(AMQP_URL)
             channel = await connection.channel()
-            await channel.set_qos(prefetch_count=500)
-            queue = None
+            await channel.basic_qos(prefetch_count=1000)
+            queue_name = f"cus.{org_id}.deliver"
             for _ in range(300):
                 try:
-                    queue = await channel.declare_queue(f"cus.{org_id}.deliver", passive=True)
+                    await channel.queue_declare(queue_name, passive=True)
                     break
-                except aio_pika.exceptions.ChannelClosed:
+                except aiormq.exceptions.ChannelNotFoundEntity:
                     channel = await connection.channel()
+                    await channel.basic_qos(prefetch_count=1000)
                     await asyncio.sleep(0.1)
-            if queue is None:
+            else:
                 raise SystemExit("cus.N.deliver never appeared (topology not applied)")
             latencies: list[float] = []
+            timeline: list[tuple[float, float]] = []  # (sent, latency)
             started: dict[int, float] = {}
+            unacked = [0]
+            number = re.compile(rb'"customFields":\{"n":(\d+)')
 
-            async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
                 arrived = time.time()
-                fields = json.loads(message.body)["action"]["customFields"]
-                latencies.append(arrived - started[int(fields["n"])])
-                await message.ack()
+                found = number.search(message.body)
+                assert found is not None, message.body[:200]
+                sent_at = started[int(found.group(1))]
+                latencies.append(arrived - sent_at)
+                timeline.append((sent_at, arrived - sent_at))
+                unacked[0] += 1
+                if unacked[0] >= 50 or len(latencies) >= len(started):
+                    unacked[0] = 0
+                    await channel.basic_ack(message.delivery_tag, multiple=True)
 
-            await queue.consume(on_message)
+            await channel.basic_consume(queue_name, on_message)
             sent = failed = 0
             host, port = api_url.removeprefix("http://").split(":")
             client = RawClient(host, int(port), connections)
             headers = {"Content-Type": "application/json", "Referer": "https://example.org/sign"}
 
-            async def sign(n: int) -> None:
-                nonlocal sent, failed
-                action = {"actionType": "petition", "customFields": json.dumps({"n": n})}
-                body = json.dumps(
+            bodies = [
+                json.dumps(
                     {
                         "query": ADD_ACTION_CONTACT,
-                        "variables": signature(page_id, email=f"b{n}@example.org", action=action),
+                        "variables": signature(
+                            page_id,
+                            email=f"b{n}@example.org",
+                            action={"actionType": "petition", "customFields": json.dumps({"n": n})},
+                        ),
                         "operationName": "addActionContact",
                     }
                 ).encode()
+                for n in range(int(rate * duration))
+            ]
+
+            async def sign(n: int) -> None:
+                nonlocal sent, failed
+                body = bodies[n]
                 started[n] = time.time()
                 try:
                     status, answer = await client.post(f"/api?id={page_id}", body, headers)
@@ -170,6 +251,9 @@ async def main(
                     failed += 1
 
             tasks = []
+            watch = CpuWatch(server_pid, worker.pid if worker is not None else None)
+            watch.begin()
+            first_sent = time.time()
             start = time.monotonic()
             total = int(rate * duration)
             for n in range(total):
@@ -184,7 +268,10 @@ async def main(
                 if len(latencies) >= sent:
                     break
                 await asyncio.sleep(0.2)
+            cores = watch.end()
             await connection.close()
+            async with httpx.AsyncClient(base_url=api_url) as http:
+                exposition = (await http.get("/metrics")).text
             print(
                 f"offered {rate}/s for {duration}s: {sent} stored in {took:.1f}s, {failed} failed"
             )
@@ -195,6 +282,33 @@ async def main(
                     f"latency request -> queue: p50 {p50:.3f}s p90 {p90:.3f}s"
                     f" p99 {p99:.3f}s max {top:.3f}s"
                 )
+                windows: dict[int, list[float]] = {}
+                for sent_at, latency in timeline:
+                    windows.setdefault(int((sent_at - first_sent) // WINDOW), []).append(latency)
+                print(
+                    f"by {WINDOW:g} s of sending (p50/p99 s): "
+                    + ", ".join(
+                        f"{WINDOW * w:g}-{WINDOW * (w + 1):g}: {percentile(v, 50):.2f}/{percentile(v, 99):.2f}"
+                        for w, v in sorted(windows.items())
+                    )
+                )
+            figures = {
+                line.split()[0]: float(line.split()[1])
+                for line in exposition.splitlines()
+                if line.startswith("proca_processing_batch_") and " " in line
+            }
+            batches = figures.get("proca_processing_batch_actions_count", 0.0)
+            if batches:
+                print(
+                    f"processing: {batches:.0f} batches, "
+                    f"{figures['proca_processing_batch_actions_sum'] / batches:.1f} actions and "
+                    f"{1000 * figures['proca_processing_batch_seconds_sum'] / batches:.1f} ms "
+                    "per batch on average"
+                )
+            print(
+                "CPU cores from the first send to the last arrival: "
+                + ", ".join(f"{k} {v}" for k, v in cores.items())
+            )
     finally:
         if worker is not None and worker.returncode is None:
             worker.terminate()

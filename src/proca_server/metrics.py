@@ -59,6 +59,16 @@ PROCESSING_LAG = Histogram(
     ["stage"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
 )
+PROCESSING_BATCH_SIZE = Histogram(
+    "proca_processing_batch_actions",
+    "Actions taken together into one processing transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+PROCESSING_BATCH_DURATION = Histogram(
+    "proca_processing_batch_seconds",
+    "Time one processing transaction took (load, publish with confirms, update, commit).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 # exchange: the exchange name pattern, org id left out (org.event, org.confirm, ...)
 PUBLISH_FAILURES = Counter(
     "proca_publish_failures", "Messages that could not be published to the broker.", ["exchange"]
@@ -174,7 +184,7 @@ def timed(histogram: Histogram, **labels: str) -> Iterator[None]:
     try:
         yield
     finally:
-        histogram.labels(**labels).observe(perf_counter() - start)
+        (histogram.labels(**labels) if labels else histogram).observe(perf_counter() - start)
 
 
 # -- serving -------------------------------------------------------------------------------

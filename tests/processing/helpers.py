@@ -16,7 +16,7 @@ from proca_server.kit import base64url
 from proca_server.models import Action, Campaign
 from proca_server.org.service import ensure_instance_org
 from proca_server.processing.loader import LoadedAction, load_actions_for_processing
-from proca_server.processing.service import Plan, apply_plan, plan_processing
+from proca_server.processing.service import Plan, apply_plans, plan_processing
 from tests.factories import make_campaign, make_key, make_org, make_page
 from tests.test_widget_api import ADD_ACTION, ADD_ACTION_CONTACT, signature, widget_post
 
@@ -137,8 +137,7 @@ async def load(session: AsyncSession, ids: list[int]) -> list[LoadedAction]:
 async def process(session: AsyncSession, ids: list[int]) -> list[Plan]:
     """Plan, apply and commit, as a worker does (publishing is the caller's part)."""
     plans = await plan_processing(session, await load(session, ids))
-    for plan in plans:
-        await apply_plan(session, plan)
+    await apply_plans(session, plans)
     await session.commit()
     return plans
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import aio_pika
 import aiormq
@@ -215,6 +216,78 @@ class RabbitBroker:
             log.info("unroutable message on exchange %r, routing key %r", exchange, routing_key)
             return False
         return True
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, str, bytes]]
+    ) -> list[bool | BrokerError]:
+        """Publish (exchange, routing key, body) messages together: all are written at
+        once, in order, then their confirmations are awaited together. Per message, in
+        order: True (a queue took it), False (unroutable) or the BrokerError it failed with
+        (`ExchangeNotFound` for a missing exchange). Persistent and mandatory, as
+        `publish`.
+
+        `publish` awaits the write of each message under the channel's lock before the
+        next one can be written, one event-loop turn per message; here the writes are
+        queued without waiting for them, which is what lets a batch of a few hundred
+        messages go out in a few milliseconds on a busy loop."""
+        results: list[object] = [None] * len(messages)
+        todo = list(range(len(messages)))
+        for attempt in range(3):
+            # As in `_send`: a message refused because the channel was closed (being
+            # reopened after the broker closed it) was never sent; it is tried again.
+            try:
+                await asyncio.wait_for(self.channel.ready(), PUBLISH_TIMEOUT)
+                raw = await self.channel.get_underlay_channel()
+                assert isinstance(raw, aiormq.Channel)
+            except (TimeoutError, aiormq.exceptions.AMQPError, OSError) as exc:
+                for i in todo:
+                    results[i] = exc
+                break
+            sent = await asyncio.gather(
+                *(
+                    raw.basic_publish(
+                        messages[i][2],
+                        exchange=messages[i][0],
+                        routing_key=messages[i][1],
+                        # one each: the client writes a message id into them, by which it
+                        # matches a returned (unroutable) message to its publish
+                        properties=Basic.Properties(delivery_mode=PERSISTENT),
+                        mandatory=True,
+                        timeout=PUBLISH_TIMEOUT,
+                        wait=False,
+                    )
+                    for i in todo
+                ),
+                return_exceptions=True,
+            )
+            for i, answer in zip(todo, sent, strict=True):
+                results[i] = answer
+            todo = [
+                i
+                for i in todo
+                if isinstance(results[i], aiormq.exceptions.ChannelInvalidStateError)
+            ]
+            if not todo:
+                break
+            await asyncio.sleep(0.05 * (attempt + 1))
+        outcomes: list[bool | BrokerError] = []
+        for (exchange, routing_key, _), result in zip(messages, results, strict=True):
+            if isinstance(result, aiormq.exceptions.ChannelNotFoundEntity):
+                outcomes.append(ExchangeNotFound(f"exchange {exchange} does not exist"))
+            elif isinstance(result, aiormq.exceptions.DeliveryError):
+                outcomes.append(BrokerError(f"RabbitMQ refused a message for {exchange!r}"))
+            elif isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # a cancellation
+                outcomes.append(
+                    BrokerError(f"publish to {exchange!r} failed: {type(result).__name__}")
+                )
+            elif isinstance(result, DeliveredMessage):
+                log.info("unroutable message on exchange %r, routing key %r", exchange, routing_key)
+                outcomes.append(False)
+            else:
+                outcomes.append(True)
+        return outcomes
 
     async def _send(
         self,

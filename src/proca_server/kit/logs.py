@@ -20,12 +20,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class WithholdBodies(logging.Filter):
+    """Replaces message objects in a record's arguments by their size. The AMQP client logs a
+    whole message (`%r` of a returned message it cannot match to a publish), and a message
+    body carries supporters' personal data, which never goes to a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(_body(a) is not None for a in args):
+            record.args = tuple(_withheld(a) for a in args)
+        return True
+
+
+def _body(value: object) -> bytes | bytearray | None:
+    body = getattr(value, "body", None)
+    return body if isinstance(body, bytes | bytearray) else None
+
+
+def _withheld(value: object) -> object:
+    body = _body(value)
+    return value if body is None else f"<message of {len(body)} bytes, withheld>"
+
+
 def configure_logging(level: str, *, json_lines: bool) -> None:
     handler = logging.StreamHandler()
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(WithholdBodies())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,18 +1,20 @@
 """Everything the pipeline needs of many actions, in a fixed number of statements.
 
-`load_actions_for_processing` runs at most eight SELECTs whatever the number of actions
-(actions with page, owner org and source; campaigns with their MTT flag; supporters;
-contacts; keys; the contacts' orgs; donations; provider template refs), so a batch of
-actions never costs a query per action."""
+`load_actions_for_processing` runs three SELECTs for a common batch, seven at most, whatever
+the number of actions, so a batch never costs a query per action; on PostgreSQL each takes
+its ids as one array parameter, so its text (and prepared plan) is the same for any batch."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased, defer
 
+from proca_server.db import is_postgres, one_of
 from proca_server.models import (
     Action,
     ActionPage,
@@ -66,107 +68,135 @@ def _ids(values: Iterable[int | None]) -> list[int]:
     return sorted({v for v in values if v is not None})
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """The loader's statements, built once per dialect (building a statement costs more
+    than running it) and run with the ids as parameters."""
+
+    actions: Select[Action, Supporter, Source, bool]
+    locked_actions: Select[Action, Supporter, Source, bool]
+    pages: Select[ActionPage, Campaign, Org, bool]
+    campaigns: Select[Campaign, bool]
+    contacts: Select[Contact, PublicKey, PublicKey]
+    orgs: Select[Org]
+    donations: Select[Donation]
+
+
+@functools.cache
+def _statements(postgres: bool) -> _Statements:
+    has_donation = select(Donation.id).where(Donation.action_id == Action.id).exists()
+    has_mtt = select(Mtt.id).where(Mtt.campaign_id == Campaign.id).exists()
+    actions = (
+        select(Action, Supporter, Source, has_donation)
+        .outerjoin(Supporter, Supporter.id == Action.supporter_id)
+        .outerjoin(Source, Source.id == Action.source_id)
+        .where(one_of(Action.id, "ids", postgres=postgres))
+        .order_by(Action.id)
+    )
+    encrypt_key, sign_key = aliased(PublicKey), aliased(PublicKey)
+    return _Statements(
+        actions=actions,
+        locked_actions=actions.with_for_update(of=Action, skip_locked=True),
+        pages=(
+            select(ActionPage, Campaign, Org, has_mtt)
+            .join(Campaign, Campaign.id == ActionPage.campaign_id)
+            .join(Org, Org.id == ActionPage.org_id)
+            .where(one_of(ActionPage.id, "ids", postgres=postgres))
+        ),
+        campaigns=select(Campaign, has_mtt).where(one_of(Campaign.id, "ids", postgres=postgres)),
+        contacts=(
+            select(Contact, encrypt_key, sign_key)
+            .outerjoin(encrypt_key, encrypt_key.id == Contact.public_key_id)
+            .outerjoin(sign_key, sign_key.id == Contact.sign_key_id)
+            .where(one_of(Contact.supporter_id, "ids", postgres=postgres))
+            .order_by(Contact.id)
+            .options(defer(encrypt_key.private), defer(sign_key.private))
+        ),
+        orgs=select(Org).where(one_of(Org.id, "ids", postgres=postgres)),
+        donations=(
+            select(Donation)
+            .where(one_of(Donation.action_id, "ids", postgres=postgres))
+            .order_by(Donation.id.desc())
+        ),
+    )
+
+
 async def load_actions_for_processing(
-    session: AsyncSession, action_ids: Sequence[int]
+    session: AsyncSession, action_ids: Sequence[int], *, lock: bool = False
 ) -> list[LoadedAction]:
     """The actions that exist among `action_ids`, in id order, with their supporter, its
-    contacts (+ keys and orgs), page, campaign, page owner org, source and donation."""
+    contacts (+ keys and orgs), page, campaign, page owner org, source and donation.
+
+    Three statements in the common case (actions with supporters and sources; contacts with
+    their keys; pages with campaigns and owner orgs), more only for what the batch has:
+    a campaign other than its page's, contacts of other orgs, donations, provider
+    template refs. With `lock` (PostgreSQL), the action rows are locked for the
+    transaction with `FOR UPDATE SKIP LOCKED`: an action another transaction holds is left
+    out (that one is processing it)."""
     ids = _ids(action_ids)
     if not ids:
         return []
-    rows = (
-        await session.execute(
-            select(Action, ActionPage, Org, Source)
-            .join(ActionPage, ActionPage.id == Action.action_page_id)
-            .join(Org, Org.id == ActionPage.org_id)
-            .outerjoin(Source, Source.id == Action.source_id)
-            .where(Action.id.in_(ids))
-            .order_by(Action.id)
-        )
-    ).all()
+    postgres = is_postgres(session)
+    statements = _statements(postgres)
+    chosen = statements.locked_actions if lock and postgres else statements.actions
+    rows = (await session.execute(chosen, {"ids": ids})).all()
     if not rows:
         return []
 
-    campaign_ids = _ids(
-        a.campaign_id if a.campaign_id is not None else p.campaign_id for a, p, _, _ in rows
-    )
-    has_mtt = select(Mtt.id).where(Mtt.campaign_id == Campaign.id).exists()
-    campaigns = {
-        c.id: (c, bool(mtt))
-        for c, mtt in (
-            await session.execute(select(Campaign, has_mtt).where(Campaign.id.in_(campaign_ids)))
-        ).all()
-    }
+    pages: dict[int, ActionPage] = {}
+    campaigns: dict[int, tuple[Campaign, bool]] = {}
+    orgs: dict[int, Org] = {}
+    page_ids = _ids(a.action_page_id for a, _, _, _ in rows)
+    for page, campaign, org, mtt in (
+        await session.execute(statements.pages, {"ids": page_ids})
+    ).all():
+        pages[page.id] = page
+        campaigns[campaign.id] = (campaign, bool(mtt))
+        orgs[org.id] = org
+    other_campaigns = [i for i in _ids(a.campaign_id for a, _, _, _ in rows) if i not in campaigns]
+    if other_campaigns:
+        for campaign, mtt in (
+            await session.execute(statements.campaigns, {"ids": other_campaigns})
+        ).all():
+            campaigns[campaign.id] = (campaign, bool(mtt))
 
-    supporter_ids = _ids(a.supporter_id for a, _, _, _ in rows)
-    supporters: dict[int, Supporter] = {}
-    contacts_by_supporter: dict[int, list[Contact]] = {}
-    keys: dict[int, PublicKey] = {}
-    orgs: dict[int, Org] = {o.id: o for _, _, o, _ in rows}
+    supporter_ids = _ids(s.id for _, s, _, _ in rows if s is not None)
+    contacts_by_supporter: dict[int, list[ContactCopy]] = {}
     if supporter_ids:
-        supporters = {
-            s.id: s
-            for s in (
-                await session.execute(select(Supporter).where(Supporter.id.in_(supporter_ids)))
+        for contact, public_key, signing in (
+            await session.execute(statements.contacts, {"ids": supporter_ids})
+        ).all():
+            contacts_by_supporter.setdefault(contact.supporter_id, []).append(
+                ContactCopy(contact=contact, public_key=public_key, sign_key=signing)
             )
-            .scalars()
-            .all()
-        }
-        contacts = (
-            (
-                await session.execute(
-                    select(Contact)
-                    .where(Contact.supporter_id.in_(supporter_ids))
-                    .order_by(Contact.id)
-                )
+        missing_orgs = [
+            i
+            for i in _ids(
+                c.contact.org_id for copies in contacts_by_supporter.values() for c in copies
             )
-            .scalars()
-            .all()
-        )
-        for contact in contacts:
-            contacts_by_supporter.setdefault(contact.supporter_id, []).append(contact)
-        key_ids = _ids(key_id for c in contacts for key_id in (c.public_key_id, c.sign_key_id))
-        if key_ids:
-            keys = {
-                k.id: k
-                for k in (await session.execute(select(PublicKey).where(PublicKey.id.in_(key_ids))))
-                .scalars()
-                .all()
-            }
-        missing_orgs = [i for i in _ids(c.org_id for c in contacts) if i not in orgs]
+            if i not in orgs
+        ]
         if missing_orgs:
-            for org in (
-                (await session.execute(select(Org).where(Org.id.in_(missing_orgs)))).scalars().all()
-            ):
+            for org in (await session.execute(statements.orgs, {"ids": missing_orgs})).scalars():
                 orgs[org.id] = org
 
     donations: dict[int, Donation] = {}
-    for donation in (
-        (
-            await session.execute(
-                select(Donation).where(Donation.action_id.in_(ids)).order_by(Donation.id.desc())
-            )
-        )
-        .scalars()
-        .all()
-    ):
-        donations[donation.action_id] = donation  # the oldest wins (has_one)
+    with_donation = [a.id for a, _, _, flag in rows if flag]
+    if with_donation:
+        for donation in (
+            await session.execute(statements.donations, {"ids": with_donation})
+        ).scalars():
+            donations[donation.action_id] = donation  # the oldest wins (has_one)
 
-    refs = await _template_refs(session, [p for _, p, _, _ in rows])
+    refs = await _template_refs(session, list(pages.values()))
 
     loaded = []
-    for action, page, org, source in rows:
+    for action, supporter, source, _ in rows:
+        page = pages[action.action_page_id]
+        org = orgs[page.org_id]
         campaign_id = action.campaign_id if action.campaign_id is not None else page.campaign_id
         campaign, mtt = campaigns[campaign_id]
-        supporter = supporters.get(action.supporter_id) if action.supporter_id else None
-        copies = [
-            ContactCopy(
-                contact=c,
-                public_key=keys.get(c.public_key_id) if c.public_key_id else None,
-                sign_key=keys.get(c.sign_key_id) if c.sign_key_id else None,
-            )
-            for c in (contacts_by_supporter.get(supporter.id, []) if supporter else [])
-        ]
+        copies = contacts_by_supporter.get(supporter.id, []) if supporter is not None else []
         involved = {org.id} | {c.contact.org_id for c in copies if c.contact.org_id is not None}
         loaded.append(
             LoadedAction(

@@ -46,18 +46,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from proca_server import metrics
 from proca_server.broker import open_broker
 from proca_server.broker.base import Broker, BrokerError, Consumer, ExchangeNotFound
+from proca_server.broker.rabbitmq import RabbitBroker
 from proca_server.broker.topology import load_org_topology, queue_org_id
 from proca_server.config import Settings
-from proca_server.models import Action, Org
+from proca_server.models import Org
 from proca_server.processing.messages import Publication
-from proca_server.processing.service import Plan, apply_plan, find_unprocessed, process_actions
+from proca_server.processing.service import Plan, apply_plans, find_unprocessed, process_actions
 from proca_server.pubsub import PubSub, pubsub
 from proca_server.workers import WorkerDeps, batch_handler_for
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 50
-BATCH_WAIT = 0.02
+BATCH_SIZE = 200
+BATCH_WAIT = 0.05
 SWEEP_LIMIT = 500
 # ids in one NOTIFY payload (PostgreSQL refuses 8000 bytes or more)
 HANDOFF_BATCH = 500
@@ -249,8 +250,10 @@ class PipelineRuntime:
 
     async def _process_batch(self, ids: list[int]) -> int:
         async with self._lock:
+            metrics.PROCESSING_BATCH_SIZE.observe(len(ids))
             try:
-                return await self._process_locked(ids)
+                with metrics.timed(metrics.PROCESSING_BATCH_DURATION):
+                    return await self._process_locked(ids)
             except ExchangeNotFound:
                 # an org whose topology was never applied: apply them all, try once more
                 await self.sync_all_topologies()
@@ -259,17 +262,9 @@ class PipelineRuntime:
     async def _process_locked(self, ids: list[int]) -> int:
         embedded = not _is_rabbit(self.broker)
         async with self.sessionmaker() as session, session.begin():
-            if self._postgres:
-                locked = await session.execute(
-                    select(Action.id)
-                    .where(Action.id.in_(ids))
-                    .order_by(Action.id)
-                    .with_for_update(skip_locked=True)
-                )
-                ids = list(locked.scalars().all())
-                if not ids:
-                    return 0
-            plans = await process_actions(session, ids)
+            plans = await process_actions(session, ids, lock=True)
+            if not plans:
+                return 0
             if embedded:
                 for plan in plans:
                     for p in plan.publications:
@@ -278,17 +273,8 @@ class PipelineRuntime:
                         )
                 published = plans
             else:
-                # confirmed publishes of the whole batch in flight together
-                sent = await asyncio.gather(
-                    *(self._publish_confirmed(plan) for plan in plans), return_exceptions=True
-                )
-                for outcome in sent:
-                    if isinstance(outcome, BaseException):
-                        raise outcome
-                published = [plan for plan, ok in zip(plans, sent, strict=True) if ok is True]
-            for plan in published:
-                await apply_plan(session, plan, flush=False)
-            await session.flush()
+                published = await self._publish_plans(plans)
+            await apply_plans(session, published)
             applied = published
         now = datetime.now(UTC)
         for plan in applied:
@@ -297,21 +283,38 @@ class PipelineRuntime:
             metrics.observe_processing_lag(stage, plan.loaded.action.inserted_at, now)
         return len(applied)
 
-    async def _publish_confirmed(self, plan: Plan) -> bool:
-        for p in plan.publications:
-            try:
-                await self.broker.publish(p.exchange, p.routing_key, p.body)
-            except ExchangeNotFound:
-                raise
-            except (BrokerError, OSError, TimeoutError) as exc:
-                metrics.PUBLISH_FAILURES.labels(exchange=_exchange_kind(p.exchange)).inc()
+    async def _publish_plans(self, plans: list[Plan]) -> list[Plan]:
+        """Publish the messages of the batch together (confirmed); the plans whose messages
+        all went out. A missing exchange raises `ExchangeNotFound` (the caller applies the
+        topologies and tries the batch again); a plan with a failed message is left to the
+        sweeper (its action's status does not move)."""
+        assert isinstance(self.broker, RabbitBroker)
+        messages = [
+            (p.exchange, p.routing_key, p.body) for plan in plans for p in plan.publications
+        ]
+        outcomes = iter(await self.broker.publish_many(messages))
+        published: list[Plan] = []
+        missing: ExchangeNotFound | None = None
+        for plan in plans:
+            failed: BrokerError | None = None
+            for p in plan.publications:
+                outcome = next(outcomes)
+                if isinstance(outcome, BrokerError):
+                    metrics.PUBLISH_FAILURES.labels(exchange=_exchange_kind(p.exchange)).inc()
+                    failed = failed or outcome
+                    if isinstance(outcome, ExchangeNotFound):
+                        missing = missing or outcome
+            if failed is None:
+                published.append(plan)
+            else:
                 log.warning(
                     "action %d not published (%s); the sweeper retries",
                     plan.action_id,
-                    type(exc).__name__,
+                    type(failed).__name__,
                 )
-                return False
-        return True
+        if missing is not None:
+            raise missing
+        return published
 
     # -- the sweeper ---------------------------------------------------------------------
 
@@ -445,9 +448,7 @@ class PipelineRuntime:
 
 
 def _is_rabbit(broker: Broker) -> bool:
-    from proca_server.broker.embedded import EmbeddedBroker
-
-    return not isinstance(broker, EmbeddedBroker)
+    return isinstance(broker, RabbitBroker)
 
 
 # -- running it ------------------------------------------------------------------------------

@@ -10,14 +10,18 @@ the sweeper (`find_unprocessed`) finds it again and the messages go out once mor
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import exists, select
+from sqlalchemy import Update, bindparam, exists, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
+from proca_server.db import is_postgres, one_of
+from proca_server.kit.time import utcnow
 from proca_server.models import Action, Contact, Supporter
 from proca_server.models.enums import ActionProcessingStatus as A
 from proca_server.models.enums import SupporterProcessingStatus as S
@@ -62,23 +66,52 @@ class _Earlier:
     rows: list[tuple[int, int]] = field(default_factory=list)
 
 
+# The accepted rows of (campaign, fingerprint) pairs. On PostgreSQL the pairs are joined to
+# the (campaign_id, fingerprint) index one by one: a plan that filters the campaign's rows by
+# fingerprint (what the planner picks for `campaign_id IN ... AND fingerprint IN ...` while a
+# new campaign's statistics are stale) would read every supporter of the campaign per batch.
+_ACCEPTED_PG = text(
+    "SELECT s.id, s.campaign_id, s.fingerprint, s.action_page_id "
+    "FROM unnest(CAST(:campaigns AS bigint[]), CAST(:fingerprints AS bytea[])) "
+    "AS k(campaign_id, fingerprint) "
+    "JOIN supporters AS s ON s.campaign_id = k.campaign_id AND s.fingerprint = k.fingerprint "
+    "WHERE s.processing_status = :accepted"
+)
+_ACCEPTED_SQLITE = select(
+    Supporter.id, Supporter.campaign_id, Supporter.fingerprint, Supporter.action_page_id
+).where(
+    Supporter.processing_status == S.ACCEPTED,
+    one_of(Supporter.campaign_id, "campaigns", postgres=False),
+    one_of(Supporter.fingerprint, "fingerprints", postgres=False),
+)
+
+
 async def _accepted_rows(
     session: AsyncSession, batch: Sequence[LoadedAction]
 ) -> dict[tuple[int, bytes], _Earlier]:
-    supporters = [la.supporter for la in batch if la.supporter is not None]
-    if not supporters:
-        return {}
-    fingerprints = sorted({bytes(s.fingerprint) for s in supporters})
-    campaign_ids = sorted({s.campaign_id for s in supporters})
-    rows = await session.execute(
-        select(
-            Supporter.id, Supporter.campaign_id, Supporter.fingerprint, Supporter.action_page_id
-        ).where(
-            Supporter.processing_status == S.ACCEPTED,
-            Supporter.campaign_id.in_(campaign_ids),
-            Supporter.fingerprint.in_(fingerprints),
-        )
+    pairs = sorted(
+        {
+            (la.supporter.campaign_id, bytes(la.supporter.fingerprint))
+            for la in batch
+            if la.supporter
+        }
     )
+    if not pairs:
+        return {}
+    if is_postgres(session):
+        rows = await session.execute(
+            _ACCEPTED_PG,
+            {
+                "campaigns": [c for c, _ in pairs],
+                "fingerprints": [f for _, f in pairs],
+                "accepted": int(S.ACCEPTED),
+            },
+        )
+    else:
+        rows = await session.execute(
+            _ACCEPTED_SQLITE,
+            {"campaigns": sorted({c for c, _ in pairs}), "fingerprints": [f for _, f in pairs]},
+        )
     found: dict[tuple[int, bytes], _Earlier] = {}
     for sid, campaign_id, fingerprint, page_id in rows.all():
         found.setdefault((campaign_id, bytes(fingerprint)), _Earlier()).rows.append((sid, page_id))
@@ -177,33 +210,124 @@ def _transient_action_keys(loaded: LoadedAction) -> set[str]:
     }
 
 
-async def apply_plan(session: AsyncSession, plan: Plan, *, flush: bool = True) -> None:
-    """Write the plan's statuses and rank; at the deliver stage clear the transient personal
-    fields of the supporter and the campaign's transient custom fields of the action.
-    Flushes unless told not to (a batch flushes once, its updates go together); the caller
-    commits."""
-    loaded = plan.loaded
-    action, supporter = loaded.action, loaded.supporter
-    action.processing_status = plan.action_status
-    if supporter is not None:
+async def apply_plan(session: AsyncSession, plan: Plan) -> None:
+    """`apply_plans` for one plan."""
+    await apply_plans(session, [plan])
+
+
+async def apply_plans(session: AsyncSession, plans: Sequence[Plan]) -> None:
+    """Write the plans' statuses and ranks; at the deliver stage clear the transient
+    personal fields of the supporter and the campaign's transient custom fields of the
+    action. The caller commits.
+
+    The rows are written with a few UPDATE statements for the whole batch (one per distinct
+    outcome: usually one for the actions and one for the supporters), not row by row, and
+    the loaded objects are given the written values as their committed state (nothing is
+    left for the session to flush). Plans are applied in order: for a supporter in several
+    plans the last status and rank win and the cleared fields add up."""
+    if not plans:
+        return
+    now = utcnow()
+    actions: dict[A, list[int]] = {}
+    for plan in plans:
+        actions.setdefault(plan.action_status, []).append(plan.action_id)
+    supporters: dict[int, _SupporterUpdate] = {}
+    for plan in plans:
+        supporter = plan.loaded.supporter
+        if supporter is None:
+            continue
+        change = supporters.setdefault(supporter.id, _SupporterUpdate(supporter))
         if plan.supporter_status is not None:
-            supporter.processing_status = plan.supporter_status
+            change.status = plan.supporter_status
         if plan.dupe_rank is not None:
-            supporter.dupe_rank = plan.dupe_rank
-    if plan.stage is Stage.DELIVER:
-        if supporter is not None:
-            for name in transient_supporter_fields(loaded):
-                setattr(supporter, name, None)
-        drop = _transient_action_keys(loaded)
-        if drop and any(k in (action.fields or {}) for k in drop):
-            action.fields = {k: v for k, v in (action.fields or {}).items() if k not in drop}
-    if flush:
-        await session.flush()
+            change.dupe_rank = plan.dupe_rank
+        if plan.stage is Stage.DELIVER:
+            change.cleared.update(transient_supporter_fields(plan.loaded))
+
+    postgres = is_postgres(session)
+    for action_status, ids in actions.items():
+        await session.execute(
+            _action_status_update(postgres), {"ids": ids, "status": action_status, "now": now}
+        )
+    for plan in plans:
+        set_committed_value(plan.loaded.action, "processing_status", plan.action_status)
+        if plan.stage is Stage.DELIVER:
+            await _drop_transient_action_fields(session, plan.loaded, now)
+
+    groups: dict[tuple[S | None, int | None, tuple[str, ...]], list[_SupporterUpdate]] = {}
+    for change in supporters.values():
+        if change.status is None and change.dupe_rank is None and not change.cleared:
+            continue
+        key = (change.status, change.dupe_rank, tuple(sorted(change.cleared)))
+        groups.setdefault(key, []).append(change)
+    for (status, rank, cleared), changes in groups.items():
+        values: dict[str, Any] = {name: None for name in cleared}
+        if status is not None:
+            values["processing_status"] = status
+        if rank is not None:
+            values["dupe_rank"] = rank
+        values["updated_at"] = now
+        await session.execute(
+            _supporter_update(postgres, tuple(values)),
+            {"ids": [c.supporter.id for c in changes], **values},
+        )
+        for change in changes:
+            for name, value in values.items():
+                set_committed_value(change.supporter, name, value)
 
 
-async def process_actions(session: AsyncSession, action_ids: Sequence[int]) -> list[Plan]:
-    """Load and plan in one go (the caller publishes, then applies each plan)."""
-    return await plan_processing(session, await load_actions_for_processing(session, action_ids))
+@functools.cache
+def _action_status_update(postgres: bool) -> Update:
+    return (
+        update(Action)
+        .where(one_of(Action.id, "ids", postgres=postgres))
+        .values(processing_status=bindparam("status"), updated_at=bindparam("now"))
+        .execution_options(synchronize_session=False)
+    )
+
+
+@functools.cache
+def _supporter_update(postgres: bool, columns: tuple[str, ...]) -> Update:
+    return (
+        update(Supporter)
+        .where(one_of(Supporter.id, "ids", postgres=postgres))
+        .values({name: bindparam(name) for name in columns})
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(slots=True)
+class _SupporterUpdate:
+    supporter: Supporter
+    status: S | None = None
+    dupe_rank: int | None = None
+    cleared: set[str] = field(default_factory=set)
+
+
+async def _drop_transient_action_fields(
+    session: AsyncSession, loaded: LoadedAction, now: datetime
+) -> None:
+    action = loaded.action
+    drop = _transient_action_keys(loaded)
+    if not drop or not any(k in (action.fields or {}) for k in drop):
+        return
+    kept = {k: v for k, v in (action.fields or {}).items() if k not in drop}
+    await session.execute(
+        update(Action)
+        .where(Action.id == action.id)
+        .values(fields=kept, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(action, "fields", kept)
+
+
+async def process_actions(
+    session: AsyncSession, action_ids: Sequence[int], *, lock: bool = False
+) -> list[Plan]:
+    """Load (locking the action rows with `lock`) and plan in one go (the caller publishes,
+    then applies the plans)."""
+    loaded = await load_actions_for_processing(session, action_ids, lock=lock)
+    return await plan_processing(session, loaded)
 
 
 # -- the sweeper's selection (§6.1) ----------------------------------------------------------
