@@ -1,16 +1,17 @@
-"""Latency of the pipeline: from an action's insertion to its arrival in `cus.N.deliver`.
+"""Latency of the pipeline: from a signature's request to its message in `cus.N.deliver`.
 
 Serves proca-server (`--api-workers` uvicorn processes) on a fresh PostgreSQL database with
 RabbitMQ (`PIPELINE=embedded` in the server, or `--handoff` for the server plus one
-`proca-server worker`), sends signatures at
---rate per second for --duration seconds over HTTP (keep-alive connections through
-bench/rawhttp.py, a client light enough not to compete with the server for the CPU), consumes
-the org's `cus.N.deliver` queue
-and reports, per action, its arrival time minus the time its request was sent (an upper
-bound of insert -> queue: `action.createdAt` is stored to the second), p50/p90/p99/max, and
-how many arrived. Reports numbers; decides nothing.
+`proca-server worker`), sends signatures with wrk (bench/wrk/add_action_contact.lua, paced at
+--rate per second for --duration seconds from --connections connections, each request's
+wall-clock time written into its action's customFields), consumes the org's `cus.N.deliver`
+queue in this process (aiormq, acknowledgements 50 at a time) and reports, per action, its
+arrival time minus its request's time: p50/p90/p99/max, by window of sending time
+(BENCH_WINDOW seconds, default 5), how many of the stored actions arrived, the CPU cores used
+by the server, PostgreSQL, RabbitMQ, this driver (the consumer) and wrk's share in "other".
+Reports numbers; decides nothing.
 
-    .venv/bin/python bench/pipeline_load.py --rate 200 --duration 20
+    .venv/bin/python bench/pipeline_load.py --rate 1000 --duration 30 --api-workers 2
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import re
+import resource
 import secrets
 import subprocess
 import sys
@@ -35,19 +36,18 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.rawhttp import RawClient
-from bench.widget_load import cpu_seconds, machine_busy_seconds, process_tree
+from bench.widget_load import cpu_seconds, machine_busy_seconds, process_tree, psql, run_wrk
 from tests.clients.harness import free_port
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.factories import make_campaign, make_key, make_org, make_page
 from tests.pipeline.conftest import delete_org_entities
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature
 
 from proca_server import db
 from proca_server.broker.rabbitmq import RabbitBroker
 from proca_server.broker.topology import OrgConfig, org_topology
 from proca_server.config import Settings
 
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "add_action_contact.lua"
 WINDOW = float(os.environ.get("BENCH_WINDOW", "5"))
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -68,7 +68,7 @@ def cpu_by_name(names: tuple[str, ...]) -> float:
 
 class CpuWatch:
     """CPU cores used, between `begin` and `end`, by the server's processes, PostgreSQL,
-    RabbitMQ, this driver and the whole machine."""
+    RabbitMQ, this driver (the consumer), wrk and the whole machine."""
 
     def __init__(self, server_pid: int, worker_pid: int | None) -> None:
         self.roots = [server_pid] + ([worker_pid] if worker_pid else [])
@@ -87,12 +87,14 @@ class CpuWatch:
     def begin(self) -> None:
         self._start = self._sample()
 
-    def end(self) -> dict[str, float]:
+    def end(self, wrk_cpu: float) -> dict[str, float]:
         now = self._sample()
         wall = now["wall"] - self._start["wall"]
         cores = {k: round((now[k] - self._start[k]) / wall, 2) for k in now if k != "wall"}
+        cores["wrk"] = round(wrk_cpu / wall, 2)
         cores["other"] = round(
-            cores["machine"] - sum(cores[k] for k in ("server", "postgres", "rabbitmq", "driver")),
+            cores["machine"]
+            - sum(cores[k] for k in ("server", "postgres", "rabbitmq", "driver", "wrk")),
             2,
         )
         return cores
@@ -180,8 +182,8 @@ async def main(
             broker = await RabbitBroker.connect(AMQP_URL)
             await broker.apply_topology(org_topology(OrgConfig(org_id, custom_action_deliver=True)))
             await broker.close()
-            # The consumer: aiormq's channel directly (no message objects), the action's
-            # number read from the body with a regex, acknowledged 50 at a time: a light
+            # The consumer: aiormq's channel directly (no message objects), the request's
+            # time read from the body with a regex, acknowledged 50 at a time: a light
             # stand-in for the org's CRM, which would not run on this machine.
             connection = await aiormq.connect(AMQP_URL)
             channel = await connection.channel()
@@ -197,85 +199,71 @@ async def main(
                     await asyncio.sleep(0.1)
             else:
                 raise SystemExit("cus.N.deliver never appeared (topology not applied)")
-            latencies: list[float] = []
-            timeline: list[tuple[float, float]] = []  # (sent, latency)
-            started: dict[int, float] = {}
+            timeline: list[tuple[float, float]] = []  # (sent, seconds to the queue)
             unacked = [0]
-            number = re.compile(rb'"customFields":\{"n":(\d+)')
+            stamp = re.compile(rb'"customFields":\{"t":([0-9.]+)')
 
             async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
                 arrived = time.time()
-                found = number.search(message.body)
-                assert found is not None, message.body[:200]
-                sent_at = started[int(found.group(1))]
-                latencies.append(arrived - sent_at)
+                found = stamp.search(message.body)
+                assert found is not None, "a message without the driver's stamp"
+                sent_at = float(found.group(1)) / 1000
                 timeline.append((sent_at, arrived - sent_at))
                 unacked[0] += 1
-                if unacked[0] >= 50 or len(latencies) >= len(started):
+                if unacked[0] >= 50 or len(timeline) >= expected[0]:
                     unacked[0] = 0
                     await channel.basic_ack(message.delivery_tag, multiple=True)
 
+            expected = [1 << 60]  # known once the load is over
             await channel.basic_consume(queue_name, on_message)
-            sent = failed = 0
-            host, port = api_url.removeprefix("http://").split(":")
-            client = RawClient(host, int(port), connections)
-            headers = {"Content-Type": "application/json", "Referer": "https://example.org/sign"}
-
-            bodies = [
-                json.dumps(
-                    {
-                        "query": ADD_ACTION_CONTACT,
-                        "variables": signature(
-                            page_id,
-                            email=f"b{n}@example.org",
-                            action={"actionType": "petition", "customFields": json.dumps({"n": n})},
-                        ),
-                        "operationName": "addActionContact",
-                    }
-                ).encode()
-                for n in range(int(rate * duration))
-            ]
-
-            async def sign(n: int) -> None:
-                nonlocal sent, failed
-                body = bodies[n]
-                started[n] = time.time()
-                try:
-                    status, answer = await client.post(f"/api?id={page_id}", body, headers)
-                except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
-                    failed += 1
-                    return
-                if status == 200 and b'"errors"' not in answer:
-                    sent += 1
-                else:
-                    failed += 1
-
-            tasks = []
+            await asyncio.sleep(1)
             watch = CpuWatch(server_pid, worker.pid if worker is not None else None)
             watch.begin()
             first_sent = time.time()
-            start = time.monotonic()
-            total = int(rate * duration)
-            for n in range(total):
-                delay = start + n / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(sign(n)))
-            await asyncio.gather(*tasks)
-            took = time.monotonic() - start
-            await client.close()
-            for _ in range(300):  # up to a minute for the stragglers
-                if len(latencies) >= sent:
+            children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            threads = 2
+            result = await asyncio.to_thread(
+                run_wrk,
+                WRK_SCRIPT,
+                f"{api_url}/api?id={page_id}",
+                threads=threads,
+                connections=connections,
+                duration=duration,
+                timeout_s=10,
+                env={
+                    "BENCH_PAGE": str(page_id),
+                    "BENCH_RUN": f"p{int(first_sent)}",
+                    "BENCH_RATE": str(rate),
+                    "BENCH_THREADS": str(threads),
+                    "BENCH_STAMP": "1",
+                },
+            )
+            children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wrk_cpu = (children1.ru_utime + children1.ru_stime) - (
+                children0.ru_utime + children0.ru_stime
+            )
+            stored = int(psql(url, "SELECT count(*) FROM actions").strip())
+            expected[0] = stored
+            for _ in range(600):  # up to two minutes for the stragglers
+                if len(timeline) >= stored:
                     break
                 await asyncio.sleep(0.2)
-            cores = watch.end()
+            cores = watch.end(wrk_cpu)
+            await channel.basic_ack(0, multiple=True)
             await connection.close()
             async with httpx.AsyncClient(base_url=api_url) as http:
                 exposition = (await http.get("/metrics")).text
+            took = result["duration_us"] / 1e6
+            http_latency = result["latency_us"]
             print(
-                f"offered {rate}/s for {duration}s: {sent} stored in {took:.1f}s, {failed} failed"
+                f"offered {rate:g}/s for {duration:g}s from {connections} connections (wrk): "
+                f"{result['ok']} answered ok in {took:.1f}s ({result['ok'] / took:.0f}/s), "
+                f"{result['requests'] - result['ok']} not ok, {stored} actions stored; "
+                f"HTTP answer p50 {http_latency['p50'] / 1000:.1f} ms, "
+                f"p99 {http_latency['p99'] / 1000:.1f} ms"
             )
-            print(f"arrived in cus.N.deliver: {len(latencies)}")
+            latencies = [latency for _, latency in timeline]
+            print(f"arrived in cus.N.deliver: {len(latencies)} of {stored}")
             if latencies:
                 p50, p90, p99, top = (percentile(latencies, p) for p in (50, 90, 99, 100))
                 print(
@@ -288,7 +276,8 @@ async def main(
                 print(
                     f"by {WINDOW:g} s of sending (p50/p99 s): "
                     + ", ".join(
-                        f"{WINDOW * w:g}-{WINDOW * (w + 1):g}: {percentile(v, 50):.2f}/{percentile(v, 99):.2f}"
+                        f"{WINDOW * w:g}-{WINDOW * (w + 1):g}: "
+                        f"{percentile(v, 50):.3f}/{percentile(v, 99):.3f}"
                         for w, v in sorted(windows.items())
                     )
                 )
@@ -300,7 +289,7 @@ async def main(
             batches = figures.get("proca_processing_batch_actions_count", 0.0)
             if batches:
                 print(
-                    f"processing: {batches:.0f} batches, "
+                    f"processing (one process's /metrics): {batches:.0f} batches, "
                     f"{figures['proca_processing_batch_actions_sum'] / batches:.1f} actions and "
                     f"{1000 * figures['proca_processing_batch_seconds_sum'] / batches:.1f} ms "
                     "per batch on average"
@@ -327,8 +316,6 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--handoff", action="store_true", help="process in a worker process")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
-    parser.add_argument("--connections", type=int, default=200, help="keep-alive connections")
+    parser.add_argument("--connections", type=int, default=100, help="wrk connections")
     args = parser.parse_args()
-    asyncio.run(
-        main(args.rate, args.duration, args.handoff, args.api_workers, args.connections)
-    )
+    asyncio.run(main(args.rate, args.duration, args.handoff, args.api_workers, args.connections))

@@ -358,3 +358,51 @@ async def test_without_its_pool_the_lane_leaves_signatures_to_the_general_path(
         select(func.count()).select_from(Action).where(Action.campaign_id == world.campaign.id)
     )
     assert stored == 4
+
+
+async def test_signatures_of_the_same_moment_share_a_commit_and_a_refused_one_fails_alone(
+    client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
+) -> None:
+    world = await make_world(session, roles=())
+    page, campaign = world.page.id, world.campaign.id
+    gone = (await make_page(session, world.campaign, world.org)).id
+    await session.commit()
+    await warm_up(client, page, "warm@example.org")
+    # cache the second page without writing anything, then delete it under the cache: its
+    # signatures have the same statement as the first page's, so they share groups with them
+    refused = signature(gone, "y@example.org", contact={"firstName": "Y", "email": "nope"})
+    body = await widget_post(client, "addActionContact", ADD_ACTION_CONTACT, refused)
+    assert body["errors"][0]["path"] == ["addActionContact", "email"]
+    await session.execute(ActionPage.__table__.delete().where(ActionPage.id == gone))
+    await session.commit()
+    batcher = lane.batcher
+    taken, trips, statements = lane.answered, batcher.round_trips, batcher.statements
+    retried = batcher.retried_alone
+    requests = [(page, f"g{i}@example.org") for i in range(12)]
+    requests[3] = requests[8] = (gone, "lost@example.org")
+    window, batcher.window = batcher.window, 0.5  # all twelve in one group
+    try:
+        answers = await asyncio.gather(
+            *(
+                widget_post(client, "addActionContact", ADD_ACTION_CONTACT, signature(p, e))
+                for p, e in requests
+            )
+        )
+    finally:
+        batcher.window = window
+    for (p, _), answer in zip(requests, answers, strict=True):
+        if p == gone:
+            # nothing written by the lane; the general path answers that the page is gone
+            assert answer["data"] is None and "errors" in answer
+        else:
+            assert "errors" not in answer, answer
+            assert answer["data"]["addActionContact"]["firstName"] == "Ann"
+    assert lane.answered - taken == 10
+    # one group of twelve, refused as a whole (nothing written), then each statement alone
+    assert (batcher.round_trips - trips, batcher.statements - statements) == (1, 12)
+    assert batcher.retried_alone - retried == 12
+    await session.rollback()
+    actions = await session.scalar(
+        select(func.count()).select_from(Action).where(Action.campaign_id == campaign)
+    )
+    assert actions == 12  # the warm-up's two and the ten

@@ -14,6 +14,11 @@
 --                connection), which is how N clients signing at a given total rate load the
 --                server; latencies are measured from the slot's actual send.
 --
+--   BENCH_STAMP  1: the action's customFields carry the wall-clock time of the request in
+--                milliseconds ({"t": 1733412345678.123}), so that a consumer of the org's
+--                queue can tell each action's time from request to queue
+--                (bench/pipeline_load.py).
+--
 -- done() prints one line "BENCH_RESULT {json}" with statuses, GraphQL errors (they come with
 -- HTTP 200, so the body is checked), a few sample bodies and latency percentiles.
 
@@ -70,17 +75,26 @@ end
 
 local rate = tonumber(os.getenv("BENCH_RATE") or "0") or 0
 local thread_count = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
+local stamp = os.getenv("BENCH_STAMP") == "1"
 
-if rate > 0 then
+local clock_ms = nil
+if rate > 0 or stamp then
   local ffi = require("ffi")
   ffi.cdef[[
     typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
     int clock_gettime(int clk_id, bench_timespec *tp);
   ]]
   local ts = ffi.new("bench_timespec")
-  local function now_ms()
-    ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  -- clk: 0 CLOCK_REALTIME, 1 CLOCK_MONOTONIC
+  clock_ms = function(clk)
+    ffi.C.clock_gettime(clk, ts)
     return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  end
+end
+
+if rate > 0 then
+  local function now_ms()
+    return clock_ms(1)
   end
   local interval = 1000 * thread_count / rate
   local next_slot = nil
@@ -108,9 +122,19 @@ if quota > 0 then
   end
 end
 
+local stamped_prefix = '{"query":"' .. query .. '","variables":{"actionPage":' .. page
+  .. ',"action":{"actionType":"petition","customFields":"{\\"t\\":'
+local stamped_middle = '}"},"contact":{"firstName":"Ann","lastName":"Lee","email":"'
+
 function request()
   issued = issued + 1
   local email = string.format("%s-%d-%d@bench.example.org", run, tid, issued)
+  if stamp then
+    local t = string.format("%.3f", clock_ms(0))
+    return wrk.format(
+      "POST", path, headers, stamped_prefix .. t .. stamped_middle .. email .. body_suffix
+    )
+  end
   return wrk.format("POST", path, headers, body_prefix .. email .. body_suffix)
 end
 

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     pipeline: Literal["embedded", "handoff", "off"] = Field("embedded", alias="PIPELINE")
     # the signature lane (action/lane.py): plain addActionContact requests on PostgreSQL
     signature_lane: bool = Field(True, alias="SIGNATURE_LANE")
+    # the lane's group commit: signatures arriving within this window share one commit
+    signature_batch_ms: float = Field(5.0, ge=0, le=1000, alias="SIGNATURE_BATCH_MS")
     run_workers: bool = Field(True, alias="RUN_WORKERS")
     sweep_interval_ms: int = Field(5000, gt=0, alias="SWEEP_INTERVAL_MS")
     sweep_age_ms: int = Field(60000, ge=0, alias="SWEEP_AGE_MS")
@@ -126,6 +128,7 @@ class Settings(BaseSettings):
         "sweep_interval_ms",
         "sweep_age_ms",
         "signature_lane",
+        "signature_batch_ms",
         mode="before",
     )
     @classmethod

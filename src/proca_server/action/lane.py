@@ -18,8 +18,10 @@ it is the common case, and otherwise passes the request on untouched (its body r
 So every request the lane takes would succeed on the general path, and every error comes from
 the general path, in its shape. The lane then runs the signature's one statement
 (`store.pg_signature`: the same text as the general path's, compiled by SQLAlchemy's dialect)
-on its own asyncpg pool in autocommit (one statement is atomic by itself), hands the action to
-the pipeline as the general path does after its commit, and writes the answer.
+on its own asyncpg pool, grouped with the signatures of the same few milliseconds
+(`SIGNATURE_BATCH_MS`) into one round trip and one commit (batcher.py: a group is atomic, and
+a refused group is retried statement by statement), hands the action to the pipeline as the
+general path does after its commit, and writes the answer.
 tests/test_signature_lane.py checks that both paths store and answer the same."""
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from proca_server.action import captcha, service, store
+from proca_server.action.batcher import StatementBatcher
 from proca_server.action.tracking import source_key
 from proca_server.action.widget_api import action_values, contact_values, tracking_values
 from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
@@ -172,11 +175,15 @@ class SignatureLane:
         self._pool_lock = asyncio.Lock()
         self._pool_retry_at = 0.0
         self._plans: dict[tuple[str, str | None], Plan | None] = {}
+        self.batcher = StatementBatcher(
+            self._connections, window=settings.signature_batch_ms / 1000
+        )
         self.answered = 0  # signatures the lane stored (the general path's are not counted)
 
     async def close(self) -> None:
         for task in list(self._refreshing.values()):
             task.cancel()
+        await self.batcher.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -230,12 +237,10 @@ class SignatureLane:
         if prepared is None:
             return None
         sql, arguments, fingerprint, first_name = prepared
-        pool = await self._connections()
-        if pool is None:
+        if await self._connections() is None:
             return None
         try:
-            async with pool.acquire() as connection:
-                row = await connection.fetchrow(sql, *arguments)
+            row = await self.batcher.fetchrow(sql, arguments)
         except (asyncpg.PostgresError, OSError) as exc:
             # refused or never sent: nothing was written; the general path answers
             log.info("signature lane: %s; the request goes the general way", type(exc).__name__)
