@@ -6,7 +6,8 @@ RabbitMQ (`PIPELINE=embedded` in the server, or `--handoff` for the server plus 
 --rate per second for --duration seconds from --connections connections, each request's
 wall-clock time written into its action's customFields), consumes the org's `cus.N.deliver`
 queue in this process (aiormq, acknowledgements 50 at a time) and reports, per action, its
-arrival time minus its request's time: p50/p90/p99/max, by window of sending time
+arrival time minus its request's time (after --warmup seconds of the same load, not
+measured): p50/p90/p99/max, by window of sending time
 (BENCH_WINDOW seconds, default 5), how many of the stored actions arrived, the CPU cores used
 by the server, PostgreSQL, RabbitMQ, this driver (the consumer) and wrk's share in "other".
 Reports numbers; decides nothing.
@@ -29,6 +30,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiormq
 import aiormq.abc
@@ -140,7 +142,12 @@ async def serve(workdir: Path, url: str, workers: int) -> AsyncIterator[tuple[st
 
 
 async def main(
-    rate: float, duration: float, handoff: bool, api_workers: int, connections: int
+    rate: float,
+    duration: float,
+    handoff: bool,
+    api_workers: int,
+    connections: int,
+    warmup: float,
 ) -> None:
     name, url = await create_pg_database()
     org_id = 1_900_000_000 + secrets.randbelow(10**7)
@@ -200,6 +207,7 @@ async def main(
             else:
                 raise SystemExit("cus.N.deliver never appeared (topology not applied)")
             timeline: list[tuple[float, float]] = []  # (sent, seconds to the queue)
+            arrivals = [0]
             unacked = [0]
             stamp = re.compile(rb'"customFields":\{"t":([0-9.]+)')
 
@@ -208,46 +216,61 @@ async def main(
                 found = stamp.search(message.body)
                 assert found is not None, "a message without the driver's stamp"
                 sent_at = float(found.group(1)) / 1000
-                timeline.append((sent_at, arrived - sent_at))
+                arrivals[0] += 1
+                if sent_at >= first_sent:
+                    timeline.append((sent_at, arrived - sent_at))
                 unacked[0] += 1
-                if unacked[0] >= 50 or len(timeline) >= expected[0]:
+                if unacked[0] >= 50 or arrivals[0] >= expected[0]:
                     unacked[0] = 0
                     await channel.basic_ack(message.delivery_tag, multiple=True)
 
             expected = [1 << 60]  # known once the load is over
+            first_sent = float("inf")  # the warm-up's arrivals are not measured
             await channel.basic_consume(queue_name, on_message)
-            await asyncio.sleep(1)
+            threads = 2
+
+            async def load(seconds: float, run: str) -> dict[str, Any]:
+                return await asyncio.to_thread(
+                    run_wrk,
+                    WRK_SCRIPT,
+                    f"{api_url}/api?id={page_id}",
+                    threads=threads,
+                    connections=connections,
+                    duration=seconds,
+                    timeout_s=10,
+                    env={
+                        "BENCH_PAGE": str(page_id),
+                        "BENCH_RUN": run,
+                        "BENCH_RATE": str(rate),
+                        "BENCH_THREADS": str(threads),
+                        "BENCH_STAMP": "1",
+                    },
+                )
+
+            async def drained(stored: int) -> None:
+                expected[0] = stored
+                for _ in range(600):  # up to two minutes for the stragglers
+                    if arrivals[0] >= stored:
+                        return
+                    await asyncio.sleep(0.2)
+
+            if warmup > 0:
+                # as a deployment is warm when a spike comes: pools open, caches filled
+                await load(warmup, f"w{int(time.time())}")
+                await drained(int(psql(url, "SELECT count(*) FROM actions").strip()))
+            before = int(psql(url, "SELECT count(*) FROM actions").strip())
             watch = CpuWatch(server_pid, worker.pid if worker is not None else None)
             watch.begin()
             first_sent = time.time()
             children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            threads = 2
-            result = await asyncio.to_thread(
-                run_wrk,
-                WRK_SCRIPT,
-                f"{api_url}/api?id={page_id}",
-                threads=threads,
-                connections=connections,
-                duration=duration,
-                timeout_s=10,
-                env={
-                    "BENCH_PAGE": str(page_id),
-                    "BENCH_RUN": f"p{int(first_sent)}",
-                    "BENCH_RATE": str(rate),
-                    "BENCH_THREADS": str(threads),
-                    "BENCH_STAMP": "1",
-                },
-            )
+            result = await load(duration, f"p{int(first_sent)}")
             children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             wrk_cpu = (children1.ru_utime + children1.ru_stime) - (
                 children0.ru_utime + children0.ru_stime
             )
-            stored = int(psql(url, "SELECT count(*) FROM actions").strip())
-            expected[0] = stored
-            for _ in range(600):  # up to two minutes for the stragglers
-                if len(timeline) >= stored:
-                    break
-                await asyncio.sleep(0.2)
+            total = int(psql(url, "SELECT count(*) FROM actions").strip())
+            stored = total - before
+            await drained(total)
             cores = watch.end(wrk_cpu)
             await channel.basic_ack(0, multiple=True)
             await connection.close()
@@ -317,5 +340,12 @@ if __name__ == "__main__":
     parser.add_argument("--handoff", action="store_true", help="process in a worker process")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--connections", type=int, default=100, help="wrk connections")
+    parser.add_argument(
+        "--warmup", type=float, default=5, help="seconds at the same rate before measuring"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.duration, args.handoff, args.api_workers, args.connections))
+    asyncio.run(
+        main(
+            args.rate, args.duration, args.handoff, args.api_workers, args.connections, args.warmup
+        )
+    )

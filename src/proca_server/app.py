@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not await is_up_to_date(engine):
             raise NotMigrated("the database is not migrated: run `proca-server db upgrade`")
+        lane.start()
         async with (
             stats_background(engine, settings),
             pipeline_running(app.state),

@@ -27,6 +27,7 @@ tests/test_signature_lane.py checks that both paths store and answer the same.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -79,6 +80,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PLAN_CACHE_SIZE = 256
 POOL_RETRY = 10.0
+# connections the lane's pool opens at start and keeps (a PostgreSQL connection is a process
+# to fork and warm: opening them in the first seconds of a spike was that spike's worst tail)
+WARM_CONNECTIONS = 4
 _OUTPUT_FIELDS = frozenset(("contactRef", "firstName", "__typename"))
 _CREDENTIAL_COOKIES = (SESSION_COOKIE.encode(), REMEMBER_ME_COOKIE.encode())
 
@@ -174,13 +178,22 @@ class SignatureLane:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._pool_retry_at = 0.0
+        self._opening: asyncio.Task[asyncpg.Pool | None] | None = None
         self._plans: dict[tuple[str, str | None], Plan | None] = {}
         self.batcher = StatementBatcher(
             self._connections, window=settings.signature_batch_ms / 1000
         )
         self.answered = 0  # signatures the lane stored (the general path's are not counted)
 
+    def start(self) -> None:
+        """Open the pool in the background (a request that comes first opens it itself)."""
+        if self.enabled and self._pool is None and self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self._connections())
+
     async def close(self) -> None:
+        if self._opening is not None:
+            with contextlib.suppress(Exception):
+                await self._opening
         for task in list(self._refreshing.values()):
             task.cancel()
         await self.batcher.close()
@@ -197,8 +210,9 @@ class SignatureLane:
             now = time.monotonic()
             if self._pool is None and now >= self._pool_retry_at:
                 try:
+                    size = self.settings.pool_size
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self.settings.pool_size, reset=_keep
+                        self._dsn, min_size=min(WARM_CONNECTIONS, size), max_size=size, reset=_keep
                     )
                 except Exception:
                     self._pool_retry_at = now + POOL_RETRY
