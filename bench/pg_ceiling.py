@@ -186,14 +186,18 @@ def main() -> None:
                 "actions_added": added,
                 "cpu_cores": {k: cpu[k] for k in ("postgres", "pgbench", "machine")},
             }
+            # signatures per second from the rows added: a script may store several per
+            # transaction (signature_counters_x10.sql)
+            per_s = added / args.duration
+            result["signatures_per_s"] = round(per_s)
             results.append(result)
             print(
-                f"{name}: {tps:.0f} tps (signatures/s), latency avg "
+                f"{name}: {tps:.0f} tps, {per_s:.0f} signatures/s, latency avg "
                 f"{result['latency_avg_ms']} ms ({result['latency_ms']}), "
                 f"failed {result['failed']}, "
                 f"actions added {added}, {args.clients} clients, {args.duration}s; CPU cores: "
                 f"postgres {cpu['postgres']}, pgbench {cpu['pgbench']}, machine {cpu['machine']}"
-                f" ({1000 * cpu['postgres'] / max(tps, 1):.2f} ms of PostgreSQL CPU per "
+                f" ({1000 * cpu['postgres'] * cpu['wall_s'] / max(added, 1):.2f} ms of PostgreSQL CPU per "
                 "signature)",
                 flush=True,
             )

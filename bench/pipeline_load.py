@@ -210,6 +210,8 @@ async def main(
             arrivals = [0]
             unacked = [0]
             stamp = re.compile(rb'"customFields":\{"t":([0-9.]+)')
+            action_id = re.compile(rb'"actionId":([0-9]+)')
+            measured_ids: set[int] = set()  # distinct actions among the measured arrivals
 
             async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
                 arrived = time.time()
@@ -219,6 +221,9 @@ async def main(
                 arrivals[0] += 1
                 if sent_at >= first_sent:
                     timeline.append((sent_at, arrived - sent_at))
+                    found_id = action_id.search(message.body)
+                    assert found_id is not None, "a message without an actionId"
+                    measured_ids.add(int(found_id.group(1)))
                 unacked[0] += 1
                 if unacked[0] >= 50 or arrivals[0] >= expected[0]:
                     unacked[0] = 0
@@ -286,7 +291,10 @@ async def main(
                 f"p99 {http_latency['p99'] / 1000:.1f} ms"
             )
             latencies = [latency for _, latency in timeline]
-            print(f"arrived in cus.N.deliver: {len(latencies)} of {stored}")
+            print(
+                f"arrived in cus.N.deliver: {len(measured_ids)} of {stored} actions"
+                f" ({len(latencies)} messages, {len(latencies) - len(measured_ids)} duplicates)"
+            )
             if latencies:
                 p50, p90, p99, top = (percentile(latencies, p) for p in (50, 90, 99, 100))
                 print(
