@@ -9,9 +9,15 @@ of bench/pgbench/ (-M prepared, like the server's asyncpg driver):
 - signature_hot_source.sql: the same as signature.sql plus an upsert of one shared `sources`
   row per transaction (the hot-row pattern, for comparison).
 
-Prints transactions per second and latency per script, then drops the database.
+With `--group N` each transaction stores N signatures of the script instead of one (the script
+is repeated inside its BEGIN/COMMIT with its own random numbers): what grouping the signatures
+that arrive together into one commit saves PostgreSQL.
+
+Prints transactions per second, signatures per second and latency per script, then drops the
+database.
 
     .venv/bin/python bench/pg_ceiling.py [--clients 16] [--duration 20] [--scripts signature,...]
+        [--group 10]
 """
 
 # A load harness: it runs psql, wrk, pgbench and the server by design, with our own arguments.
@@ -41,6 +47,20 @@ from widget_load import CpuWatch, psql, wait_quiet  # noqa: E402
 SCRIPTS = ["signature", "signature_counters", "signature_hot_source"]
 
 
+def grouped(script: str, n: int) -> str:
+    """The script with n signatures in its one transaction: each `\\set n …` line and the
+    statements between BEGIN and COMMIT repeated n times, `:n` renamed `:n0` … in each copy."""
+    lines = [line for line in script.splitlines() if not line.startswith("--")]
+    sets = [line for line in lines if line.startswith("\\set n ")]
+    begin, commit = lines.index("BEGIN;"), lines.index("COMMIT;")
+    body = "\n".join(lines[begin + 1 : commit])
+    out = [line.replace("\\set n ", f"\\set n{k} ", 1) for k in range(n) for line in sets]
+    out.append("BEGIN;")
+    out += [re.sub(r":n\b", f":n{k}", body) for k in range(n)]
+    out.append("COMMIT;")
+    return "\n".join(out) + "\n"
+
+
 def pgbench_binary() -> str:
     found = shutil.which("pgbench")
     if found:
@@ -60,6 +80,7 @@ def main() -> None:
         "--rate", type=int, default=0, help="pgbench -R: transactions per second (0: flat out)"
     )
     p.add_argument("--scripts", default=",".join(SCRIPTS))
+    p.add_argument("--group", type=int, default=1, help="signatures per transaction")
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432")
     p.add_argument("--python", default=str(venv_python) if venv_python.exists() else sys.executable)
     p.add_argument("--wait-quiet", type=float, default=60, help="see widget_load.py")
@@ -119,6 +140,11 @@ def main() -> None:
         }
         for name in [s.strip() for s in args.scripts.split(",") if s.strip()]:
             script = BENCH / "pgbench" / f"{name}.sql"
+            if args.group > 1:
+                name = f"{name}_x{args.group}"
+                text = grouped(script.read_text(), args.group)
+                script = Path(tempfile.mkdtemp(prefix="pgbench-script-")) / f"{name}.sql"
+                script.write_text(text)
             before = psql(url, "SELECT count(*) FROM actions")
             cmd = [
                 pgbench_binary(),
@@ -186,8 +212,7 @@ def main() -> None:
                 "actions_added": added,
                 "cpu_cores": {k: cpu[k] for k in ("postgres", "pgbench", "machine")},
             }
-            # signatures per second from the rows added: a script may store several per
-            # transaction (signature_counters_x10.sql)
+            # signatures per second from the rows added (several per transaction with --group)
             per_s = added / args.duration
             result["signatures_per_s"] = round(per_s)
             results.append(result)

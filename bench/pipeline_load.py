@@ -38,7 +38,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.widget_load import cpu_seconds, machine_busy_seconds, process_tree, psql, run_wrk
+from bench.widget_load import (
+    cpu_by_name,
+    cpu_seconds,
+    machine_busy_seconds,
+    process_tree,
+    psql,
+    run_wrk,
+)
 from tests.clients.harness import free_port
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.factories import make_campaign, make_key, make_org, make_page
@@ -52,20 +59,6 @@ from proca_server.config import Settings
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "add_action_contact.lua"
 WINDOW = float(os.environ.get("BENCH_WINDOW", "5"))
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def cpu_by_name(names: tuple[str, ...]) -> float:
-    """CPU seconds of every process whose command name starts with one of `names`."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                comm = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            if comm.startswith(names):
-                total += cpu_seconds(int(entry.name))
-    return total
 
 
 class CpuWatch:

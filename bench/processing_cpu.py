@@ -32,28 +32,9 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
 from sql_per_request import seeded_database, signature  # noqa: E402
+from widget_load import cpu_by_name  # noqa: E402
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_of(names: tuple[str, ...]) -> float:
-    """CPU seconds (user + system) of every process whose command name starts with one of
-    `names`."""
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if name.startswith(names):
-            fields = stat[stat.rindex(")") + 2 :].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / TICK
 
 
 async def run(page: int, actions: int, batch: int, embedded: bool, profile: int) -> None:
@@ -98,7 +79,7 @@ async def run(page: int, actions: int, batch: int, embedded: bool, profile: int)
         warm, rest = ids[:batch], ids[batch:]
         await runtime.process(warm)
         profiler = cProfile.Profile() if profile else None
-        pg0, mq0 = _cpu_of(("postgres",)), _cpu_of(("beam.smp",))
+        pg0, mq0 = cpu_by_name(("postgres",)), cpu_by_name(("beam.smp",))
         c0, w0 = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
@@ -109,7 +90,7 @@ async def run(page: int, actions: int, batch: int, embedded: bool, profile: int)
             profiler.disable()
         wall = time.perf_counter() - w0
         cpu = time.process_time() - c0
-        pg, mq = _cpu_of(("postgres",)) - pg0, _cpu_of(("beam.smp",)) - mq0
+        pg, mq = cpu_by_name(("postgres",)) - pg0, cpu_by_name(("beam.smp",)) - mq0
         n = max(done, 1)
         print(
             f"processed {done} of {len(rest)} in {wall:.2f} s = {done / wall:.0f} actions/s "

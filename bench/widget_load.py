@@ -120,6 +120,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
+def cpu_by_name(names: tuple[str, ...]) -> float:
+    """CPU seconds of every process whose command name starts with one of `names`."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith(names):
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]

@@ -82,6 +82,22 @@ def retries_of(message: AbstractIncomingMessage, queue: str) -> int:
     return count
 
 
+def _outcome(exchange: str, routing_key: str, result: object) -> bool | BrokerError:
+    """What one publish came to, from the client's answer or the exception it raised: True (a
+    queue took it), False (unroutable: returned by the broker) or the BrokerError to report
+    (`ExchangeNotFound` for a missing exchange)."""
+    if isinstance(result, aiormq.exceptions.ChannelNotFoundEntity):
+        return ExchangeNotFound(f"exchange {exchange} does not exist")
+    if isinstance(result, aiormq.exceptions.DeliveryError):
+        return BrokerError(f"RabbitMQ refused a message for {exchange!r}")
+    if isinstance(result, BaseException):
+        return BrokerError(f"publish to {exchange!r} failed: {type(result).__name__}")
+    if isinstance(result, DeliveredMessage):
+        log.info("unroutable message on exchange %r, routing key %r", exchange, routing_key)
+        return False
+    return True
+
+
 class RabbitBroker:
     def __init__(
         self,
@@ -199,23 +215,20 @@ class RabbitBroker:
         properties: aiormq.spec.Basic.Properties | None = None,
     ) -> bool:
         properties = properties or Basic.Properties(delivery_mode=PERSISTENT)
+        result: object
         try:
             result = await self._send(exchange, routing_key, body, properties)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            raise ExchangeNotFound(f"exchange {exchange} does not exist") from None
-        except aiormq.exceptions.DeliveryError:
-            raise BrokerError(f"RabbitMQ refused a message for {exchange!r}") from None
         except (
             TimeoutError,
             aiormq.exceptions.AMQPError,
             aiormq.exceptions.ChannelInvalidStateError,
             OSError,
         ) as exc:
-            raise BrokerError(f"publish to {exchange!r} failed: {type(exc).__name__}") from exc
-        if isinstance(result, DeliveredMessage):
-            log.info("unroutable message on exchange %r, routing key %r", exchange, routing_key)
-            return False
-        return True
+            result = exc
+        outcome = _outcome(exchange, routing_key, result)
+        if isinstance(outcome, BrokerError):
+            raise outcome from (result if isinstance(result, BaseException) else None)
+        return outcome
 
     async def publish_many(
         self, messages: Sequence[tuple[str, str, bytes]]
@@ -270,24 +283,13 @@ class RabbitBroker:
             if not todo:
                 break
             await asyncio.sleep(0.05 * (attempt + 1))
-        outcomes: list[bool | BrokerError] = []
-        for (exchange, routing_key, _), result in zip(messages, results, strict=True):
-            if isinstance(result, aiormq.exceptions.ChannelNotFoundEntity):
-                outcomes.append(ExchangeNotFound(f"exchange {exchange} does not exist"))
-            elif isinstance(result, aiormq.exceptions.DeliveryError):
-                outcomes.append(BrokerError(f"RabbitMQ refused a message for {exchange!r}"))
-            elif isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result  # a cancellation
-                outcomes.append(
-                    BrokerError(f"publish to {exchange!r} failed: {type(result).__name__}")
-                )
-            elif isinstance(result, DeliveredMessage):
-                log.info("unroutable message on exchange %r, routing key %r", exchange, routing_key)
-                outcomes.append(False)
-            else:
-                outcomes.append(True)
-        return outcomes
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # a cancellation
+        return [
+            _outcome(exchange, routing_key, result)
+            for (exchange, routing_key, _), result in zip(messages, results, strict=True)
+        ]
 
     async def _send(
         self,

@@ -3,7 +3,7 @@
 
 The split follows "side effects after commit": `plan_processing` decides and renders the
 messages without writing anything; the caller publishes `Plan.publications`, then calls
-`apply_plan` and commits. A crash between the two leaves the action's status as it was, so
+`apply_plans` and commits. A crash between the two leaves the action's status as it was, so
 the sweeper (`find_unprocessed`) finds it again and the messages go out once more
 (consumers are idempotent on action id and stage)."""
 
@@ -208,11 +208,6 @@ def _transient_action_keys(loaded: LoadedAction) -> set[str]:
         for entry in loaded.campaign.transient_actions or []
         if entry.startswith(prefix)
     }
-
-
-async def apply_plan(session: AsyncSession, plan: Plan) -> None:
-    """`apply_plans` for one plan."""
-    await apply_plans(session, [plan])
 
 
 async def apply_plans(session: AsyncSession, plans: Sequence[Plan]) -> None:
