@@ -85,56 +85,36 @@ class Settings(BaseSettings):
     run_workers: bool = Field(True, alias="RUN_WORKERS")
     sweep_interval_ms: int = Field(5000, gt=0, alias="SWEEP_INTERVAL_MS")
     sweep_age_ms: int = Field(60000, ge=0, alias="SWEEP_AGE_MS")
+    # request limits (web/body_limit.py, action/velocity.py; docs/security.md)
+    max_body_bytes: int = Field(1_048_576, ge=1024, alias="MAX_BODY_BYTES")
+    # signatures accepted per window from one client address / with one email, per process;
+    # 0 turns a limit off
+    signature_limit_per_address: int = Field(500, ge=0, alias="SIGNATURE_LIMIT_PER_ADDRESS")
+    signature_limit_per_email: int = Field(20, ge=0, alias="SIGNATURE_LIMIT_PER_EMAIL")
+    signature_limit_window: int = Field(3600, gt=0, alias="SIGNATURE_LIMIT_WINDOW")
+    # encryption at rest (contact/crypto.py, service/secrets.py): refuse signatures whose
+    # contacts would be stored in clear (an org without an active key, no instance sign key)
+    require_encryption: bool = Field(False, alias="REQUIRE_ENCRYPTION")
+    # log-in throttling (auth/throttle.py): failed log-ins allowed per window with one email /
+    # from one client address, per process; 0 turns a limit off
+    login_max_failures_per_account: int = Field(10, ge=0, alias="LOGIN_MAX_FAILURES_PER_ACCOUNT")
+    login_max_failures_per_address: int = Field(50, ge=0, alias="LOGIN_MAX_FAILURES_PER_ADDRESS")
+    login_failure_window: int = Field(900, gt=0, alias="LOGIN_FAILURE_WINDOW")
+    # GraphQL document limits (graphql/limits.py; docs/configuration.md): far above what any
+    # real client sends, they refuse a document before it is validated or run
+    graphql_max_tokens: int = Field(5000, gt=0, alias="GRAPHQL_MAX_TOKENS")
+    graphql_max_depth: int = Field(20, gt=0, alias="GRAPHQL_MAX_DEPTH")
+    graphql_max_aliases: int = Field(100, ge=0, alias="GRAPHQL_MAX_ALIASES")
+    graphql_max_introspection: int = Field(2, ge=0, alias="GRAPHQL_MAX_INTROSPECTION")
+    graphql_max_cost: int = Field(100_000, gt=0, alias="GRAPHQL_MAX_COST")
+    graphql_max_repeats: int = Field(20, gt=0, alias="GRAPHQL_MAX_REPEATS")
 
-    @field_validator(
-        "amqp_url",
-        "jwt_secret",
-        "jwks_url",
-        "admin_email",
-        "sso_home_url",
-        "hcaptcha_key",
-        "procaptcha_url",
-        "email_srs_key",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
-
-    @field_validator(
-        "jwt_email",
-        "jwt_email_verified",
-        "allow_unverified_email",
-        "local_auth_enable",
-        mode="before",
-    )
+    @field_validator("*", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object, info: ValidationInfo) -> object:
+        """An empty variable counts as unset (docs/configuration.md)."""
         if value == "" and info.field_name:
-            return cls.model_fields[info.field_name].default
-        return value
-
-    @field_validator(
-        "stats_background",
-        "stats_cache_ms",
-        "stats_compact_ms",
-        "sync_interval",
-        "retry_limit",
-        "retry_delay_ms",
-        "email_srs_prefix",
-        "reminder_interval",
-        "pipeline",
-        "run_workers",
-        "sweep_interval_ms",
-        "sweep_age_ms",
-        "signature_lane",
-        "signature_batch_ms",
-        mode="before",
-    )
-    @classmethod
-    def _stats_empty_is_default(cls, value: object, info: ValidationInfo) -> object:
-        if value == "" and info.field_name:
-            return cls.model_fields[info.field_name].default
+            return cls.model_fields[info.field_name].get_default(call_default_factory=True)
         return value
 
     @property

@@ -45,11 +45,28 @@ class BadArgument(ProcaError):
     code = "bad_arg"
 
 
+class QueryTooComplex(ProcaError):
+    """A document over one of the limits of graphql/limits.py."""
+
+    code = "query_too_complex"
+
+
 class AuthenticationFailed(ProcaError):
     """Credentials were sent but do not hold; the transport answers HTTP 401 (or 400)."""
 
     code = "unauthorized"
     http_status = 401
+
+
+class TooManyAttempts(AuthenticationFailed):
+    """Too many failed log-ins (auth/throttle.py): HTTP 429, with Retry-After in seconds."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UserInputError(Exception):

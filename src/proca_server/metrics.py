@@ -98,6 +98,13 @@ WORKER_DURATION = Histogram(
     ["worker"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# reason: address | email (action/velocity.py)
+SIGNATURES_REFUSED = Counter(
+    "proca_signatures_refused", "Signatures refused by the velocity limits.", ["reason"]
+)
+REQUEST_LIMITS = Counter(
+    "proca_request_limit_refusals", "Requests refused by a request limit.", ["limit"]
+)
 REQUEUED_ACTIONS = Counter(
     "proca_requeued_actions", "Actions sent again to a queue by requeueActions.", ["destination"]
 )

@@ -29,12 +29,14 @@ from graphql import (
     TypeInfo,
     TypeInfoVisitor,
     Visitor,
-    parse,
     print_ast,
     type_from_ast,
     visit,
 )
 from graphql.error import GraphQLSyntaxError
+
+from proca_server.errors import QueryTooComplex
+from proca_server.graphql.limits import CACHED_TEXT, check_document, default_limits
 
 
 def camel(name: str) -> str:
@@ -126,12 +128,12 @@ def _operations(
 
 
 def make_preparer(schema: GraphQLSchema, cache_size: int = 1024) -> Any:
-    @lru_cache(maxsize=cache_size)
-    def prepare(query: str) -> Prepared | None:
-        """The document with names normalised; None when it does not parse."""
+    def prepare_text(query: str) -> Prepared | None:
+        """The document with names normalised; None when it does not parse or is over the
+        limits (graphql/limits.py: execution then refuses it, in its own words)."""
         try:
-            document = parse(query)
-        except GraphQLSyntaxError:
+            document = check_document(schema, query, default_limits(), count=False)
+        except (GraphQLSyntaxError, QueryTooComplex):
             return None
         type_info = TypeInfo(schema)
         renamer = _Renamer(type_info)
@@ -140,6 +142,11 @@ def make_preparer(schema: GraphQLSchema, cache_size: int = 1024) -> Any:
             document = cast(DocumentNode, rewritten)
             query = print_ast(document)
         return Prepared(query, _operations(schema, document))
+
+    cached = lru_cache(maxsize=cache_size)(prepare_text)
+
+    def prepare(query: str) -> Prepared | None:
+        return cached(query) if len(query) <= CACHED_TEXT else prepare_text(query)
 
     return prepare
 

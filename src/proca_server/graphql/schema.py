@@ -6,7 +6,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -18,6 +18,7 @@ from proca_server.campaign.api import CampaignMutation, CampaignQuery
 from proca_server.campaign.types import PrivateCampaign, PublicCampaign
 from proca_server.confirm.api import ConfirmMutation
 from proca_server.graphql.errors import is_expected, log
+from proca_server.graphql.limits import DocumentLimits
 from proca_server.graphql.scalars import SCALAR_MAP
 from proca_server.graphql.subscriptions import Subscription
 from proca_server.graphql.transactions import MutationTransactions
@@ -49,12 +50,8 @@ class Mutation(
     pass
 
 
-def _parser_cache() -> ParserCache:
-    # the LRU behind it is module-wide, shared by every request
-    return ParserCache(maxsize=1024)
-
-
 def _validation_cache() -> ValidationCache:
+    # the LRU behind it is module-wide, shared by every request
     return ValidationCache(maxsize=1024)
 
 
@@ -73,8 +70,10 @@ def build_schema() -> ProcaSchema:
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        # widgets send the same few documents: parse and validate each once
-        extensions=[MutationTransactions, _parser_cache, _validation_cache],
+        # widgets send the same few documents: parse (DocumentLimits, which also refuses a
+        # document over the limits before anything else is done with it) and validate each
+        # once
+        extensions=[MutationTransactions, DocumentLimits, _validation_cache],
         # implementations reached only through their interface
         types=[
             PrivateOrg,
