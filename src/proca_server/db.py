@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import ColumnElement, any_, bindparam, event, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from proca_server.config import Settings
+from proca_server.errors import BadArgument
+from proca_server.kit.storable import dumps_for_sqlite, text_problem
 
 
 def sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -38,6 +43,10 @@ def configure_sqlite(engine: AsyncEngine) -> None:
     # writers wait for each other up to busy_timeout. The cost: a SAVEPOINT opened before any
     # write would be the outermost transaction, so the code uses no savepoints (checks first).
     event.listen(engine.sync_engine, "connect", sqlite_on_connect)
+    # aiosqlite logs every call with its parameters at DEBUG: never, whatever the root level
+    driver_log = logging.getLogger("aiosqlite")
+    if driver_log.level < logging.INFO:  # NOTSET included
+        driver_log.setLevel(logging.INFO)
 
 
 def ensure_sqlite_dir(sqlalchemy_url: str) -> None:
@@ -49,15 +58,95 @@ def ensure_sqlite_dir(sqlalchemy_url: str) -> None:
 
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     url = make_url(settings.sqlalchemy_url)
+    # Statement parameters are personal data (emails, names): never in an error's text, so
+    # never in a log line.
+    kwargs.setdefault("hide_parameters", True)
     if url.get_backend_name() == "sqlite":
         ensure_sqlite_dir(settings.sqlalchemy_url)
+        kwargs.setdefault("json_serializer", dumps_for_sqlite)
         engine = create_async_engine(url, **kwargs)
         configure_sqlite(engine)
-        return engine
-    kwargs.setdefault("pool_size", settings.pool_size)
-    kwargs.setdefault("max_overflow", settings.pool_size)
-    kwargs.setdefault("pool_pre_ping", False)
-    return create_async_engine(url, **kwargs)
+    else:
+        kwargs.setdefault("pool_size", settings.pool_size)
+        kwargs.setdefault("max_overflow", settings.pool_size)
+        kwargs.setdefault("pool_pre_ping", False)
+        engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "handle_error", _scrub_error)
+    event.listen(engine.sync_engine, "before_cursor_execute", _refuse_unstorable)
+    return engine
+
+
+def _refuse_unstorable(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """The last net under every input: a string with a NUL or a lone surrogate reaches no
+    database (PostgreSQL refuses the first, no UTF-8 encoder takes the second, SQLite would
+    store or match what PostgreSQL cannot), so every lookup and write behaves the same on both:
+    a `bad_arg` error. Signature input is refused earlier, naming its field."""
+    # parameters: a row (tuple or dict) or rows of them, depending on the dialect and the
+    # execution style; array parameters are lists
+    pending = [parameters]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if problem := text_problem(value):
+                raise BadArgument(f"A value {problem}")
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
+
+
+# A PostgreSQL error carries values of the statement too: its DETAIL ("Key (email)=(...)
+# already exists", "Failing row contains (...)") and HINT, the message of a data exception
+# (SQLSTATE class 22: 'invalid input syntax for type uuid: "..."'), and asyncpg's "invalid
+# input for query argument $3: '<the value>'". They are cut from the driver's exception and
+# from SQLAlchemy's, which repeat its message, before SQLAlchemy raises; what stays for the
+# log is the error's class, SQLSTATE, constraint, table and column names and the statement's
+# text. (SQLite's messages carry no values.)
+_QUERY_ARGUMENT = re.compile(r"invalid input for query argument \$\d+")
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def safe_message(error: asyncpg.PostgresError) -> str:
+    """The message of a driver error without the statement's values."""
+    text = str(error.args[0]) if error.args else ""
+    argument = _QUERY_ARGUMENT.match(text)
+    if argument is not None:
+        return argument.group()
+    if error.sqlstate and error.sqlstate.startswith("22"):
+        return f"data exception (SQLSTATE {error.sqlstate})"
+    return text
+
+
+def scrub(error: asyncpg.PostgresError) -> str:
+    """Cut the statement's values from the driver error; its message without them."""
+    message = safe_message(error)
+    error.args = (message,)
+    error.detail = error.hint = None
+    return message
+
+
+def _scrub_error(context: ExceptionContext) -> None:
+    adapted = context.original_exception
+    driver = next((e for e in _chain(adapted) if isinstance(e, asyncpg.PostgresError)), None)
+    if driver is None:
+        return
+    message = scrub(driver)
+    if adapted is not driver:
+        adapted.args = (message,)
+    wrapper = context.sqlalchemy_exception
+    if wrapper is not None:
+        # as DBAPIError builds it
+        wrapper.args = (f"({type(adapted).__module__}.{type(adapted).__name__}) {message}",)
 
 
 class _TaskLock:

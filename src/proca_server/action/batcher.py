@@ -25,6 +25,8 @@ from typing import Any
 
 import asyncpg
 
+from proca_server.db import scrub
+
 # the most statements in one round trip (the rest go in the next group)
 MAX_GROUP = 64
 # SQLSTATE classes that say the connection or the server went away, not the statement
@@ -110,7 +112,7 @@ class StatementBatcher:
                     rows = await connection.fetchmany(sql, [args for args, _ in items])
             except Exception as exc:
                 if not _refused(exc):
-                    _fail(items, OutcomeUnknown(f"{type(exc).__name__}: {exc}"))
+                    _fail(items, OutcomeUnknown(_name(exc)))
                 elif len(items) == 1:
                     _fail(items, exc)
                 else:
@@ -139,7 +141,7 @@ class StatementBatcher:
         try:
             row = await connection.fetchrow(sql, *args)
         except Exception as exc:
-            _fail([item], exc if _refused(exc) else OutcomeUnknown(f"{type(exc).__name__}"))
+            _fail([item], exc if _refused(exc) else OutcomeUnknown(_name(exc)))
             return
         if not future.done():
             future.set_result(row)
@@ -151,7 +153,17 @@ class StatementBatcher:
             await asyncio.gather(*self._running, return_exceptions=True)
 
 
+def _name(exc: BaseException) -> str:
+    """What of a driver error may go in a log line: its class and SQLSTATE. Its message may
+    carry the statement's arguments (asyncpg's "invalid input for query argument $3: '<the
+    value>'", PostgreSQL's DETAIL), which are personal data."""
+    state = getattr(exc, "sqlstate", None)
+    return f"{type(exc).__name__} (SQLSTATE {state})" if state else type(exc).__name__
+
+
 def _fail(items: Sequence[_Item], exc: BaseException) -> None:
+    if isinstance(exc, asyncpg.PostgresError):
+        scrub(exc)  # whoever logs it logs no argument
     for _, future in items:
         if not future.done():
             future.set_exception(exc)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proca_server.errors import BadArgument
+from proca_server.kit.storable import stored_json_size
 from proca_server.models.action import MAX_FIELDS_BYTES
 
 
@@ -43,6 +43,7 @@ def check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
                 f"{key}: values must be strings, numbers, booleans or lists of strings or numbers",
                 field="customFields",
             )
-    if len(json.dumps(fields, ensure_ascii=False).encode()) > MAX_FIELDS_BYTES:
+    # measured as the databases' max_fields_size checks measure it (kit/storable.py)
+    if stored_json_size(fields) > MAX_FIELDS_BYTES:
         raise BadArgument(f"must be at most {MAX_FIELDS_BYTES} bytes", field="customFields")
     return dict(fields)

@@ -23,7 +23,7 @@ from proca_server.action.tracking import SourceKey
 from proca_server.contact.crypto import KeyRing, SealedContact, seal_for_org
 from proca_server.contact.schemas import ValidatedContact
 from proca_server.errors import BadArgument, NotFound
-from proca_server.kit import base64url
+from proca_server.kit import base64url, storable
 from proca_server.kit.time import utcnow
 from proca_server.models import (
     Action,
@@ -43,10 +43,11 @@ from proca_server.org.templates import check_mustache
 from proca_server.stats import record as counters
 from proca_server.supporter.privacy import Consent, consents
 
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
 FILE_RE = re.compile(r"^[-0-9a-zA-Z!_.*'()/]+$")
 MAX_SUBJECT = 1280
 MAX_BODY = 10240
+MAX_AMOUNT = 2**31 - 1  # donations.amount is a 32-bit integer
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,11 @@ def decode_ref(ref: str, field: str = "contactRef") -> bytes:
 def check_action(data: ActionData) -> None:
     if not ACTION_TYPE_RE.match(data.action_type):
         raise BadArgument("has invalid format", field="actionType")
+    # customFields came through the Json scalar, which refuses this already; the deprecated
+    # key/value list merged into them did not
+    problem = storable.json_problem(data.fields)
+    if problem is not None:
+        raise BadArgument(problem, field="customFields")
     check_fields(data.fields)
 
 
@@ -199,7 +205,7 @@ def _donation_row(data: DonationInput) -> Donation:
     if data.schema is DonationSchema.STRIPE_PAYMENT_INTENT:
         amount = payload.get("amount")
         currency = payload.get("currency")
-        if not isinstance(amount, int) or not isinstance(currency, str):
+        if isinstance(amount, bool) or not isinstance(amount, int) or not isinstance(currency, str):
             raise BadArgument(
                 "a Stripe payment intent payload must carry amount and currency",
                 field="payload",
@@ -208,8 +214,10 @@ def _donation_row(data: DonationInput) -> Donation:
         raise BadArgument("can't be blank", field="amount")
     if amount <= 0:
         raise BadArgument("must be greater than 0", field="amount")
+    if amount > MAX_AMOUNT:
+        raise BadArgument(f"must be at most {MAX_AMOUNT}", field="amount")
     currency = (currency or "EUR").upper()
-    if not CURRENCY_RE.match(currency):
+    if not CURRENCY_RE.fullmatch(currency):
         raise BadArgument("is not a currency code", field="currency")
     return Donation(
         schema=data.schema,
@@ -230,6 +238,10 @@ async def _mtt_rows(
         raise BadArgument(f"should be at most {MAX_SUBJECT} character(s)", field="subject")
     if len(body) > MAX_BODY:
         raise BadArgument(f"should be at most {MAX_BODY} character(s)", field="body")
+    for text, field in ((subject, "subject"), (body, "body")):
+        problem = storable.text_problem(text)
+        if problem is not None:
+            raise BadArgument(problem, field=field)
     check_mustache(subject, "subject")
     check_mustache(body, "body")
     files = list(mtt.files or [])

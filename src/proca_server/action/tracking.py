@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from proca_server.errors import BadArgument
+from proca_server.kit.storable import text_problem
+
 MAX_LEN = 255
 
 
@@ -18,7 +21,7 @@ class SourceKey:
 
 
 def _well_formed(url: str | None) -> bool:
-    if not url:
+    if not url or text_problem(url):
         return False
     try:
         parts = urlsplit(url)
@@ -40,6 +43,10 @@ def _clip(value: str | None, default: str) -> str:
 
 def source_key(tracking: dict[str, str | None] | None, referer: str | None) -> SourceKey | None:
     """The tracking tuple to store, or None when there is neither tracking nor a referer."""
+    for name, value in (tracking or {}).items():
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise BadArgument(problem, field=["tracking", name])
     location = _location((tracking or {}).get("location"), referer)
     if tracking is None:
         if location is None:

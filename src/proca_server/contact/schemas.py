@@ -3,9 +3,9 @@
 Map (spec §4.1, §4.2):
 
 1. Common rules, whatever the schema: every text is trimmed and an empty one is absent (the
-   widget sends "" for empty fields); names, email, phone, address and nationality are
-   normalised and checked for format and length; name / firstName / lastName complete each
-   other.
+   widget sends "" for empty fields), one with a NUL or a lone surrogate is refused; names,
+   email, phone, address and nationality are normalised and checked for format and length;
+   name / firstName / lastName complete each other.
 2. The campaign's contact schema adds its required fields and rules (`basic`,
    `popular_initiative`, `eci`, `it_ci`; the ECI tables live in `eci_rules`).
 3. The result carries the payload stored (encrypted) per receiving org — camelCase keys, absent
@@ -28,6 +28,7 @@ from typing import Any, Final, NoReturn, TypeVar
 from proca_server.contact import eci_rules
 from proca_server.contact.it_regions import region_of_postcode
 from proca_server.errors import BadArgument
+from proca_server.kit.storable import text_problem
 from proca_server.models.enums import ContactSchema
 
 BLANK: Final = "can't be blank"
@@ -193,6 +194,10 @@ def _text(value: Any, field: str) -> str | None:
         return None
     if not isinstance(value, str):
         _fail(field, INVALID)
+    # what no database stores (NUL, lone surrogates) is refused whatever the field's format
+    problem = text_problem(value)
+    if problem is not None:
+        _fail(field, problem)
     value = value.strip()
     return value or None
 

@@ -23,7 +23,11 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
     path = list(error.path) if error.path else None
     original = error.original_error
-    if isinstance(original, ProcaError):
+    if isinstance(original, GraphQLError) and isinstance(original.original_error, ProcaError):
+        # an input value a scalar refused: graphql-core's message names the argument and the
+        # path within it; the code is the scalar's
+        out["extensions"] = {"code": original.original_error.code}
+    elif isinstance(original, ProcaError):
         out["message"] = original.message
         if original.field:
             path = [*(path or []), *(_camel(f) for f in original.field)]
