@@ -152,6 +152,8 @@ async def main(
             "PROCA_ENV": "dev",
             "FINGERPRINT_SEED": "bench",
             "LOG_LEVEL": "warning",
+            # one load generator is one address (see bench/widget_load.py)
+            "SIGNATURE_LIMIT_PER_ADDRESS": "1000000000",
         }
     )
     workdir = Path(tempfile.mkdtemp(prefix="pipeline-load-"))

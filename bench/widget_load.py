@@ -442,6 +442,9 @@ def one_run(args: argparse.Namespace, workers: int, logdir: Path) -> dict[str, A
         "PROCA_ENV": "dev",
         "FINGERPRINT_SEED": "bench",
         "LOG_LEVEL": "warning",
+        # one load generator is one address: the velocity check runs on every signature,
+        # with a limit this load never reaches
+        "SIGNATURE_LIMIT_PER_ADDRESS": "1000000000",
     }
     if args.pool_size:
         env["POOL_SIZE"] = str(args.pool_size)

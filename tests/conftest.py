@@ -113,6 +113,10 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         # processing in the background would race tests that read what a request stored;
         # the pipeline's own tests start a runtime where they need one
         PIPELINE="off",
+        # one app serves every test, from one address: tests of the limits set their own
+        SIGNATURE_LIMIT_PER_ADDRESS=0,
+        SIGNATURE_LIMIT_PER_EMAIL=0,
+        LOGIN_MAX_FAILURES_PER_ADDRESS=0,
     )
 
 

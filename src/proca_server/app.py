@@ -16,10 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server import db
 from proca_server.action.lane import SignatureLane, SignatureLaneMiddleware
+from proca_server.action.velocity import SignatureVelocity
+from proca_server.auth.throttle import LoginThrottle
 from proca_server.config import Settings, get_settings
 from proca_server.confirm.links import router as confirm_links_router
 from proca_server.email.reminders import reminder_loop
 from proca_server.email.webhooks import router as email_webhooks_router
+from proca_server.graphql import idempotency
 from proca_server.graphql.http import router as graphql_router
 from proca_server.graphql.response_cache import ResponseCache
 from proca_server.graphql.schema import schema
@@ -32,9 +35,13 @@ from proca_server.processing.links import router as supporter_links_router
 from proca_server.processing.runtime import pipeline_running
 from proca_server.stats.maintenance import background as stats_background
 from proca_server.web.accounts import router as accounts_router
+from proca_server.web.body_limit import BodyLimitMiddleware
 from proca_server.web.mailbox import router as mailbox_router
 
 log = logging.getLogger("proca_server")
+
+
+PURGE_INTERVAL = 3600.0
 
 
 class NotMigrated(RuntimeError):
@@ -45,18 +52,37 @@ class NotMigrated(RuntimeError):
 async def side_services(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[None]:
-    """The confirm reminders' schedule (safe in several processes: each reminder is claimed)
-    and the metrics exporter on METRICS_PORT when it is set (the first process to bind it)."""
-    reminders = asyncio.create_task(reminder_loop(settings, sessionmaker))
+    """The confirm reminders' schedule (safe in several processes: each reminder is claimed),
+    the purge of expired idempotency keys, and the metrics exporter on METRICS_PORT when it
+    is set (the first process to bind it)."""
+    tasks = [
+        asyncio.create_task(reminder_loop(settings, sessionmaker)),
+        asyncio.create_task(purge_loop(sessionmaker)),
+    ]
     exporter = start_metrics_server(settings.listen_ip)
     try:
         yield
     finally:
-        reminders.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reminders
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if exporter is not None:
             exporter.stop()
+
+
+async def purge_loop(
+    sessionmaker: async_sessionmaker[AsyncSession], interval: float = PURGE_INTERVAL
+) -> None:
+    """Delete expired idempotency keys (they are ignored once expired; this keeps the table
+    small). Several processes may run it: the deletes are idempotent."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await idempotency.purge_expired(sessionmaker)
+        except Exception:
+            log.warning("purging expired idempotency keys failed", exc_info=True)
 
 
 def settle_heap() -> None:
@@ -97,12 +123,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = db.create_sessionmaker(engine)
     app.state.response_cache = ResponseCache()
+    app.state.velocity = SignatureVelocity.from_settings(settings)
+    app.state.login_throttle = LoginThrottle.from_settings(settings)
     lane = app.state.signature_lane = SignatureLane(
-        settings, engine, schema._schema, app.state.sessionmaker
+        settings, engine, schema._schema, app.state.sessionmaker, app.state.velocity
     )
 
     # inside CORS (added later, so outer): the lane's answers get the same CORS headers
     app.add_middleware(SignatureLaneMiddleware, lane=lane)
+    # outside the lane, which reads bodies itself
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

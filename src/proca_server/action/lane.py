@@ -46,7 +46,6 @@ from graphql import (
     OperationType,
     VariableDefinitionNode,
     get_named_type,
-    parse,
     type_from_ast,
     validate,
 )
@@ -56,14 +55,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from proca_server.action import captcha, service, store
 from proca_server.action.batcher import StatementBatcher
 from proca_server.action.tracking import source_key
+from proca_server.action.velocity import SignatureVelocity, TooManySignatures
 from proca_server.action.widget_api import action_values, contact_values, tracking_values
 from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
 from proca_server.config import Settings
 from proca_server.contact.keyrings import keyring_for
 from proca_server.contact.schemas import validate_contact
+from proca_server.errors import QueryTooComplex
 from proca_server.graphql import idempotency
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.http import BadRequest, dumps_answer, parse_variables
+from proca_server.graphql.limits import Limits, check_document, default_limits
 from proca_server.graphql.names import convert_variables
 from proca_server.kit import base64url
 from proca_server.kit.time import utcnow
@@ -99,12 +101,14 @@ class Plan:
     outputs: tuple[tuple[str, str], ...]  # (response key, field name)
 
 
-def compile_plan(schema: GraphQLSchema, query: str, operation_name: str | None) -> Plan | None:
-    """The plan for a valid document whose operation is one plain addActionContact, else
-    None."""
+def compile_plan(
+    schema: GraphQLSchema, query: str, operation_name: str | None, limits: Limits | None = None
+) -> Plan | None:
+    """The plan for a valid document, within the document limits, whose operation is one
+    plain addActionContact, else None."""
     try:
-        document = parse(query)
-    except GraphQLError:
+        document = check_document(schema, query, limits or default_limits(), count=False)
+    except (GraphQLError, QueryTooComplex):
         return None
     if validate(schema, document):
         return None
@@ -166,8 +170,11 @@ class SignatureLane:
         engine: AsyncEngine,
         schema: GraphQLSchema,
         sessionmaker: async_sessionmaker[AsyncSession],
+        velocity: SignatureVelocity | None = None,
     ) -> None:
         self.settings = settings
+        self.velocity = velocity or SignatureVelocity(0, 0, 1)
+        self.limits = Limits.of(settings)
         self.schema = schema
         self.sessionmaker = sessionmaker
         # refreshes in flight, by what they refresh; kept so that none is collected early
@@ -230,13 +237,15 @@ class SignatureLane:
             return self._plans[key]
         except KeyError:
             pass
-        plan = compile_plan(self.schema, query, operation_name)
+        plan = compile_plan(self.schema, query, operation_name, self.limits)
         if len(self._plans) >= PLAN_CACHE_SIZE:
             self._plans.pop(next(iter(self._plans)))
         self._plans[key] = plan
         return plan
 
-    async def answer(self, body: bytes, referer: str | None, state: Any) -> bytes | None:
+    async def answer(
+        self, body: bytes, referer: str | None, state: Any, address: str | None = None
+    ) -> bytes | None:
         """The response body for a request the lane takes; None to pass it on."""
         if captcha.enabled(self.settings):
             return None
@@ -250,9 +259,13 @@ class SignatureLane:
         prepared = self._prepare(plan, variables, referer)
         if prepared is None:
             return None
-        sql, arguments, fingerprint, first_name = prepared
+        sql, arguments, fingerprint, first_name, email = prepared
         if await self._connections() is None:
             return None
+        try:
+            self.velocity.admit(address, email)
+        except TooManySignatures:
+            return None  # the general path refuses it, in its shape
         try:
             row = await self.batcher.fetchrow(sql, arguments)
         except (asyncpg.PostgresError, OSError) as exc:
@@ -300,7 +313,7 @@ class SignatureLane:
 
     def _prepare(
         self, plan: Plan, raw_variables: dict[str, Any], referer: str | None
-    ) -> tuple[str, list[Any], bytes, str | None] | None:
+    ) -> tuple[str, list[Any], bytes, str | None, str | None] | None:
         """The statement and its arguments, the fingerprint and first name; None when the
         request is not one for the lane (its outcome is then the general path's to give)."""
         try:
@@ -343,7 +356,9 @@ class SignatureLane:
             receivers = service.receivers(page, privacy.get("optIn"), privacy.get("leadOptIn"))
             if not receivers:
                 return None
-            keyring = keyring_for(self.settings.org_name)
+            keyring = keyring_for(
+                self.settings.org_name, require_encryption=self.settings.require_encryption
+            )
             sealed = []
             for consent in receivers:
                 copy = keyring.cached_seal(consent.org_id, contact.payload)
@@ -356,7 +371,7 @@ class SignatureLane:
             return None
         rows = service.signature_rows(page, contact, data, source, sealed)
         sql, arguments = store.pg_signature(*rows, utcnow())
-        return sql, arguments, contact.fingerprint, contact.first_name
+        return sql, arguments, contact.fingerprint, contact.first_name, contact.email
 
 
 async def _keep(connection: asyncpg.Connection) -> None:
@@ -370,7 +385,7 @@ def _request(body: bytes) -> tuple[str, str | None, dict[str, Any]] | None:
     is not plain."""
     try:
         params = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(params, dict):
         return None
@@ -434,7 +449,10 @@ class SignatureLaneMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        answer = await self.lane.answer(body, referer, scope["app"].state)
+        client = scope.get("client")
+        answer = await self.lane.answer(
+            body, referer, scope["app"].state, client[0] if client else None
+        )
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
             return

@@ -30,7 +30,7 @@ Ctx = Info[Context, None]
 
 
 def keyring(ctx: Context) -> KeyRing:
-    return keyring_for(ctx.settings.org_name)
+    return keyring_for(ctx.settings.org_name, require_encryption=ctx.settings.require_encryption)
 
 
 @strawberry.input(name="CustomFieldInput")
@@ -237,6 +237,7 @@ async def sign(
         seed=ctx.settings.fingerprint_seed,
         today=utcnow().date(),
     )
+    ctx.velocity.admit(ctx.client_address, validated.email)
     created = await service.add_action_contact(
         session,
         keyring(ctx),
@@ -274,6 +275,7 @@ async def share(
     """addAction, from plain values."""
     page = await service.load_page(ctx.session, action_page_id)
     ref = service.decode_ref(contact_ref)
+    ctx.velocity.admit(ctx.client_address, None)
     created = await service.add_action(
         ctx.session, page, action, ref, source_key(tracking, ctx.referer)
     )

@@ -175,6 +175,7 @@ def serve(
         log_level=s.log_level.lower(),
         log_config=None,
         proxy_headers=True,
+        ws_max_size=s.max_body_bytes,
         # accepts the empty Sec-WebSocket-Protocol header some Phoenix clients send
         ws="proca_server.graphql.socket:PhoenixWebSocketProtocol",
     )

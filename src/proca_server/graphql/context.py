@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.action.velocity import SignatureVelocity
 from proca_server.config import Settings
+from proca_server.graphql.idempotency import Binding
 from proca_server.models import Staffer, User
 from proca_server.processing.handoff import NULL_PIPELINE, Pipeline
 
@@ -22,12 +24,18 @@ class Context:
     settings: Settings
     user: User | None = None
     referer: str | None = None
+    # the client's address (behind a trusted proxy, the one it forwarded)
+    client_address: str | None = None
+    # the signature velocity limits of this process (none by default)
+    velocity: SignatureVelocity = field(default_factory=lambda: SignatureVelocity(0, 0, 1))
     extensions: dict[str, Any] = field(default_factory=dict)
     # (user id, org id) -> membership, looked up once per request
     staffers: dict[tuple[int, int], Staffer | None] = field(default_factory=dict)
     # the client's idempotency key, reserved with the first root mutation's writes
-    idempotency_key: str | None = None
+    idempotency_key: Binding | None = None
     idempotency_reserved: bool = False
+    # set by a resolver whose answer carries a secret (a private key): not kept for replays
+    answer_has_secret: bool = False
     # callbacks to run after the transaction commits (publishes, emails)
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # where committed actions and events go next (processing/handoff.py); the app's

@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from graphql import OperationType
 from graphql.error import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,9 +24,11 @@ from proca_server.errors import AuthenticationFailed
 from proca_server.graphql import idempotency, response_cache
 from proca_server.graphql.context import Context
 from proca_server.graphql.errors import format_error
+from proca_server.graphql.execute import run_document
 from proca_server.graphql.names import convert_variables, make_preparer
 from proca_server.graphql.response_cache import ResponseCache
 from proca_server.graphql.schema import schema
+from proca_server.kit import jsontext
 from proca_server.processing.handoff import pipeline_of
 
 log = logging.getLogger("proca_server.http")
@@ -41,15 +43,21 @@ class BadRequest(Exception):
         self.message = message
 
 
-def _json(body: dict[str, Any], status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type="application/json")
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return _raw_json(dumps_answer(body), status)
 
 
-def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
+def _error(status: int, message: str, code: str | None = None) -> Response:
     error: dict[str, Any] = {"message": message}
     if code:
         error["extensions"] = {"code": code}
     return _json({"data": None, "errors": [error]}, status)
+
+
+# JSON nesting no client comes near (the widget's variables are four levels deep); deeper
+# values would only reach recursive code (coercion, encoders) at the interpreter's limit
+MAX_VARIABLES_DEPTH = 32
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def parse_variables(raw: Any) -> dict[str, Any] | None:
@@ -58,30 +66,51 @@ def parse_variables(raw: Any) -> dict[str, Any] | None:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
             raise BadRequest(400, "variables is not valid JSON") from exc
         if raw is None:
             return None
     if not isinstance(raw, dict):
         raise BadRequest(400, "variables must be a JSON object")
+    if nested_deeper(raw, MAX_VARIABLES_DEPTH):
+        raise BadRequest(400, f"variables are nested deeper than {MAX_VARIABLES_DEPTH} levels")
     return raw
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Whether a JSON value has objects or arrays nested more than `limit` deep."""
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        next_level: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                next_level.extend(item.values())
+            elif isinstance(item, list):
+                next_level.extend(item)
+        if not next_level:
+            return False
+        level = next_level
+    return True
 
 
 async def _read_params(request: Request) -> dict[str, Any]:
     if request.method == "GET":
         return dict(request.query_params)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in FORM_TYPES:
+        raise BadRequest(415, "Unsupported content type: send application/json")
     body = await request.body()
     if content_type == "application/graphql":
-        return {**request.query_params, "query": body.decode("utf-8", "replace")}
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
-        return {k: v for k, v in form.items() if isinstance(v, str)}
+        try:
+            return {**request.query_params, "query": body.decode("utf-8")}
+        except UnicodeDecodeError as exc:
+            raise BadRequest(400, "Request body is not valid UTF-8") from exc
     if not body.strip():
         return dict(request.query_params)
     try:
         params = json.loads(body)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers invalid UTF-8; RecursionError, nesting past the parser's depth
         raise BadRequest(400, "Request body is not valid JSON") from exc
     if not isinstance(params, dict):
         raise BadRequest(400, "Request body must be a JSON object")
@@ -102,8 +131,8 @@ async def execute_request(
     if cache is not None and response_cache.anonymous(request.headers, request.cookies):
         raw = await request.body() if request.method == "POST" else b""
         method = f"{request.method} {request.headers.get('content-type', '')}"
-        cache_key = (method, request.url.query, raw)
-        hit = cache.get(cache_key)
+        cache_key = cache.key(method, request.url.query, raw)
+        hit = cache.get(cache_key) if cache_key is not None else None
         if hit is not None:
             return _raw_json(hit)
     started_at = time.monotonic()
@@ -190,13 +219,6 @@ async def _execute(
 ) -> tuple[Response, str | None]:
     """Run the document; the response, and the answer's text when `cacheable` and it is
     one to keep (no errors)."""
-    if key is not None:
-        taken, answer = await idempotency.stored(sessionmaker, key, wait=True)
-        if answer is not None:
-            return _raw_json(answer), None
-        if taken:
-            return _error(409, "A request with this idempotency key was already processed"), None
-
     async with sessionmaker() as session:
         try:
             user = await authenticate_request(
@@ -204,31 +226,45 @@ async def _execute(
                 settings,
                 authorization=request.headers.get("authorization"),
                 cookies=request.cookies,
+                client=request.client.host if request.client else None,
+                throttle=request.app.state.login_throttle,
             )
         except AuthenticationFailed as exc:
             await session.rollback()
-            return _error(exc.http_status, exc.message, exc.code), None
+            response = _error(exc.http_status, exc.message, exc.code)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                response.headers["Retry-After"] = str(retry_after)
+            return response, None
+        # the key is looked up only now that the caller is known: it is theirs alone
+        binding = None
+        if key is not None:
+            binding = idempotency.bind(
+                key, user.id if user else None, query, operation_name, variables
+            )
+            try:
+                taken, answer = await idempotency.stored(sessionmaker, binding, wait=True)
+            except idempotency.KeyReused as exc:
+                await session.rollback()
+                return _error(exc.http_status, exc.message, exc.code), None
+            if answer is not None:
+                await session.rollback()
+                return _raw_json(answer), None
+            if taken:
+                await session.rollback()
+                return _error(409, "A request with this idempotency key is still running"), None
         context = Context(
             session=session,
             settings=settings,
             user=user,
             referer=request.headers.get("referer"),
+            client_address=request.client.host if request.client else None,
+            velocity=request.app.state.velocity,
             extensions=extensions,
-            idempotency_key=key,
+            idempotency_key=binding,
             pipeline=pipeline_of(request.app.state),
         )
-        result = await schema.execute(
-            query,
-            variable_values=variables,
-            context_value=context,
-            operation_name=operation_name,
-        )
-        # Root mutations commit one by one (graphql/transactions.py); what is left here is a
-        # query's own writes (such as a token's last use), kept when nothing failed.
-        if result.errors:
-            await session.rollback()
-        else:
-            await session.commit()
+        result = await run_document(context, query, variables, operation_name)
     await context.run_after_commit()
 
     body: dict[str, Any] = {}
@@ -239,28 +275,43 @@ async def _execute(
         body["errors"] = [format_error(e) for e in result.errors]
     if result.data is not None or not result.errors or _executed(result.errors):
         body["data"] = result.data
-    if key is not None:
+    if binding is not None:
         if context.idempotency_reserved:
             answer = dumps_answer(body)
-            await idempotency.save(sessionmaker, key, answer)
+            kept = answer
+            if context.answer_has_secret:
+                kept = dumps_answer(
+                    {
+                        "data": None,
+                        "errors": [
+                            {
+                                "message": idempotency.NOT_KEPT_MESSAGE,
+                                "extensions": {"code": "idempotency_secret_not_kept"},
+                            }
+                        ],
+                    }
+                )
+            await idempotency.save(sessionmaker, binding, kept)
             return _raw_json(answer), None
         if any(
             isinstance(e.original_error, idempotency.DuplicateRequest) for e in result.errors or []
         ):
             # a concurrent twin took the key first: answer what it answered
-            _, answer = await idempotency.stored(sessionmaker, key, wait=True)
+            try:
+                _, answer = await idempotency.stored(sessionmaker, binding, wait=True)
+            except idempotency.KeyReused as exc:
+                return _error(exc.http_status, exc.message, exc.code), None
             if answer is not None:
                 return _raw_json(answer), None
     return _json(body), None
 
 
 def dumps_answer(body: dict[str, Any]) -> str:
-    """An answer's JSON text, as JSONResponse renders it."""
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return jsontext.dumps(body)
 
 
-def _raw_json(text: str) -> Response:
-    return Response(text, status_code=200, media_type="application/json")
+def _raw_json(text: str, status: int = 200) -> Response:
+    return Response(text, status_code=status, media_type="application/json")
 
 
 def _executed(errors: list[GraphQLError]) -> bool:

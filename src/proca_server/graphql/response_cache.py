@@ -15,45 +15,80 @@ import asyncio
 import time
 from collections.abc import Mapping
 
+from cachetools import TTLCache
+
 from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
 
 DEFAULT_TTL = 0.25
-# a bound on memory: each distinct request text is one entry
+# bounds on memory: entries, and bytes of requests and answers kept together
 MAX_ENTRIES = 2_000
+MAX_BYTES = 16 * 1024 * 1024
+# a request whose body is larger is never cached (nor kept as a key): the widget's queries
+# are a few hundred bytes
+MAX_REQUEST_BYTES = 8 * 1024
 
 Key = tuple[str, str, bytes]
+# (monotonic time its data was read from, the answer, bytes it holds)
+Entry = tuple[float, str, int]
+
+
+def _size(entry: Entry) -> int:
+    return entry[2]
 
 
 class ResponseCache:
-    def __init__(self, ttl: float = DEFAULT_TTL, max_entries: int = MAX_ENTRIES) -> None:
-        self.ttl = ttl
+    def __init__(
+        self, ttl: float = DEFAULT_TTL, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES
+    ) -> None:
         self.max_entries = max_entries
-        self._entries: dict[Key, tuple[float, str]] = {}
+        self.max_bytes = max_bytes
+        self.ttl = ttl
         self._in_flight: dict[Key, asyncio.Future[str | None]] = {}
+
+    @property
+    def ttl(self) -> float:
+        return self._ttl
+
+    @ttl.setter
+    def ttl(self, ttl: float) -> None:
+        """Setting it empties the cache."""
+        self._ttl = ttl
+        # bounded by bytes; expired entries leave on every write, whatever their number
+        self._entries: TTLCache[Key, Entry] = TTLCache(
+            maxsize=self.max_bytes, ttl=ttl, timer=time.monotonic, getsizeof=_size
+        )
+
+    @staticmethod
+    def key(method: str, query_string: str, body: bytes) -> Key | None:
+        """The key of a request, None for one too large to cache."""
+        if len(body) + len(query_string) > MAX_REQUEST_BYTES:
+            return None
+        return (method, query_string, body)
 
     def get(self, key: Key) -> str | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
         if time.monotonic() - entry[0] >= self.ttl:
-            del self._entries[key]
             return None
         return entry[1]
 
     def put(self, key: Key, started_at: float, answer: str) -> None:
         """Keep `answer`, computed from data read no earlier than `started_at` (monotonic)."""
+        size = len(key[0]) + len(key[1]) + len(key[2]) + len(answer)
+        if size > self._entries.maxsize:
+            return
+        self._entries.expire()
         if len(self._entries) >= self.max_entries:
-            self._drop_expired()
-            if len(self._entries) >= self.max_entries:
-                # dicts keep insertion order: drop the oldest half
-                for old in list(self._entries)[: self.max_entries // 2]:
-                    del self._entries[old]
-        self._entries[key] = (started_at, answer)
+            self._entries.popitem()  # the least recently used
+        self._entries[key] = (started_at, answer, size)
 
-    def _drop_expired(self) -> None:
-        limit = time.monotonic() - self.ttl
-        for key in [k for k, (at, _) in self._entries.items() if at < limit]:
-            del self._entries[key]
+    @property
+    def bytes_held(self) -> int:
+        return int(self._entries.currsize)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def in_flight(self, key: Key) -> asyncio.Future[str | None] | None:
         """The answer another request is computing now for `key` (None: nobody is)."""

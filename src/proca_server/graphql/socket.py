@@ -39,9 +39,11 @@ from websockets.http11 import Request
 from proca_server.config import Settings
 from proca_server.graphql.context import Context
 from proca_server.graphql.errors import format_error
+from proca_server.graphql.execute import run_document
 from proca_server.graphql.names import convert_variables, make_preparer
 from proca_server.graphql.schema import schema
 from proca_server.graphql.subscriptions import SubscriptionContext
+from proca_server.kit import jsontext
 from proca_server.processing.handoff import pipeline_of
 from proca_server.pubsub import pubsub
 
@@ -90,7 +92,7 @@ class Serializer(Protocol):
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return jsontext.dumps(value)
 
 
 def _frame(join_ref: Any, ref: Any, topic: Any, event: Any, payload: Any) -> Frame:
@@ -271,21 +273,15 @@ class PhoenixConnection:
         operation_name: str | None,
     ) -> None:
         async with self.sessionmaker() as session:
+            client = self.websocket.client
             context = Context(
                 session=session,
                 settings=self.settings,
                 pipeline=pipeline_of(self.websocket.app.state),
+                client_address=client.host if client else None,
+                velocity=self.websocket.app.state.velocity,
             )
-            result = await schema.execute(
-                query,
-                variable_values=variables,
-                context_value=context,
-                operation_name=operation_name,
-            )
-            if result.errors:
-                await session.rollback()
-            else:
-                await session.commit()
+            result = await run_document(context, query, variables, operation_name)
         await context.run_after_commit()
         body = _body(result)
         await self.reply(frame, "ok" if "data" in body else "error", body)

@@ -279,7 +279,9 @@ class OrgMutation:
         user = await users.get_user_by_email(ctx.session, input.email)
         if user is None:
             raise NotFound("User not found", field="email")
-        status = await service.set_member(ctx.session, org, user, bits, create=False, update=True)
+        status = await service.change_member_role(
+            ctx.session, org, user, bits, caller_perms=auth.perms, staffer=auth.staffer
+        )
         return ChangeUserStatus(status=StatusEnum(status))
 
     @strawberry.mutation
@@ -290,15 +292,16 @@ class OrgMutation:
         org = await service.access_org(ctx.session, org_name)
         auth = await auth_for(ctx, org.id)
         user = await users.get_user_by_email(ctx.session, email)
-        leaving_self = auth is not None and user is not None and user.id == auth.user.id
-        if leaving_self:
-            # One may always leave an org one could join, or whose members one manages.
-            allow(auth, Permission.JOIN_ORGS, Permission.CHANGE_ORG_SETTINGS)
-        else:
+        leaving = auth is not None and user is not None and user.id == auth.user.id
+        if not leaving:
+            # any member may leave (unless they are the last owner); removing others needs
+            # change_org_settings
             allow(auth, Permission.CHANGE_ORG_SETTINGS)
-        if user is None:
+        if auth is None or user is None:
             raise NotFound("User not found", field="email")
-        await service.remove_member(ctx.session, org, user)
+        await service.remove_member(
+            ctx.session, org, user, caller_perms=auth.perms, staffer=auth.staffer
+        )
         ctx.staffers.pop((user.id, org.id), None)
         return DeleteUserResult(status=StatusEnum.SUCCESS)
 
@@ -311,6 +314,7 @@ class OrgMutation:
         key, private = await keys.generate_key(
             ctx.session, org, input.name, keep_private=org.name == ctx.settings.org_name
         )
+        ctx.answer_has_secret = True  # never kept for an idempotent replay
         return KeyWithPrivateType(
             id=key.id,
             name=key.name,
