@@ -10,9 +10,13 @@ Map (spec §5, clients spec §4.3):
   24-byte nonce (crypto_nonce), and the ids of both keys. On the wire all of these travel as
   base64url without padding; recipients open them with `@proca/crypto`
   (`nacl.box.open(payload, nonce, signKey.public, encryptKey.private)`).
-- Plaintext fallback (kept from the original): an org without an active key, or an instance
-  without a usable sign key, gets its contacts stored as cleartext JSON with null nonce and key
-  ids.
+- Plaintext fallback (kept from the original; clients depend on it): an org without an active
+  key, or an instance without a usable sign key, gets its contacts stored as cleartext JSON with
+  null nonce and key ids. It is not silent: each such org is named (by id) in one WARNING per
+  process, and with `REQUIRE_ENCRYPTION=true` the signature is refused instead (BadArgument,
+  naming the org), before anything is written. `KeyRing.require_encryption` carries that
+  setting; the signature lane's `cached_seal` never makes a cleartext copy unless it is known
+  to be allowed, so such a signature always goes the general path, which refuses it.
 - `KeyRing` caches the keys per process with a bounded staleness, so the hot path does not
   query them on every action; key administration calls `invalidate` after it commits.
 
@@ -35,6 +39,7 @@ from nacl.public import PublicKey as NaclPublicKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.errors import BadArgument
 from proca_server.models import Org, PublicKey
 
 log = logging.getLogger(__name__)
@@ -139,9 +144,14 @@ class KeyRing:
         *,
         max_age: float = DEFAULT_MAX_AGE,
         clock: Callable[[], float] = time.monotonic,
+        require_encryption: bool | None = None,
     ) -> None:
         self.org_name = org_name
         self.max_age = max_age
+        # REQUIRE_ENCRYPTION; None until a caller with the settings says (keyring_for): until
+        # then the general path stores in clear as the default does, the lane stores nothing
+        self.require_encryption = require_encryption
+        self._warned_keyless: set[int] = set()
         self._clock = clock
         self._sign: _Entry[SignKey] | None = None
         self._orgs: dict[int, _Entry[OrgKey]] = {}
@@ -172,16 +182,36 @@ class KeyRing:
 
     def cached_seal(self, org_id: int, payload: dict[str, Any]) -> SealedContact | None:
         """`seal_for_org` from the cache alone: None when a key it needs is not cached or is
-        stale (the caller then takes the path that loads it)."""
+        stale, or when the copy would be cleartext and that is refused or not known to be
+        allowed (the caller then takes the general path, which loads keys and refuses)."""
         entry = self._orgs.get(org_id)
         if entry is None or not self._fresh(entry):
             return None
-        if entry.value is None:
-            return seal(encode_payload(payload), None, None)
-        sign = self._sign
-        if sign is None or not self._fresh(sign):
+        recipient, sender = entry.value, None
+        if recipient is not None:
+            sign = self._sign
+            if sign is None or not self._fresh(sign):
+                return None
+            sender = sign.value
+        if (recipient is None or sender is None) and self.require_encryption is not False:
             return None
-        return seal(encode_payload(payload), entry.value, sign.value)
+        self._note(org_id, recipient)
+        return seal(encode_payload(payload), recipient, sender)
+
+    def _note(self, org_id: int, recipient: OrgKey | None) -> None:
+        """Warn once per org and process while the org's contacts are stored in clear for
+        want of its key (a missing sign key has its own warning, in `_load_sign_key`)."""
+        if recipient is not None:
+            if self._warned_keyless:
+                self._warned_keyless.discard(org_id)  # warn again should it lose its key
+            return
+        if org_id in self._warned_keyless:
+            return
+        self._warned_keyless.add(org_id)
+        log.warning(
+            "org %d has no active encryption key: its supporters' contacts are stored unencrypted",
+            org_id,
+        )
 
     def ageing(self, org_id: int) -> bool:
         """True when the org's key or the sign key is cached but past half its life: time
@@ -272,12 +302,29 @@ async def seal_for_org(
     keyring: KeyRing, session: AsyncSession, org_id: int, payload: dict[str, Any]
 ) -> SealedContact:
     """The org's copy of a contact: encrypted for its active key by the instance sign key, or
-    cleartext JSON with null nonce and key ids when either key is missing (spec §5)."""
-    clear = encode_payload(payload)
+    cleartext JSON with null nonce and key ids when either key is missing (spec §5), which
+    `keyring.require_encryption` refuses (BadArgument, naming the org, no personal data)."""
     recipient = await keyring.org_key(session, org_id)
-    if recipient is None:
-        return seal(clear, None, None)
-    return seal(clear, recipient, await keyring.sign_key(session))
+    sender = None if recipient is None else await keyring.sign_key(session)
+    if (recipient is None or sender is None) and keyring.require_encryption:
+        raise BadArgument(await _refusal(keyring, session, org_id, recipient))
+    keyring._note(org_id, recipient)
+    return seal(encode_payload(payload), recipient, sender)
+
+
+async def _refusal(
+    keyring: KeyRing, session: AsyncSession, org_id: int, recipient: OrgKey | None
+) -> str:
+    if recipient is not None:
+        return (
+            f"instance org {keyring.org_name} has no usable sign key: contacts cannot be "
+            "encrypted, and this server requires encryption"
+        )
+    name = await session.scalar(select(Org.name).where(Org.id == org_id))
+    return (
+        f"org {name or org_id} has no active encryption key, and this server requires "
+        "encryption: its supporters' contacts cannot be stored"
+    )
 
 
 def seal(clear: bytes, recipient: OrgKey | None, sender: SignKey | None) -> SealedContact:
