@@ -23,7 +23,12 @@ from functools import lru_cache
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth.jwt import authenticate_jwt, looks_like_jwt
-from proca_server.auth.passwords import hash_password, needs_rehash, verify_password
+from proca_server.auth.passwords import (
+    check_password_in_thread,
+    hash_password_in_thread,
+    needs_rehash,
+)
+from proca_server.auth.throttle import LoginThrottle
 from proca_server.config import Settings, get_settings
 from proca_server.errors import AuthenticationFailed
 from proca_server.kit import base64url
@@ -50,37 +55,51 @@ async def authenticate_request(
     *,
     authorization: str | None,
     cookies: Mapping[str, str],
+    client: str | None,
+    throttle: LoginThrottle,
 ) -> User | None:
-    """The caller of an /api (or /link) request; None when anonymous."""
+    """The caller of an /api (or /link) request; None when anonymous. Failed Basic log-ins
+    are counted in the app's `throttle` by email and by `client`, the client's address."""
     if authorization and authorization.strip():
-        return await authenticate(session, authorization, settings)
+        return await authenticate(
+            session, authorization, settings, client=client, throttle=throttle
+        )
     return await user_from_cookies(session, settings, cookies)
 
 
 async def authenticate(
-    session: AsyncSession, authorization: str | None, settings: Settings | None = None
+    session: AsyncSession,
+    authorization: str | None,
+    settings: Settings | None = None,
+    *,
+    client: str | None,
+    throttle: LoginThrottle,
 ) -> User | None:
     """The user the Authorization header identifies; None when there is no header.
 
-    Raises AuthenticationFailed when credentials are given but do not hold."""
+    Raises AuthenticationFailed when credentials are given but do not hold (TooManyAttempts
+    after too many failed Basic log-ins)."""
     if not authorization:
         return None
+    settings = settings or get_settings()
     scheme, _, credentials = authorization.strip().partition(" ")
     scheme = scheme.lower()
     credentials = credentials.strip()
     if scheme == "bearer":
         if looks_like_jwt(credentials):
-            return await authenticate_jwt(session, credentials, settings or get_settings())
+            return await authenticate_jwt(session, credentials, settings)
         user = await service.get_user_by_api_token(session, credentials)
         if user is None:
             raise AuthenticationFailed("Cannot verify token")
         return user
     if scheme == "basic":
-        return await _basic(session, credentials)
+        return await _basic(session, credentials, throttle, client)
     raise MalformedCredentials("Unsupported Authorization scheme")
 
 
-async def _basic(session: AsyncSession, credentials: str) -> User:
+async def _basic(
+    session: AsyncSession, credentials: str, throttle: LoginThrottle, client: str | None
+) -> User:
     try:
         decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError) as exc:
@@ -88,17 +107,38 @@ async def _basic(session: AsyncSession, credentials: str) -> User:
     email, sep, password = decoded.partition(":")
     if not sep:
         raise MalformedCredentials("Can not decode Basic HTTP credentials")
-    user = await repository.get_user_by_email(session, email)
-    if user is None or not verify_password(password, user.hashed_password):
+    user = await authenticate_password(session, throttle, email, password, client)
+    if user is None:
         raise AuthenticationFailed("Can not authenticate with these Basic HTTP credentials")
-    upgrade_password_hash(user, password)
     return user
 
 
-def upgrade_password_hash(user: User, password: str) -> None:
+async def authenticate_password(
+    session: AsyncSession,
+    throttle: LoginThrottle,
+    email: str,
+    password: str,
+    client: str | None,
+) -> User | None:
+    """The user with this email and password, or None. Raises TooManyAttempts, checking
+    nothing, after too many failures with this email or from this client address. Takes as
+    long for an unknown email as for a wrong password."""
+    if not email.strip():
+        return None  # no account has an empty email: nothing to guess, nothing to count
+    throttle.attempt(email, client)
+    user = await repository.get_user_by_email(session, email)
+    hashed = user.hashed_password if user is not None else None
+    if not await check_password_in_thread(password, hashed) or user is None:
+        return None
+    throttle.succeeded(email, client)
+    await upgrade_password_hash(user, password)
+    return user
+
+
+async def upgrade_password_hash(user: User, password: str) -> None:
     """Replace a legacy (Pow) hash by bcrypt once the password has been checked."""
     if needs_rehash(user.hashed_password):
-        user.hashed_password = hash_password(password)
+        user.hashed_password = await hash_password_in_thread(password)
 
 
 # --- session cookies ---------------------------------------------------------------------------

@@ -6,16 +6,22 @@ defaults: sha512, 100 000 iterations, 16-byte salt). Pow writes salt and hash in
 base64 with padding; its early releases delegated to Comeonin, whose hashes have the same
 layout in "adapted" base64 (`.` for `+`, no padding). The two alphabets cannot be confused,
 so both are read. These hashes are verified, never produced, and replaced by bcrypt at the
-next successful log-in."""
+next successful log-in.
+
+bcrypt takes a quarter of a second on purpose: request handlers call the `*_in_thread`
+variants, which run it in a worker thread (bcrypt releases the GIL) instead of stalling every
+other request of the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import secrets
 import string
+from functools import lru_cache
 
 import bcrypt
 
@@ -43,6 +49,34 @@ def verify_password(password: str, hashed: str | None) -> bool:
         return bcrypt.checkpw(password.encode(), hashed.encode())
     except ValueError:
         return False
+
+
+async def hash_password_in_thread(password: str) -> str:
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def check_password_in_thread(password: str, hashed: str | None) -> bool:
+    """`verify_password` in a worker thread, as slow for a user without a usable hash (or
+    with no user: pass None) as for a wrong password, so that the time taken does not tell
+    which emails have an account."""
+    if not _checkable(hashed):
+        await asyncio.to_thread(verify_password, password, await _dummy_hash())
+        return False
+    return await asyncio.to_thread(verify_password, password, hashed)
+
+
+def _checkable(hashed: str | None) -> bool:
+    return hashed is not None and hashed.startswith(("$2", "$pbkdf2-"))
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash_sync() -> str:
+    # same cost as the hashes hash_password makes
+    return hash_password(secrets.token_urlsafe(16))
+
+
+async def _dummy_hash() -> str:
+    return await asyncio.to_thread(_dummy_hash_sync)
 
 
 def _verify_pow_pbkdf2(password: str, hashed: str) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import functools
+import operator
 
 
 class Permission(enum.IntFlag):
@@ -52,18 +54,34 @@ ROLES: dict[str, Permission] = {
 # Owners created before delete_contacts existed still count as owners.
 LEGACY_OWNER = ROLES["owner"] & ~Permission.DELETE_CONTACTS
 
+# The staffer bits the roles are made of: what makes one member stronger than another.
+ROLE_BITS = functools.reduce(operator.or_, ROLES.values())
+
 
 def has_all(perms: int, required: Permission) -> bool:
     return (perms & required) == required
 
 
 def role_of(perms: int) -> str:
-    if has_all(perms, LEGACY_OWNER):
+    if is_owner(perms):
         return "owner"
     for name, bits in ROLES.items():
         if has_all(perms, bits):
             return name
     return "custom"
+
+
+def is_owner(perms: int) -> bool:
+    return has_all(perms, LEGACY_OWNER)
+
+
+def outranks(member_perms: int, actor_perms: int) -> bool:
+    """The member holds a role bit the actor lacks (a legacy owner counts as a full owner)."""
+
+    def held(perms: int) -> int:
+        return (perms | ROLES["owner"] if is_owner(perms) else perms) & ROLE_BITS
+
+    return bool(held(member_perms) & ~held(actor_perms))
 
 
 def is_admin(user_perms: int) -> bool:

@@ -92,10 +92,16 @@ async def confirm_link(request: Request, verb: str, code: str) -> Response:
                 state.settings,
                 authorization=request.headers.get("authorization"),
                 cookies=request.cookies,
+                client=request.client.host if request.client else None,
+                throttle=state.login_throttle,
             )
         except AuthenticationFailed as exc:
             await session.rollback()
-            return _error(exc.http_status, exc.message, exc.code)
+            response = _error(exc.http_status, exc.message, exc.code)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                response.headers["Retry-After"] = str(retry_after)
+            return response
         ctx = Context(session=session, settings=state.settings, user=user)
         staffer = await _staffer_for(session, user, params.get("org")) if user else None
         try:

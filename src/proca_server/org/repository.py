@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.models import (
@@ -71,6 +71,28 @@ async def list_staff(session: AsyncSession, org_id: int) -> Sequence[tuple[Staff
         .order_by(Staffer.id)
     )
     return [(s, u) for s, u in result.all()]
+
+
+async def lock_staff(session: AsyncSession, org_id: int) -> Sequence[Staffer]:
+    """The org's memberships, fresh from the database and locked until the transaction ends,
+    so that two concurrent changes cannot both take the org's last owner away.
+
+    A write that changes nothing takes the lock on both databases: the rows' locks on
+    PostgreSQL, the write lock on SQLite (whose transactions begin at the first write, so a
+    SELECT ... FOR UPDATE would lock nothing there)."""
+    await session.execute(
+        update(Staffer)
+        .where(Staffer.org_id == org_id)
+        .values(perms=Staffer.perms, updated_at=Staffer.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(
+        select(Staffer)
+        .where(Staffer.org_id == org_id)
+        .order_by(Staffer.id)
+        .execution_options(populate_existing=True)
+    )
+    return result.scalars().all()
 
 
 async def list_campaigns(

@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from nacl.public import PrivateKey
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.auth.permissions import ROLES, Permission, has_all
-from proca_server.errors import BadArgument, NotFound
+from proca_server.auth.permissions import ROLES, Permission, has_all, is_owner, outranks
+from proca_server.errors import BadArgument, NotFound, PermissionDenied
 from proca_server.models import Org, PublicKey, Staffer, User
 from proca_server.models.enums import ContactSchema
 from proca_server.org.repository import get_org_by_name as get_org_by_name
+from proca_server.org.repository import lock_staff
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
@@ -164,7 +165,8 @@ async def set_member(
     create: bool,
     update: bool,
 ) -> str:
-    """Add or change a membership; the status name (`success` or `noop`)."""
+    """Add a membership, or with `update` make an existing one `role_bits` (no guard: for
+    joinOrg); the status name (`success` or `noop`)."""
     staffer = await get_staffer(session, org.id, user.id)
     if staffer is None:
         if not create:
@@ -179,12 +181,76 @@ async def set_member(
     return "success"
 
 
-async def remove_member(session: AsyncSession, org: Org, user: User) -> None:
-    result = await session.execute(
-        delete(Staffer).where(Staffer.org_id == org.id, Staffer.user_id == user.id)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
+def can_manage_member(caller_perms: int, staffer: Staffer | None, member: Staffer) -> bool:
+    """Nobody changes or removes a member stronger than themselves (holding a role bit they
+    lack); instance owners may; outside an org, manage_users (as for assigning a role)."""
+    if caller_perms & Permission.INSTANCE_OWNER:
+        return True
+    if staffer is None:
+        return bool(caller_perms & Permission.MANAGE_USERS)
+    return not outranks(member.perms, staffer.perms)
+
+
+async def _locked_member(
+    session: AsyncSession, org: Org, user: User, caller_perms: int, staffer: Staffer | None
+) -> tuple[Staffer, list[Staffer]]:
+    """The user's membership and the org's others, locked, once the caller may manage it."""
+    staff = list(await lock_staff(session, org.id))
+    member = next((s for s in staff if s.user_id == user.id), None)
+    if member is None:
         raise NotFound("User is not a member of this org")
+    # the caller's own membership was reloaded by the lock: judge by its current bits
+    if not can_manage_member(caller_perms, staffer, member):
+        raise PermissionDenied("You cannot change or remove a member whose role is stronger")
+    return member, staff
+
+
+def _keep_an_owner(member: Staffer, staff: list[Staffer]) -> None:
+    if is_owner(member.perms) and not any(is_owner(s.perms) for s in staff if s.id != member.id):
+        raise BadArgument(
+            "is the last owner of the org; make another member owner first", field="email"
+        )
+
+
+async def change_member_role(
+    session: AsyncSession,
+    org: Org,
+    user: User,
+    role_bits: Permission,
+    *,
+    caller_perms: int,
+    staffer: Staffer | None,
+) -> str:
+    """Give a member another role (the caller's right to give it is checked before)."""
+    member, staff = await _locked_member(session, org, user, caller_perms, staffer)
+    if not is_owner(role_bits):
+        _keep_an_owner(member, staff)
+    member.perms = int(role_bits)
+    await session.flush()
+    return "success"
+
+
+async def remove_member(
+    session: AsyncSession,
+    org: Org,
+    user: User,
+    *,
+    caller_perms: int,
+    staffer: Staffer | None,
+) -> None:
+    """Remove a member, the caller themselves included; never the org's last owner, except
+    an instance admin leaving an org they joined with their instance powers (`joinOrg`, as the
+    CLIs' `user join` / `user leave` do): they can join it again, and admins manage it."""
+    member, staff = await _locked_member(session, org, user, caller_perms, staffer)
+    admin_leaving = (
+        staffer is not None
+        and staffer.id == member.id
+        and bool(caller_perms & (Permission.JOIN_ORGS | Permission.INSTANCE_OWNER))
+    )
+    if not admin_leaving:
+        _keep_an_owner(member, staff)
+    await session.delete(member)
+    await session.flush()
 
 
 async def delete_org(session: AsyncSession, org: Org) -> None:

@@ -53,7 +53,7 @@ async def create_user(
             raise BadArgument("; ".join(problems), field="password")
     user = User(
         email=email,
-        hashed_password=passwords.hash_password(password),
+        hashed_password=await passwords.hash_password_in_thread(password),
         perms=int(ADMIN) if admin else 0,
     )
     session.add(user)

@@ -11,17 +11,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
-from functools import lru_cache
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth import passwords
-from proca_server.auth.authenticate import (
-    SESSION_CONTEXT,
-    generate_session_token,
-    upgrade_password_hash,
-)
+from proca_server.auth.authenticate import SESSION_CONTEXT, generate_session_token
 from proca_server.config import Settings
 from proca_server.email import EmailMessage
 from proca_server.errors import BadArgument
@@ -92,25 +87,6 @@ async def delete_session_token(session: AsyncSession, token: bytes) -> None:
     await session.execute(
         delete(UserToken).where(UserToken.context == SESSION_CONTEXT, UserToken.token == token)
     )
-
-
-@lru_cache(maxsize=1)
-def _dummy_hash() -> str:
-    return passwords.hash_password(secrets.token_urlsafe(16))
-
-
-async def get_user_by_email_and_password(
-    session: AsyncSession, email: str, password: str
-) -> User | None:
-    user = await repository.get_user_by_email(session, email) if email.strip() else None
-    if user is None:
-        # as slow as a wrong password, so that timing does not tell which emails exist
-        passwords.verify_password(password, _dummy_hash())
-        return None
-    if not passwords.verify_password(password, user.hashed_password):
-        return None
-    upgrade_password_hash(user, password)
-    return user
 
 
 # --- registration and confirmation -------------------------------------------------------------
@@ -186,7 +162,7 @@ async def reset_password(
     session: AsyncSession, user: User, password: str, confirmation: str
 ) -> None:
     check_new_password(password, confirmation)
-    user.hashed_password = passwords.hash_password(password)
+    user.hashed_password = await passwords.hash_password_in_thread(password)
     await delete_all_tokens(session, user.id)
     await session.flush()
 
@@ -194,8 +170,8 @@ async def reset_password(
 # --- settings ----------------------------------------------------------------------------------
 
 
-def _check_current_password(user: User, current_password: str) -> None:
-    if not passwords.verify_password(current_password, user.hashed_password):
+async def _check_current_password(user: User, current_password: str) -> None:
+    if not await passwords.check_password_in_thread(current_password, user.hashed_password):
         raise BadArgument("is not valid", field="current_password")
 
 
@@ -204,8 +180,8 @@ async def change_password(
 ) -> None:
     """Every session ends, this one too: the caller logs the user in again."""
     check_new_password(password, confirmation)
-    _check_current_password(user, current_password)
-    user.hashed_password = passwords.hash_password(password)
+    await _check_current_password(user, current_password)
+    user.hashed_password = await passwords.hash_password_in_thread(password)
     await delete_all_tokens(session, user.id)
     await session.flush()
 
@@ -218,7 +194,7 @@ async def change_email_instructions(
     new_email = service.validate_email(new_email)
     if new_email.lower() == user.email.lower():
         raise BadArgument("did not change", field="email")
-    _check_current_password(user, current_password)
+    await _check_current_password(user, current_password)
     if await repository.get_user_by_email(session, new_email) is not None:
         raise BadArgument("has already been taken", field="email")
     token, row = build_email_token(user, CHANGE_EMAIL_PREFIX + user.email, new_email)

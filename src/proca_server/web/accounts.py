@@ -12,8 +12,13 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 
-from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE, unsign
-from proca_server.errors import BadArgument
+from proca_server.auth.authenticate import (
+    REMEMBER_ME_COOKIE,
+    SESSION_COOKIE,
+    authenticate_password,
+    unsign,
+)
+from proca_server.errors import BadArgument, TooManyAttempts
 from proca_server.user import repository as user_repository
 from proca_server.web import account_service as accounts
 from proca_server.web.cookies import clear_session_cookies, put_session_cookies
@@ -175,9 +180,20 @@ async def log_in(page: Page = Depends(page_context)) -> Response:
     fields = await page.form()
     email = fields.get("email", "")
     return_to = _return_to(fields.get("return_to"))
-    user = await accounts.get_user_by_email_and_password(
-        page.session, email, fields.get("password", "")
-    )
+    client = page.request.client.host if page.request.client else None
+    try:
+        user = await authenticate_password(
+            page.session,
+            page.request.app.state.login_throttle,
+            email,
+            fields.get("password", ""),
+            client,
+        )
+    except TooManyAttempts as exc:
+        page.flash("error", exc.message)
+        response = page.render("Log in", _login_form(page, email, return_to), status=429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if user is None:
         page.flash("error", "Invalid email or password")
         return page.render("Log in", _login_form(page, email, return_to), status=401)
