@@ -446,6 +446,7 @@ def one_run(args: argparse.Namespace, workers: int, logdir: Path) -> dict[str, A
         # with a limit this load never reaches
         "SIGNATURE_LIMIT_PER_ADDRESS": "1000000000",
     }
+    env.update({k: v for k, v in os.environ.items() if k.startswith("SIGNATURE_LIMIT_")})
     if args.pool_size:
         env["POOL_SIZE"] = str(args.pool_size)
     report: dict[str, Any] = {"workers": workers, "database": dbname}

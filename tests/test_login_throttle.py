@@ -283,3 +283,32 @@ def test_limits_come_from_the_settings(tmp_path: Path) -> None:
     throttle = LoginThrottle.from_settings(settings)
 
     assert (throttle.per_account, throttle.per_address, throttle.counter.window) == (4, 0, 900)
+
+
+async def test_guessing_the_current_password_in_the_settings_is_throttled(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    user = await make_user(session)
+    await session.commit()
+    assert (await form_log_in(client, user.email, PASSWORD)).status_code == 303
+
+    async def change_password(current: str) -> httpx.Response:
+        page = await client.get("/users/settings")
+        match = CSRF_RE.search(page.text)
+        assert match, page.text
+        form = {
+            "action": "update_password",
+            "current_password": current,
+            "password": "An0ther-Passw0rd!",
+            "password_confirmation": "An0ther-Passw0rd!",
+            "_csrf_token": match.group(1),
+        }
+        return await client.post("/users/settings", data=form)
+
+    for _ in range(PER_ACCOUNT):
+        assert (await change_password("wrong")).status_code == 422
+    refused = await change_password(PASSWORD)
+
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["retry-after"]) <= WINDOW
+    assert "Too many failed log-in attempts" in refused.text

@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action.lane import SignatureLane
 from proca_server.action.service import clear_page_cache
-from proca_server.kit.storable import jsonb_size, sqlite_json_size, stored_json_size
+from proca_server.kit.storable import (
+    JSONB_PER_TEXT_BYTE,
+    JSONB_SLACK,
+    exceeds_stored_size,
+    jsonb_size,
+    sqlite_json_size,
+    stored_json_size,
+)
 from proca_server.kit.time import utcnow
 from proca_server.models import Action, Mtt, Target
 from proca_server.models.action import MAX_FIELDS_BYTES
@@ -400,6 +407,29 @@ async def test_stored_json_size_is_what_each_database_measures(
         measured, ours = func.length(cast(value, LargeBinary)), sqlite_json_size(document)
     assert await session.scalar(select(measured), {"v": document}) == ours
     assert stored_json_size(document) >= ours
+    # the shortcut of exceeds_stored_size: jsonb is never larger than its bound on the text
+    bound = JSONB_PER_TEXT_BYTE * sqlite_json_size(document) + JSONB_SLACK
+    assert jsonb_size(document) <= bound
+    for limit in (64, 512, 5120):
+        assert exceeds_stored_size(document, limit) == (stored_json_size(document) > limit)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"a": [1] * 400},
+        {"a": [[]] * 300},
+        {"a": [[[[[[[[]]]]]]]] * 40},
+        {str(i): i % 10 for i in range(300)},
+        {"a": [0.5] * 300, "b": [None] * 300, "c": [""] * 300},
+    ],
+)
+def test_jsonb_stays_within_its_bound_on_the_text_for_the_densest_documents(
+    document: dict[str, Any],
+) -> None:
+    text = sqlite_json_size(document)
+    assert jsonb_size(document) <= JSONB_PER_TEXT_BYTE * text + JSONB_SLACK
+    assert exceeds_stored_size(document, 5120) == (stored_json_size(document) > 5120)
 
 
 def storable_text() -> st.SearchStrategy[str]:

@@ -19,6 +19,7 @@ from proca_server.action.velocity import SignatureVelocity, TooManySignatures
 from proca_server.graphql import idempotency
 from proca_server.graphql.response_cache import MAX_REQUEST_BYTES, ResponseCache
 from proca_server.kit.time import utcnow
+from proca_server.kit.windows import WindowCounter
 from proca_server.models import Action, IdempotencyKey
 from tests.factories import make_world
 from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
@@ -376,3 +377,27 @@ async def test_an_answer_echoing_a_lone_surrogate_is_still_sent(
     response = await client.post("/api", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 200
     assert "\ud800" in response.json()["errors"][0]["message"]
+
+
+def test_a_signature_given_back_does_not_count() -> None:
+    # the lane gives a signature back when its statement was refused and the general path
+    # (which counts it again) takes the request
+    limits = SignatureVelocity(per_address=1, per_email=1, window=60)
+    limits.admit("a", "ann@example.org")
+    limits.give_back("a", "ann@example.org")
+    limits.admit("a", "ann@example.org")
+    with pytest.raises(TooManySignatures):
+        limits.admit("a", "ann@example.org")
+
+
+def test_past_the_tracked_senders_new_ones_pass_uncounted_and_known_ones_stay_counted() -> None:
+    counter = WindowCounter(window=60, max_tracked=2)
+    known = [counter.limit("email", f"{n}@example.org", 1) for n in range(2)]
+    for limit in known:
+        assert counter.take([limit]) is None
+    stranger = counter.limit("email", "new@example.org", 1)
+    assert counter.take([stranger]) is None
+    assert counter.take([stranger]) is None  # not counted: the table is full
+    assert len(counter) == 2
+    refusal = counter.take([known[0]])
+    assert refusal is not None and refusal.first

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proca_server.errors import BadArgument
-from proca_server.kit.storable import stored_json_size
+from proca_server.kit.storable import exceeds_stored_size
 from proca_server.models.action import MAX_FIELDS_BYTES
 
 
@@ -44,6 +44,6 @@ def check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
                 field="customFields",
             )
     # measured as the databases' max_fields_size checks measure it (kit/storable.py)
-    if stored_json_size(fields) > MAX_FIELDS_BYTES:
+    if exceeds_stored_size(fields, MAX_FIELDS_BYTES):
         raise BadArgument(f"must be at most {MAX_FIELDS_BYTES} bytes", field="customFields")
     return dict(fields)

@@ -269,7 +269,9 @@ class SignatureLane:
         try:
             row = await self.batcher.fetchrow(sql, arguments)
         except (asyncpg.PostgresError, OSError) as exc:
-            # refused or never sent: nothing was written; the general path answers
+            # refused or never sent: nothing was written; the general path answers (and counts
+            # the signature against the velocity limits again)
+            self.velocity.give_back(address, email)
             log.info("signature lane: %s; the request goes the general way", type(exc).__name__)
             return None
         except Exception as exc:
@@ -401,7 +403,7 @@ def _request(body: bytes) -> tuple[str, str | None, dict[str, Any]] | None:
     try:
         if idempotency.key_from({}, extensions) is not None:
             return None
-        variables = parse_variables(params.get("variables")) or {}
+        variables = parse_variables(params.get("variables"), body) or {}
     except (idempotency.BadKey, BadRequest):
         return None
     return query, operation_name, variables

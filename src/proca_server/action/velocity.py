@@ -14,7 +14,7 @@ from proca_server.errors import ProcaError
 from proca_server.kit.windows import Limit, WindowCounter
 from proca_server.metrics import SIGNATURES_REFUSED
 
-# distinct senders tracked per window; past it the least recently seen are forgotten
+# senders counted per window; past it new ones pass uncounted until it ends
 MAX_TRACKED = 200_000
 
 
@@ -36,14 +36,18 @@ class SignatureVelocity:
             settings.signature_limit_window,
         )
 
-    def admit(self, address: str | None, email: str | None) -> None:
-        """Count one signature from `address` with `email`; raises TooManySignatures, and
-        counts nothing, when either is over its limit."""
+    def _limits(self, address: str | None, email: str | None) -> list[Limit]:
         limits: list[Limit] = []
         if self.per_address and address:
             limits.append(self.counter.limit("address", address, self.per_address))
         if self.per_email and email:
             limits.append(self.counter.limit("email", email.lower(), self.per_email))
+        return limits
+
+    def admit(self, address: str | None, email: str | None) -> None:
+        """Count one signature from `address` with `email`; raises TooManySignatures, and
+        counts nothing, when either is over its limit."""
+        limits = self._limits(address, email)
         if not limits:
             return
         refusal = self.counter.take(limits)
@@ -54,3 +58,8 @@ class SignatureVelocity:
             f"Too many signatures from this {refusal.limit.what}; try again later",
             extensions={"retryAfter": refusal.retry_after},
         )
+
+    def give_back(self, address: str | None, email: str | None) -> None:
+        """Uncount a signature `admit` counted that was not stored after all."""
+        for limit in self._limits(address, email):
+            self.counter.give_back(limit)

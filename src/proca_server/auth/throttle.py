@@ -2,9 +2,9 @@
 and per client address, so that passwords cannot be guessed at the speed of the server.
 
 After LOGIN_MAX_FAILURES_PER_ACCOUNT failures with one email, or LOGIN_MAX_FAILURES_PER_ADDRESS
-from one client address, within LOGIN_FAILURE_WINDOW seconds (a fixed window from the first
-failure), further attempts are refused with TooManyAttempts (HTTP 429, Retry-After) until the
-window ends; refused attempts check no password and count nothing. A successful log-in clears
+from one client address, within a window of LOGIN_FAILURE_WINDOW seconds (kit/windows.py),
+further attempts are refused with TooManyAttempts (HTTP 429, Retry-After) until the window
+ends; refused attempts check no password and count nothing. A successful log-in clears
 its account's count and does not count against its address.
 
 An attempt is counted when it starts, before its password is checked: concurrent attempts
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proca_server.auth")
 
-# accounts and addresses tracked per window; past it the least recently seen are forgotten
+# accounts and addresses counted per window; past it new ones pass uncounted until it ends
 MAX_TRACKED = 100_000
 MESSAGE = "Too many failed log-in attempts; try again later"
 

@@ -60,10 +60,14 @@ MAX_VARIABLES_DEPTH = 32
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def parse_variables(raw: Any) -> dict[str, Any] | None:
+def parse_variables(raw: Any, source: bytes | None = None) -> dict[str, Any] | None:
+    """The request's variables; `source`, the JSON text they were read from, when there is
+    one (a request whose text has few brackets needs no walk to know its depth)."""
     if raw is None or raw == "":
         return None
+    brackets = None
     if isinstance(raw, str):
+        brackets = raw.count("{") + raw.count("[")
         try:
             raw = json.loads(raw)
         except (ValueError, RecursionError) as exc:
@@ -72,7 +76,11 @@ def parse_variables(raw: Any) -> dict[str, Any] | None:
             return None
     if not isinstance(raw, dict):
         raise BadRequest(400, "variables must be a JSON object")
-    if nested_deeper(raw, MAX_VARIABLES_DEPTH):
+    if brackets is None and source is not None:
+        brackets = source.count(b"{") + source.count(b"[")
+    if (brackets is None or brackets > MAX_VARIABLES_DEPTH) and nested_deeper(
+        raw, MAX_VARIABLES_DEPTH
+    ):
         raise BadRequest(400, f"variables are nested deeper than {MAX_VARIABLES_DEPTH} levels")
     return raw
 
@@ -146,7 +154,8 @@ async def execute_request(
         operation_name = params.get("operationName") or None
         if operation_name is not None and not isinstance(operation_name, str):
             raise BadRequest(400, "operationName must be a string")
-        variables = parse_variables(params.get("variables"))
+        body = await request.body() if request.method == "POST" else None
+        variables = parse_variables(params.get("variables"), body)
         raw_extensions = params.get("extensions")
         extensions: dict[str, Any] = raw_extensions if isinstance(raw_extensions, dict) else {}
         prepared = prepare(query)

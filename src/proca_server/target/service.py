@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.errors import BadArgument
-from proca_server.kit.storable import stored_json_size
+from proca_server.kit.storable import exceeds_stored_size
 from proca_server.models import Campaign, Message, Target, TargetEmail
 from proca_server.models.enums import EmailStatus
 
@@ -31,7 +31,7 @@ def _check(index: int, attrs: dict[str, Any]) -> None:
     if fields is not None:
         if any(isinstance(v, (dict, list)) and not _flat_list(v) for v in fields.values()):
             raise fail("must be a flat map", "fields")
-        if stored_json_size(fields) > MAX_FIELDS_BYTES:
+        if exceeds_stored_size(fields, MAX_FIELDS_BYTES):
             raise fail(f"must be at most {MAX_FIELDS_BYTES} bytes", "fields")
     for n, email in enumerate(attrs.get("emails") or []):
         if not EMAIL_RE.match(email.strip()):

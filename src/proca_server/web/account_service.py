@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth import passwords
 from proca_server.auth.authenticate import SESSION_CONTEXT, generate_session_token
+from proca_server.auth.throttle import LoginThrottle
 from proca_server.config import Settings
 from proca_server.email import EmailMessage
 from proca_server.errors import BadArgument
@@ -26,6 +27,9 @@ from proca_server.models import User, UserToken
 from proca_server.user import repository, service
 from proca_server.web import account_emails
 from proca_server.web.urls import public_url
+
+# the log-in throttle and the client's address, for a form that asks the current password
+Guess = tuple[LoginThrottle, str | None]
 
 CONFIRM_CONTEXT = "confirm"
 RESET_CONTEXT = "reset_password"
@@ -170,31 +174,45 @@ async def reset_password(
 # --- settings ----------------------------------------------------------------------------------
 
 
-async def _check_current_password(user: User, current_password: str) -> None:
+async def _check_current_password(user: User, current_password: str, guess: Guess) -> None:
+    """The current password, guessed no faster than a log-in (raises TooManyAttempts)."""
+    throttle, client = guess
+    throttle.attempt(user.email, client)
     if not await passwords.check_password_in_thread(current_password, user.hashed_password):
         raise BadArgument("is not valid", field="current_password")
+    throttle.succeeded(user.email, client)
 
 
 async def change_password(
-    session: AsyncSession, user: User, current_password: str, password: str, confirmation: str
+    session: AsyncSession,
+    user: User,
+    current_password: str,
+    password: str,
+    confirmation: str,
+    guess: Guess,
 ) -> None:
     """Every session ends, this one too: the caller logs the user in again."""
     check_new_password(password, confirmation)
-    await _check_current_password(user, current_password)
+    await _check_current_password(user, current_password, guess)
     user.hashed_password = await passwords.hash_password_in_thread(password)
     await delete_all_tokens(session, user.id)
     await session.flush()
 
 
 async def change_email_instructions(
-    session: AsyncSession, settings: Settings, user: User, current_password: str, new_email: str
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    current_password: str,
+    new_email: str,
+    guess: Guess,
 ) -> EmailMessage:
     """The link to confirm a new address, mailed to that address; the email changes only when
     the link is followed."""
     new_email = service.validate_email(new_email)
     if new_email.lower() == user.email.lower():
         raise BadArgument("did not change", field="email")
-    await _check_current_password(user, current_password)
+    await _check_current_password(user, current_password, guess)
     if await repository.get_user_by_email(session, new_email) is not None:
         raise BadArgument("has already been taken", field="email")
     token, row = build_email_token(user, CHANGE_EMAIL_PREFIX + user.email, new_email)

@@ -391,11 +391,15 @@ async def update_settings(page: Page = Depends(page_context)) -> Response:
     user = page.user
     action = fields.get("action")
     current = fields.get("current_password", "")
+    client = page.request.client.host if page.request.client else None
+    guess = (page.request.app.state.login_throttle, client)
     if action == "update_email":
         try:
             message = await accounts.change_email_instructions(
-                page.session, page.settings, user, current, fields.get("email", "")
+                page.session, page.settings, user, current, fields.get("email", ""), guess
             )
+        except TooManyAttempts as exc:
+            return _too_many(page, exc)
         except BadArgument as exc:
             await page.rollback()
             body = _settings_body(page, email_errors=_errors(exc))
@@ -412,7 +416,10 @@ async def update_settings(page: Page = Depends(page_context)) -> Response:
                 current,
                 fields.get("password", ""),
                 fields.get("password_confirmation", ""),
+                guess,
             )
+        except TooManyAttempts as exc:
+            return _too_many(page, exc)
         except BadArgument as exc:
             await page.rollback()
             body = _settings_body(page, password_errors=_errors(exc))
@@ -427,6 +434,13 @@ async def update_settings(page: Page = Depends(page_context)) -> Response:
         put_session_cookies(page.request, response, token, remember=had_remember)
         return response
     raise HTTPException(400, "Unknown settings action")
+
+
+def _too_many(page: Page, exc: TooManyAttempts) -> Response:
+    page.flash("error", exc.message)
+    response = page.render("Settings", _settings_body(page), status=429)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @router.get("/users/settings/confirm_email/{token}")

@@ -1,9 +1,10 @@
 """A bound on request bodies, before anything reads them.
 
 A body declared larger than the limit is refused at once with 413, unread; a body sent without
-a length (chunked) or longer than it declared is counted as the application reads it and
-refused as soon as it passes the limit. Websocket frames are bounded by the server
-(`ws_max_size`, set to the same limit by `proca-server serve`)."""
+a length (chunked) is counted as the application reads it and refused as soon as it passes the
+limit (a declared length is the server's to hold the body to). Websocket frames are bounded by
+the server (`ws_max_size`, set to the same limit by `proca-server serve`). Starlette's own
+RequestBodyLimitMiddleware answers in text/plain: the clients expect the JSON error shape."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# methods whose body no route reads (the server leaves an unread body unread)
+_NOT_READ = frozenset(("GET", "HEAD", "OPTIONS"))
 
 
 class _TooLarge(Exception):
@@ -42,10 +47,11 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in _NOT_READ:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -56,6 +62,12 @@ class BodyLimitMiddleware:
                 if declared > limit:
                     await self._refuse_large(send)
                     return
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked:
+            # no body, or one the server reads to its declared length and no further
+            await self.app(scope, receive, send)
+            return
         received = 0
         started = False
 
