@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.graphql.schema import schema as proca_schema
 from tests.factories import make_world
+from tests.test_widget_api import ADD_ACTION, ADD_ACTION_CONTACT
 
 SCHEMA = proca_schema._schema
 
@@ -349,17 +350,6 @@ PAGE_CONFIG = """query page($id: Int, $name: String, $url: String) {
     campaign { id title name config externalId org { name title } }
     org { title name config }
   }
-}"""
-ADD_ACTION_CONTACT = """mutation addActionContact($actionPage: Int!, $action: ActionInput!,
-  $contact: ContactInput!, $privacy: ConsentInput!, $contactRef: ID, $tracking: TrackingInput) {
-  addActionContact(actionPageId: $actionPage, action: $action, contact: $contact,
-    privacy: $privacy, contactRef: $contactRef, tracking: $tracking) { contactRef firstName }
-}"""
-ADD_ACTION = """mutation addAction($contact: ID!, $actionPage: Int!, $actionType: String!,
-  $payload: Json, $testing: Boolean, $tracking: TrackingInput) {
-  addAction(actionPageId: $actionPage, contactRef: $contact,
-    action: {actionType: $actionType, customFields: $payload, testing: $testing},
-    tracking: $tracking) { contactRef }
 }"""
 LINK_ACTIONS = """mutation linkActions($actionPage: Int!, $contactRef: ID!, $linkRefs: [String!]) {
   linkActions(actionPageId: $actionPage, contactRef: $contactRef, linkRefs: $linkRefs) {
