@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from proca_server.action.velocity import SignatureVelocity, TooManySignatures
+from proca_server.action.velocity import SignatureVelocity
+from proca_server.errors import TooManySignatures
 from proca_server.graphql import idempotency
 from proca_server.graphql.response_cache import MAX_REQUEST_BYTES, ResponseCache
 from proca_server.kit.time import utcnow

@@ -57,6 +57,11 @@ class AuthenticationFailed(ProcaError):
     code = "unauthorized"
     http_status = 401
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the transport's answer carries."""
+        return {}
+
 
 class TooManyAttempts(AuthenticationFailed):
     """Too many failed log-ins (auth/throttle.py): HTTP 429, with Retry-After in seconds."""
@@ -67,6 +72,16 @@ class TooManyAttempts(AuthenticationFailed):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManySignatures(ProcaError):
+    """Over a signature velocity limit (action/velocity.py)."""
+
+    code = "too_many_requests"
 
 
 class UserInputError(Exception):

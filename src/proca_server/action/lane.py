@@ -55,13 +55,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from proca_server.action import captcha, service, store
 from proca_server.action.batcher import StatementBatcher
 from proca_server.action.tracking import source_key
-from proca_server.action.velocity import SignatureVelocity, TooManySignatures
+from proca_server.action.velocity import UNLIMITED, SignatureVelocity
 from proca_server.action.widget_api import action_values, contact_values, tracking_values
 from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
 from proca_server.config import Settings
 from proca_server.contact.keyrings import keyring_for
 from proca_server.contact.schemas import validate_contact
-from proca_server.errors import QueryTooComplex
+from proca_server.errors import QueryTooComplex, TooManySignatures
 from proca_server.graphql import idempotency
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.http import BadRequest, dumps_answer, parse_variables
@@ -173,7 +173,7 @@ class SignatureLane:
         velocity: SignatureVelocity | None = None,
     ) -> None:
         self.settings = settings
-        self.velocity = velocity or SignatureVelocity(0, 0, 1)
+        self.velocity = velocity or UNLIMITED
         self.limits = Limits.of(settings)
         self.schema = schema
         self.sessionmaker = sessionmaker

@@ -10,16 +10,12 @@ Both ways in (the signature lane and the GraphQL resolvers) call `admit`."""
 from __future__ import annotations
 
 from proca_server.config import Settings
-from proca_server.errors import ProcaError
+from proca_server.errors import TooManySignatures
 from proca_server.kit.windows import Limit, WindowCounter
 from proca_server.metrics import SIGNATURES_REFUSED
 
 # senders counted per window; past it new ones pass uncounted until it ends
 MAX_TRACKED = 200_000
-
-
-class TooManySignatures(ProcaError):
-    code = "too_many_requests"
 
 
 class SignatureVelocity:
@@ -63,3 +59,7 @@ class SignatureVelocity:
         """Uncount a signature `admit` counted that was not stored after all."""
         for limit in self._limits(address, email):
             self.counter.give_back(limit)
+
+
+# no limits: what a context without the app's velocity gets (it counts nothing)
+UNLIMITED = SignatureVelocity(0, 0, 1)

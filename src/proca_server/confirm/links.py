@@ -98,9 +98,7 @@ async def confirm_link(request: Request, verb: str, code: str) -> Response:
         except AuthenticationFailed as exc:
             await session.rollback()
             response = _error(exc.http_status, exc.message, exc.code)
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                response.headers["Retry-After"] = str(retry_after)
+            response.headers.update(exc.headers)
             return response
         ctx = Context(session=session, settings=state.settings, user=user)
         staffer = await _staffer_for(session, user, params.get("org")) if user else None

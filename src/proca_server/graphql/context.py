@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.action.velocity import SignatureVelocity
+from proca_server.action.velocity import UNLIMITED, SignatureVelocity
 from proca_server.config import Settings
 from proca_server.graphql.idempotency import Binding
 from proca_server.models import Staffer, User
@@ -27,7 +27,7 @@ class Context:
     # the client's address (behind a trusted proxy, the one it forwarded)
     client_address: str | None = None
     # the signature velocity limits of this process (none by default)
-    velocity: SignatureVelocity = field(default_factory=lambda: SignatureVelocity(0, 0, 1))
+    velocity: SignatureVelocity = UNLIMITED
     extensions: dict[str, Any] = field(default_factory=dict)
     # (user id, org id) -> membership, looked up once per request
     staffers: dict[tuple[int, int], Staffer | None] = field(default_factory=dict)

@@ -228,6 +228,7 @@ async def _execute(
 ) -> tuple[Response, str | None]:
     """Run the document; the response, and the answer's text when `cacheable` and it is
     one to keep (no errors)."""
+    client = request.client.host if request.client else None
     async with sessionmaker() as session:
         try:
             user = await authenticate_request(
@@ -235,15 +236,13 @@ async def _execute(
                 settings,
                 authorization=request.headers.get("authorization"),
                 cookies=request.cookies,
-                client=request.client.host if request.client else None,
+                client=client,
                 throttle=request.app.state.login_throttle,
             )
         except AuthenticationFailed as exc:
             await session.rollback()
             response = _error(exc.http_status, exc.message, exc.code)
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                response.headers["Retry-After"] = str(retry_after)
+            response.headers.update(exc.headers)
             return response, None
         # the key is looked up only now that the caller is known: it is theirs alone
         binding = None
@@ -267,7 +266,7 @@ async def _execute(
             settings=settings,
             user=user,
             referer=request.headers.get("referer"),
-            client_address=request.client.host if request.client else None,
+            client_address=client,
             velocity=request.app.state.velocity,
             extensions=extensions,
             idempotency_key=binding,
@@ -287,19 +286,7 @@ async def _execute(
     if binding is not None:
         if context.idempotency_reserved:
             answer = dumps_answer(body)
-            kept = answer
-            if context.answer_has_secret:
-                kept = dumps_answer(
-                    {
-                        "data": None,
-                        "errors": [
-                            {
-                                "message": idempotency.NOT_KEPT_MESSAGE,
-                                "extensions": {"code": "idempotency_secret_not_kept"},
-                            }
-                        ],
-                    }
-                )
+            kept = idempotency.NOT_KEPT_ANSWER if context.answer_has_secret else answer
             await idempotency.save(sessionmaker, binding, kept)
             return _raw_json(answer), None
         if any(

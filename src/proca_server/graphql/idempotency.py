@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.errors import ProcaError
+from proca_server.kit import jsontext
 from proca_server.kit.time import utcnow
 from proca_server.models import IdempotencyKey
 
@@ -34,9 +35,17 @@ WAIT_SECONDS = 5.0
 POLL_SECONDS = 0.05
 TTL = timedelta(hours=24)
 # kept instead of an answer that carried a secret (Context.answer_has_secret)
-NOT_KEPT_MESSAGE = (
-    "The answer to this request carried a secret, which is not kept for replays; "
-    "send a new request without this idempotency key"
+NOT_KEPT_ANSWER = jsontext.dumps(
+    {
+        "data": None,
+        "errors": [
+            {
+                "message": "The answer to this request carried a secret, which is not kept for "
+                "replays; send a new request without this idempotency key",
+                "extensions": {"code": "idempotency_secret_not_kept"},
+            }
+        ],
+    }
 )
 
 

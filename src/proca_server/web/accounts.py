@@ -192,7 +192,7 @@ async def log_in(page: Page = Depends(page_context)) -> Response:
     except TooManyAttempts as exc:
         page.flash("error", exc.message)
         response = page.render("Log in", _login_form(page, email, return_to), status=429)
-        response.headers["Retry-After"] = str(exc.retry_after)
+        response.headers.update(exc.headers)
         return response
     if user is None:
         page.flash("error", "Invalid email or password")
@@ -439,7 +439,7 @@ async def update_settings(page: Page = Depends(page_context)) -> Response:
 def _too_many(page: Page, exc: TooManyAttempts) -> Response:
     page.flash("error", exc.message)
     response = page.render("Settings", _settings_body(page), status=429)
-    response.headers["Retry-After"] = str(exc.retry_after)
+    response.headers.update(exc.headers)
     return response
 
 
