@@ -113,6 +113,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         # processing in the background would race tests that read what a request stored;
         # the pipeline's own tests start a runtime where they need one
         PIPELINE="off",
+        # nor may letters be planned and sent behind a test's back
+        MTT_ENABLED=False,
         # one app serves every test, from one address: tests of the limits set their own
         SIGNATURE_LIMIT_PER_ADDRESS=0,
         SIGNATURE_LIMIT_PER_EMAIL=0,

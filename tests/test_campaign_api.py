@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action_page.service import NAME_RE
-from proca_server.models import Action, ActionPage, Campaign, Target, TargetEmail
+from proca_server.models import Action, ActionPage, Campaign, Service, Target, TargetEmail
 from proca_server.models.enums import ContactSchema, EmailStatus
 from proca_server.user.service import reset_api_token
 from tests.factories import make_campaign, make_org, make_page, make_user, make_world
@@ -204,17 +204,22 @@ async def test_update_campaign_dates_mtt_and_snake_case_input(
     )
     assert backwards["path"] == ["updateCampaign", "start"]
 
-    mtt = data(
-        await gql(
-            client,
-            "mutation($n: String!) { updateCampaign(name: $n, input: "
-            '{mtt: {startAt: "2026-03-01T08:00:00Z", endAt: "2026-03-10T18:00:00Z",'
-            ' testEmail: "t@example.org"}}) { ... on PrivateCampaign { mtt { '
-            "startAt endAt testEmail dripDelivery } } } }",
-            {"n": name},
-            token=token,
-        )
-    )["updateCampaign"]
+    set_mtt = (
+        "mutation($n: String!) { updateCampaign(name: $n, input: "
+        '{mtt: {startAt: "2026-03-01T08:00:00Z", endAt: "2026-03-10T18:00:00Z",'
+        ' testEmail: "t@example.org"}}) { ... on PrivateCampaign { mtt { '
+        "startAt endAt testEmail dripDelivery } } } }"
+    )
+    # letters to targets go through the org's email backend: none, no MTT
+    refused = error(await gql(client, set_mtt, {"n": name}, token=token))
+    assert refused["path"] == ["updateCampaign", "mtt"]
+    assert "needs an email backend" in refused["message"]
+    backend = Service(name="preview", org_id=world.org.id)
+    session.add(backend)
+    await session.flush()
+    world.org.email_backend_id = backend.id
+    await session.commit()
+    mtt = data(await gql(client, set_mtt, {"n": name}, token=token))["updateCampaign"]
     assert mtt["mtt"] == {
         "startAt": "2026-03-01T08:00:00Z",
         "endAt": "2026-03-10T18:00:00Z",

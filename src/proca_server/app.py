@@ -31,6 +31,7 @@ from proca_server.kit.logs import configure_logging
 from proca_server.metrics import router as metrics_router
 from proca_server.metrics import start_metrics_server
 from proca_server.migrations.migrate import is_up_to_date
+from proca_server.mtt.loop import mtt_loop
 from proca_server.processing.links import router as supporter_links_router
 from proca_server.processing.runtime import pipeline_running
 from proca_server.stats.maintenance import background as stats_background
@@ -53,12 +54,15 @@ async def side_services(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[None]:
     """The confirm reminders' schedule (safe in several processes: each reminder is claimed),
-    the purge of expired idempotency keys, and the metrics exporter on METRICS_PORT when it
-    is set (the first process to bind it)."""
+    the mail-to-target schedule (safe too: plans are leased, letters claimed), the purge of
+    expired idempotency keys, and the metrics exporter on METRICS_PORT when it is set (the
+    first process to bind it)."""
     tasks = [
         asyncio.create_task(reminder_loop(settings, sessionmaker)),
         asyncio.create_task(purge_loop(sessionmaker)),
     ]
+    if settings.mtt_enabled:
+        tasks.append(asyncio.create_task(mtt_loop(settings, sessionmaker)))
     exporter = start_metrics_server(settings.listen_ip)
     try:
         yield

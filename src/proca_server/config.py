@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     email_srs_prefix: str = Field("SRS0", alias="EMAIL_SRS_PREFIX")
     # seconds between two runs of the confirm reminders (email/reminders.py); 0 = never
     reminder_interval: int = Field(3600, ge=0, alias="REMINDER_INTERVAL")
+    # mail to target (mtt/): the drip cycle, the letters a cycle may plan per 10 targets of a
+    # campaign, how often the senders look for due letters, how long a sender holds the letters
+    # it claimed, how often a failed letter is tried; MTT_ENABLED=false runs no scheduler here
+    mtt_enabled: bool = Field(True, alias="MTT_ENABLED")
+    mtt_cycle_seconds: int = Field(180, ge=1, alias="MTT_CYCLE_SECONDS")
+    max_messages_per_cycle: int = Field(99, ge=1, alias="MAX_MESSAGES_PER_CYCLE")
+    mtt_send_interval_ms: int = Field(5000, ge=10, alias="MTT_SEND_INTERVAL_MS")
+    mtt_claim_seconds: int = Field(600, ge=5, alias="MTT_CLAIM_SECONDS")
+    mtt_max_attempts: int = Field(5, ge=1, alias="MTT_MAX_ATTEMPTS")
     # processing pipeline (processing/runtime.py): where actions are processed, the sweeper
     pipeline: Literal["embedded", "handoff", "off"] = Field("embedded", alias="PIPELINE")
     # the signature lane (action/lane.py): plain addActionContact requests on PostgreSQL

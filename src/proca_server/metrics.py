@@ -158,18 +158,42 @@ EXPORT_ACTIONS_TIME = Histogram(
     ["org_id"],
     buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
 )
-MTT_MESSAGES_SENT = Counter("proca_mtt_messages_sent", "Mail-to-target messages sent.")
+
+# -- mail to target ------------------------------------------------------------------------
+
+# provider: mailjet | brevo; event: mtt.tracking.EventKind (sent, delivered, open, click,
+# bounce, soft_bounce, blocked, spam, unsub, other). Bounces of letters are also counted in
+# EMAIL_PROVIDER_BOUNCES, with every other bounce.
+MTT_PROVIDER_EVENTS = Counter(
+    "proca_mtt_provider_events",
+    "Events received from email providers about mail-to-target letters.",
+    ["provider", "event"],
+)
+# outcome: sent | retried | failed | cancelled | undeliverable | in_doubt
+MTT_LETTERS = Counter(
+    "proca_mtt_letters", "Mail-to-target letters settled by this process.", ["outcome"]
+)
+# phase: plan (ranking and planning of every running campaign)
+MTT_TICK_SECONDS = Histogram(
+    "proca_mtt_tick_seconds",
+    "Duration of one mail-to-target planning pass.",
+    ["phase"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+# mode: drip | hourly
 MTT_CAMPAIGNS_RUNNING = Gauge(
     "proca_mtt_campaigns_running",
-    "Mail-to-target campaigns in their sending window.",
+    "Mail-to-target campaigns in their sending days.",
+    ["mode"],
     multiprocess_mode="max",
 )
-# stop_reason: no_messages | all_sent | shutdown | crashed
-MTT_SCHEDULER_DURATION = Histogram(
-    "proca_mtt_scheduler_duration_seconds",
-    "Duration of one mail-to-target scheduler run.",
-    ["stop_reason"],
-    buckets=(1, 5, 30, 60, 300, 600, 3600),
+# campaign: the campaign's name; state: sent | pending | failed | cancelled | undeliverable |
+# in_doubt | duplicates (read from the database every minute)
+MTT_CAMPAIGN_LETTERS = Gauge(
+    "proca_mtt_campaign_letters",
+    "Letters of a mail-to-target campaign, by state.",
+    ["campaign", "state"],
+    multiprocess_mode="max",
 )
 
 # -- database ------------------------------------------------------------------------------

@@ -169,6 +169,16 @@ async def _upsert_page(
 
 
 async def set_mtt(session: AsyncSession, campaign: Campaign, attrs: dict[str, Any]) -> Mtt:
+    """Configure mail to target. Refused while the campaign's org has no email backend: the
+    letters go out through it, and a campaign collecting letters that can never be sent is
+    the failure campaigners cannot see. (Removing the backend later blocks the sending: the
+    `mtt status` command and the log say so.)"""
+    org = await session.get(Org, campaign.org_id)
+    if org is not None and org.email_backend_id is None:
+        raise BadArgument(
+            f"needs an email backend: org {org.name} has none (set its emailBackend first)",
+            field="mtt",
+        )
     mtt = await session.scalar(select(Mtt).where(Mtt.campaign_id == campaign.id))
     if mtt is None:
         if attrs.get("start_at") is None or attrs.get("end_at") is None:

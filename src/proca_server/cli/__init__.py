@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
@@ -17,6 +18,7 @@ from proca_server.config import ConfigError, Settings, get_settings
 from proca_server.email.cli import reminders_app
 from proca_server.errors import ProcaError, UserInputError
 from proca_server.kit.logs import configure_logging
+from proca_server.mtt.cli import mtt_app
 from proca_server.processing.requeue_cli import requeue_app
 
 T = TypeVar("T")
@@ -34,6 +36,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(queue_app, name="queue")
 app.add_typer(requeue_app)
 app.add_typer(reminders_app, name="reminders")
+app.add_typer(mtt_app, name="mtt")
 
 
 def fail(message: str) -> None:
@@ -194,13 +197,19 @@ def worker(
     workers: Annotated[
         bool, typer.Option(help="Run the built-in workers (webhook, SQS, email) [RUN_WORKERS].")
     ] = True,
+    mtt: Annotated[
+        bool,
+        typer.Option(help="Plan and send mail-to-target letters [MTT_ENABLED]."),
+    ] = True,
 ) -> None:
-    """Run the processing pipeline without HTTP: processor, sweeper and built-in workers.
+    """Run the processing pipeline without HTTP: processor, sweeper, built-in workers and the
+    mail-to-target schedule.
 
     Run it next to API processes started with PIPELINE=handoff; several may run at once."""
     import signal
 
     from proca_server.migrations.migrate import is_up_to_date
+    from proca_server.mtt.loop import mtt_loop
     from proca_server.processing.runtime import Role, RuntimeOptions, close_runtime, open_runtime
     from proca_server.pubsub import pubsub
 
@@ -223,9 +232,17 @@ def worker(
             if not await is_up_to_date(engine):
                 raise UserInputError("the database is not migrated: run `proca-server setup`")
             await pubsub.connect(engine)
-            runtime = await open_runtime(s, db.create_sessionmaker(engine), options)
+            sessionmaker = db.create_sessionmaker(engine)
+            runtime = await open_runtime(s, sessionmaker, options)
+            letters = (
+                asyncio.create_task(mtt_loop(s, sessionmaker)) if mtt and s.mtt_enabled else None
+            )
             typer.echo("worker running", err=True)
             await stop.wait()
+            if letters is not None:
+                letters.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await letters
             await close_runtime(runtime)
         finally:
             await pubsub.close()

@@ -45,6 +45,8 @@ class EmailMessage:
     # SES template name), which the provider renders with `variables`
     template_ref: str | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)
+    # carbon copies, each `Name <address>` or a bare address like `to`; never a Bcc
+    cc: tuple[str, ...] = ()
 
 
 def format_address(name: str | None, address: str) -> str:

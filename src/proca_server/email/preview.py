@@ -27,8 +27,11 @@ class PreviewBackend:
 
 
 def _headers(message: EmailMessage) -> dict[str, str]:
-    """The headers a provider would see: Reply-To, the custom id and the provider template."""
+    """The headers a provider would see: Cc, Reply-To, the custom id and the provider
+    template."""
     headers = dict(message.headers)
+    if message.cc:
+        headers["Cc"] = ", ".join(message.cc)
     if message.reply_to:
         headers["Reply-To"] = message.reply_to
     if message.custom_id:

@@ -1,19 +1,28 @@
-"""Bounce reports of the email providers (spec §7.6): `POST /webhook/mailjet` and
+"""Event reports of the email providers (spec §7.6): `POST /webhook/mailjet` and
 `POST /webhook/brevo`.
 
 The providers call these without credentials (as their webhooks are configured), so the
 routes only act on emails this server sent: an event names its email by the custom id the
-email carried (`action:<id>`; Mailjet `CustomID`, Brevo the first tag) or, failing that, by
-the recipient address. A hard bounce, a block, a spam complaint or an unsubscription rejects
-the supporter and the action with that email status; the `email_status` events then go to the
-pipeline. A soft bounce is only logged (by domain). Every answer is 200, so the provider does
-not send a report again: one that cannot be used is logged and dropped."""
+email carried (Mailjet `CustomID`, Brevo the first tag) or, failing that, by the recipient
+address. Event names are normalised to `EventKind` first.
+
+- `action:<id>` (or no custom id): a hard bounce, a block, a spam complaint or an
+  unsubscription rejects the supporter and the action with that email status; the
+  `email_status` events then go to the pipeline. A soft bounce is only logged (by domain).
+- `mtt:<message id>`: delivery, opens, clicks and bounces of a mail-to-target letter, handled
+  by `mtt.tracking` (message flags, the target address's status).
+- anything else (`user:` ids, events of no interest) is dropped.
+
+All of a request is one transaction. Every answer is 200, so the provider does not send a
+report again: one that cannot be used is logged and dropped. The answer counts the rejected
+actions (`handled`) and, when the report was about letters, the events that found their
+letter (`tracked`)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +32,16 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.email.message import parse_custom_id
+from proca_server.metrics import EMAIL_PROVIDER_BOUNCES, EMAIL_PROVIDER_EVENTS, MTT_PROVIDER_EVENTS
 from proca_server.models import Action, Supporter
 from proca_server.models.enums import EmailStatus
+from proca_server.mtt.tracking import (
+    BOUNCE_KINDS,
+    GIVE_UP_STATUSES,
+    EventKind,
+    MttEvent,
+    track_mtt_events,
+)
 from proca_server.processing import handoff
 from proca_server.processing.lifecycle import Outcome, reject_supporter
 from proca_server.processing.loader import LoadedAction, load_actions_for_processing
@@ -38,13 +55,22 @@ MAX_EVENTS = 1000
 
 
 @dataclass(frozen=True)
-class BounceEvent:
-    """A provider's report on one email: `status` None for a soft bounce."""
+class ProviderEvent:
+    """A provider's report on one email."""
 
-    status: EmailStatus | None
+    kind: EventKind
     custom_id: str | None
     email: str | None
     reason: str = ""
+
+    @property
+    def is_bounce(self) -> bool:
+        return self.kind in BOUNCE_KINDS
+
+    @property
+    def status(self) -> EmailStatus | None:
+        """The email status a bounce gives; None for a soft bounce (and non-bounces)."""
+        return GIVE_UP_STATUSES.get(self.kind)
 
 
 def _events(payload: Any) -> list[dict[str, Any]]:
@@ -56,25 +82,32 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def mailjet_events(payload: Any) -> list[BounceEvent]:
+MAILJET_KINDS: dict[str, EventKind] = {
+    "sent": EventKind.SENT,
+    "open": EventKind.OPEN,
+    "click": EventKind.CLICK,
+    "blocked": EventKind.BLOCKED,
+    "spam": EventKind.SPAM,
+    "unsub": EventKind.UNSUB,
+}
+
+
+def _mailjet_kind(item: dict[str, Any]) -> EventKind:
+    name = item.get("event")
+    if name == "bounce":
+        return EventKind.BOUNCE if item.get("hard_bounce") is True else EventKind.SOFT_BOUNCE
+    return MAILJET_KINDS.get(name, EventKind.OTHER) if isinstance(name, str) else EventKind.OTHER
+
+
+def mailjet_events(payload: Any) -> list[ProviderEvent]:
     """Mailjet posts one event object, or an array of them when grouping is on."""
     found = []
     for item in _events(payload):
-        kind = item.get("event")
-        if kind == "bounce":
-            status = EmailStatus.BOUNCE if item.get("hard_bounce") is True else None
-        elif kind == "blocked":
-            status = EmailStatus.BLOCKED
-        elif kind == "spam":
-            status = EmailStatus.SPAM
-        elif kind == "unsub":
-            status = EmailStatus.UNSUB
-        else:
-            continue  # sent / open / click: MTT delivery flags, not bounces
+        kind = _mailjet_kind(item)
         parts = [str(item[k]) for k in ("error_related_to", "error", "comment") if item.get(k)]
         found.append(
-            BounceEvent(
-                status, _text(item.get("CustomID")), _text(item.get("email")), ": ".join(parts)
+            ProviderEvent(
+                kind, _text(item.get("CustomID")), _text(item.get("email")), ": ".join(parts)
             )
         )
     return found
@@ -91,20 +124,36 @@ BREVO_STATUSES: dict[str, EmailStatus | None] = {
     "unsubscribed": EmailStatus.UNSUB,
     "blocked": EmailStatus.BLOCKED,
 }
+_BOUNCE_KIND_OF = {status: kind for kind, status in GIVE_UP_STATUSES.items()}
+# Brevo's transactional events of a letter's life (`request`, `deferred`, ... are not used)
+BREVO_TRACKING: dict[str, EventKind] = {
+    "delivered": EventKind.DELIVERED,
+    "opened": EventKind.OPEN,
+    "unique_opened": EventKind.OPEN,
+    "proxy_open": EventKind.OPEN,
+    "unique_proxy_open": EventKind.OPEN,
+    "click": EventKind.CLICK,
+}
 
 
-def brevo_events(payload: Any) -> list[BounceEvent]:
+def _brevo_kind(name: Any) -> EventKind:
+    if not isinstance(name, str):
+        return EventKind.OTHER
+    if name in BREVO_STATUSES:
+        status = BREVO_STATUSES[name]
+        return EventKind.SOFT_BOUNCE if status is None else _BOUNCE_KIND_OF[status]
+    return BREVO_TRACKING.get(name, EventKind.OTHER)
+
+
+def brevo_events(payload: Any) -> list[ProviderEvent]:
     """Brevo posts one event object per request; the custom id is the email's first tag."""
     found = []
     for item in _events(payload):
-        kind = item.get("event")
-        if not isinstance(kind, str) or kind not in BREVO_STATUSES:
-            continue
         tags = item.get("tags")
         custom_id = _text(tags[0]) if isinstance(tags, list) and tags else _text(item.get("tag"))
         found.append(
-            BounceEvent(
-                BREVO_STATUSES[kind],
+            ProviderEvent(
+                _brevo_kind(item.get("event")),
                 custom_id,
                 _text(item.get("email")),
                 _text(item.get("reason")) or "",
@@ -113,7 +162,7 @@ def brevo_events(payload: Any) -> list[BounceEvent]:
     return found
 
 
-async def _action_of(session: AsyncSession, event: BounceEvent, seed: str) -> LoadedAction | None:
+async def _action_of(session: AsyncSession, event: ProviderEvent, seed: str) -> LoadedAction | None:
     parsed = parse_custom_id(event.custom_id)
     action_id: int | None = None
     if parsed is not None:
@@ -148,13 +197,39 @@ def _domain(email: str | None) -> str:
     return email.rpartition("@")[2] if email and "@" in email else "-"
 
 
-async def handle_bounces(request: Request, provider: str, events: Iterable[BounceEvent]) -> int:
-    """Reject the supporters the events name, in one transaction; how many were handled."""
+def _mtt_event(event: ProviderEvent) -> MttEvent | None:
+    parsed = parse_custom_id(event.custom_id)
+    if parsed is None or parsed[0] != "mtt":
+        return None
+    assert isinstance(parsed[1], int)
+    return MttEvent(parsed[1], event.kind, event.email, event.reason)
+
+
+def _count(provider: str, event: ProviderEvent, mtt: MttEvent | None) -> None:
+    EMAIL_PROVIDER_EVENTS.labels(provider=provider).inc()
+    if event.is_bounce:
+        EMAIL_PROVIDER_BOUNCES.labels(provider=provider, reason=event.kind.value).inc()
+    if mtt is not None:
+        MTT_PROVIDER_EVENTS.labels(provider=provider, event=event.kind.value).inc()
+
+
+async def handle_events(
+    request: Request, provider: str, events: Sequence[ProviderEvent]
+) -> dict[str, int]:
+    """Act on the events in one transaction: the answer's counts."""
     outcome = Outcome()
     handled = 0
+    letters: list[MttEvent] = []
     seed = request.app.state.settings.fingerprint_seed
     async with request.app.state.sessionmaker() as session:
         for event in events:
+            mtt = _mtt_event(event)
+            _count(provider, event, mtt)
+            if mtt is not None:
+                letters.append(mtt)
+                continue
+            if not event.is_bounce:
+                continue
             if event.status is None:
                 log.info("%s: soft bounce at %s", provider, _domain(event.email))
                 continue
@@ -171,9 +246,11 @@ async def handle_bounces(request: Request, provider: str, events: Iterable[Bounc
                 loaded.action.id,
                 event.status.name.lower(),
             )
+        tracked = await track_mtt_events(session, letters, provider) if letters else 0
         await session.commit()
     await handoff.after_commit(request.app.state, outcome.publications, outcome.process_action_ids)
-    return handled
+    # `tracked` only for reports about letters, so that a supporter bounce answers as before
+    return {"handled": handled, "tracked": tracked} if letters else {"handled": handled}
 
 
 async def _payload(request: Request) -> Any:
@@ -185,11 +262,11 @@ async def _payload(request: Request) -> Any:
 
 @router.post("/webhook/mailjet")
 async def mailjet_webhook(request: Request) -> Response:
-    handled = await handle_bounces(request, "mailjet", mailjet_events(await _payload(request)))
-    return JSONResponse({"handled": handled})
+    counts = await handle_events(request, "mailjet", mailjet_events(await _payload(request)))
+    return JSONResponse(counts)
 
 
 @router.post("/webhook/brevo")
 async def brevo_webhook(request: Request) -> Response:
-    handled = await handle_bounces(request, "brevo", brevo_events(await _payload(request)))
-    return JSONResponse({"handled": handled})
+    counts = await handle_events(request, "brevo", brevo_events(await _payload(request)))
+    return JSONResponse(counts)

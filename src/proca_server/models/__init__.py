@@ -13,8 +13,8 @@ from proca_server.models.email_budget import TransactionalEmailUsage
 from proca_server.models.email_sent import EmailSent
 from proca_server.models.email_template import EmailTemplate
 from proca_server.models.idempotency import IdempotencyKey
-from proca_server.models.message import Message, MessageContent
-from proca_server.models.mtt import Mtt
+from proca_server.models.message import Message, MessageContent, SendStatus
+from proca_server.models.mtt import Mtt, MttTargetCount
 from proca_server.models.org import Org
 from proca_server.models.preview_email import PreviewEmail
 from proca_server.models.public_key import PublicKey
@@ -47,9 +47,11 @@ __all__ = [
     "Message",
     "MessageContent",
     "Mtt",
+    "MttTargetCount",
     "Org",
     "PreviewEmail",
     "PublicKey",
+    "SendStatus",
     "Service",
     "Source",
     "Staffer",

@@ -1,13 +1,26 @@
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Text, Uuid, text
+from sqlalchemy import Boolean, ForeignKey, Index, SmallInteger, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from proca_server.kit.time import utcnow
-from proca_server.models.base import ID, Base, StringArray, TimestampMixin, UTCDateTime
+from proca_server.models.base import ID, Base, IntEnum, StringArray, TimestampMixin, UTCDateTime
+
+
+class SendStatus(enum.IntEnum):
+    """Where a mail-to-target message stands (`messages.send_status`)."""
+
+    PENDING = 0  # waiting: not planned yet, planned for `scheduled_at`, or claimed
+    SENT = 1  # the provider accepted it
+    FAILED = 2  # refused for good, or retried `MTT_MAX_ATTEMPTS` times
+    CANCELLED = 3  # empty subject or body: nothing to send
+    UNDELIVERABLE = 4  # its target has no usable address (bounced, inactive, none)
+    IN_DOUBT = 5  # a sender stopped during the provider call: maybe sent, never sent again
+    DUPLICATE = 6  # dupe_rank > 0: the same person already wrote to this target
 
 
 class MessageContent(TimestampMixin, Base):
@@ -24,7 +37,19 @@ class Message(Base):
     """One mail-to-target email from an action to a target."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index(None, "target_id", "dupe_rank", "sent", "id"),)
+    __table_args__ = (
+        Index(None, "target_id", "dupe_rank", "sent", "id"),
+        # the senders' and planners' ways in: what is waiting, per target, in id order
+        Index(None, "target_id", "send_status", "scheduled_at", "id"),
+        Index(None, "send_status", "scheduled_at"),
+        # the ranking's: only messages not ranked yet
+        Index(
+            "messages_unranked_index",
+            "id",
+            postgresql_where=text("dupe_rank IS NULL"),
+            sqlite_where=text("dupe_rank IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     action_id: Mapped[int] = mapped_column(
@@ -43,3 +68,15 @@ class Message(Base):
     dupe_rank: Mapped[int | None] = mapped_column()
     files: Mapped[list[str]] = mapped_column(StringArray(), default=list)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # the sending side (mtt/): see mtt/sender.py for the life of a message
+    send_status: Mapped[SendStatus] = mapped_column(
+        IntEnum(SendStatus, SmallInteger()), default=SendStatus.PENDING, server_default=text("0")
+    )
+    # when a planner gave it a send time (null: not planned yet)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # a sender holds it until then (null: nobody)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # why it failed, was cancelled or is undeliverable (never personal data)
+    error: Mapped[str | None] = mapped_column(String(255))

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage as MimeMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any
 
 import httpx
@@ -86,9 +86,10 @@ class EmailConfigError(ValueError):
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+    # longest first, so a secret inside another (`ann@x.org` in `joann@x.org`) leaves no trace;
+    # regardless of case, as providers may echo an address lower-cased
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
     return text
 
 
@@ -101,6 +102,11 @@ def reply_to_of(message: EmailMessage) -> str | None:
 
 def extra_headers(message: EmailMessage) -> dict[str, str]:
     return {k: v for k, v in message.headers.items() if k.lower() not in RESERVED_HEADERS}
+
+
+def envelope_recipients(message: EmailMessage) -> list[str]:
+    """The bare addresses the message goes to: its To, then its Cc."""
+    return [address for _, address in getaddresses([message.to, *message.cc]) if address]
 
 
 def message_id_for(message: EmailMessage) -> str:
@@ -116,11 +122,13 @@ def message_id_for(message: EmailMessage) -> str:
 
 
 def build_mime(message: EmailMessage) -> MimeMessage:
-    """The message as MIME: text and HTML as alternatives, Reply-To, extra headers, a
+    """The message as MIME: text and HTML as alternatives, Cc, Reply-To, extra headers, a
     Message-Id made from the custom id, and the custom id as is in `CUSTOM_ID_HEADER`."""
     mime = MimeMessage(policy=email.policy.SMTP)
     mime["From"] = message.sender
     mime["To"] = message.to
+    if message.cc:
+        mime["Cc"] = ", ".join(message.cc)
     mime["Subject"] = message.subject
     mime["Date"] = formatdate(localtime=False)
     mime["Message-Id"] = message_id_for(message)

@@ -6,6 +6,7 @@
 | --------------------- | ------------------------------------------------------------ |
 | sender                | `sender {name, email}`                                       |
 | to                    | `to [{email, name}]`                                         |
+| cc                    | `cc [{email, name}]`, absent when empty (Brevo refuses `[]`) |
 | subject / text / html | `subject` / `textContent` / `htmlContent`                    |
 | reply_to              | `replyTo {email, name}`                                      |
 | headers               | `headers` (extra headers only)                               |
@@ -14,7 +15,8 @@
 | template_ref          | `templateId` (a number)                                      |
 | variables             | `params` (with a template)                                   |
 
-Brevo answers 201 `{"messageId": …}`; an error is 4xx/5xx `{"code", "message"}`.
+Brevo answers 201 `{"messageId": …}`; an error is 4xx/5xx `{"code", "message"}`, quoted
+without the recipients' addresses.
 
 `list_templates` reads the active templates for the template directory (spec §7.4):
 `GET {base}/v3/smtp/templates?templateStatus=true&limit=50&offset=n`, answer
@@ -33,6 +35,7 @@ from proca_server.email.backends.base import (
     EmailDeliveryError,
     RemoteTemplate,
     TemplateListError,
+    envelope_recipients,
     extra_headers,
     failed_messages,
     get_json,
@@ -56,6 +59,8 @@ def _contact(value: str) -> dict[str, str]:
 
 def brevo_email(message: EmailMessage) -> dict[str, Any]:
     body: dict[str, Any] = {"sender": _contact(message.sender), "to": [_contact(message.to)]}
+    if message.cc:
+        body["cc"] = [_contact(c) for c in message.cc]
     template = template_number(message)
     if message.template_ref is not None and template is None:
         raise ValueError("a Brevo template id is a number")
@@ -140,7 +145,7 @@ class BrevoBackend:
                         f"{self.base_url}/v3/smtp/email",
                         body,
                         headers={"api-key": self._api_key, "accept": "application/json"},
-                        secrets=[self._api_key],
+                        secrets=[self._api_key, *envelope_recipients(message)],
                     )
                 except EmailDeliveryError as exc:
                     failures.append(

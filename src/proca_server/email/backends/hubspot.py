@@ -8,15 +8,17 @@ templates, so a message without a numeric `template_ref` is refused here.
 | ------------ | ---------------------------------------------------- |
 | template_ref | `emailId` (a number)                                 |
 | to           | `message.to` (the address)                           |
+| cc           | `message.cc [address…]` (`[]` without Cc)            |
 | sender       | `message.from` (`Name <address>`)                    |
 | custom_id    | `message.sendId`                                     |
 | reply_to     | `message.replyTo [address]`                          |
-| —            | `message.cc []`, `message.bcc []`, `contactProperties {}` |
+| —            | `message.bcc []`, `contactProperties {}`             |
 | variables    | `customProperties`                                   |
 
 HubSpot answers with the send's `status` (and, once known, a `sendResult` such as `SENT`,
 `QUEUED` or a refusal like `INVALID_TO_ADDRESS`); an error is 4xx/5xx `{"status": "error",
-"message", "category"}`. Subject, bodies and extra headers come from the HubSpot template."""
+"message", "category"}`, quoted without the recipients' addresses. Subject, bodies and extra
+headers come from the HubSpot template."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import httpx
 from proca_server.email.backends.base import (
     DeliveryFailure,
     EmailDeliveryError,
+    envelope_recipients,
     failed_messages,
     http_client,
     post_json,
@@ -52,7 +55,7 @@ def hubspot_email(message: EmailMessage) -> dict[str, Any]:
     envelope: dict[str, Any] = {
         "to": split_address(message.to)[1],
         "from": message.sender,
-        "cc": [],
+        "cc": [split_address(c)[1] for c in message.cc],
         "bcc": [],
         "replyTo": [split_address(reply_to)[1]] if reply_to else [],
     }
@@ -102,7 +105,11 @@ class HubspotBackend:
         except ValueError as exc:
             return DeliveryFailure(index, message.custom_id, str(exc), retryable=False)
         # the token may be given with or without its scheme: hide both spellings
-        secrets = [self._authorization, self._authorization.partition(" ")[2]]
+        secrets = [
+            self._authorization,
+            self._authorization.partition(" ")[2],
+            *envelope_recipients(message),
+        ]
         try:
             response = await post_json(
                 client,

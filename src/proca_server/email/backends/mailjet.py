@@ -7,6 +7,7 @@
 | --------------------- | ----------------------------------------------------------- |
 | sender                | `From {Email, Name}`                                        |
 | to                    | `To [{Email, Name}]`                                        |
+| cc                    | `Cc [{Email, Name}]` (absent when empty)                    |
 | subject / text / html | `Subject` / `TextPart` / `HTMLPart`                         |
 | reply_to              | `ReplyTo {Email, Name}`                                     |
 | headers               | `Headers` (extra headers only)                              |
@@ -15,9 +16,11 @@
 | variables             | `Variables`                                                 |
 
 The answer lists one `{Status: "success" | "error", Errors: [...]}` per message, in order, both
-with HTTP 200 and 400. An error whose `ErrorRelatedTo` names a recipient field (`To[0].Email`…)
-cannot succeed on a retry: the message is dropped (logged) and counts as sent. Other errors fail
-their message. A call refused as a whole (bad keys: 401 with `ErrorMessage`) fails the batch.
+with HTTP 200 and 400. An error whose `ErrorRelatedTo` names a recipient field (`To[0].Email`,
+`Cc[1].Email`…) cannot succeed on a retry: the message is dropped (logged) and counts as sent,
+even when only a Cc address was refused. Other errors fail their message. A call refused as a
+whole (bad keys: 401 with `ErrorMessage`) fails the batch. Mailjet quotes a refused address in
+its error message: errors are logged and reported with every recipient address blanked out.
 
 `list_templates` reads the account's templates for the template directory (spec §7.4)."""
 
@@ -35,6 +38,7 @@ from proca_server.email.backends.base import (
     EmailDeliveryError,
     RemoteTemplate,
     TemplateListError,
+    envelope_recipients,
     extra_headers,
     failed_messages,
     get_json,
@@ -64,6 +68,8 @@ def mailjet_message(message: EmailMessage) -> dict[str, Any]:
         "From": _contact(message.sender),
         "To": [_contact(message.to)],
     }
+    if message.cc:
+        entry["Cc"] = [_contact(c) for c in message.cc]
     template = template_number(message)
     if message.template_ref is not None and template is None:
         raise ValueError("a Mailjet template id is a number")
@@ -165,7 +171,7 @@ class MailjetBackend:
                 )
         if not body:
             return failures
-        secrets = [self._secret]
+        secrets = [self._secret, *(a for m in chunk for a in envelope_recipients(m))]
         response = await post_json(
             client,
             self.name,

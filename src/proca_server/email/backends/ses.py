@@ -3,12 +3,14 @@ time.
 
 Service fields: `host` is the AWS region, `user` the access key id, `password` the secret key.
 
-A message is sent as raw MIME (`SendRawEmail`, Source = its From, Destinations = its To): the
-text and HTML alternatives, Reply-To, extra headers, and the custom id in the
-`X-Proca-Custom-Id` header (SES replaces the Message-Id with its own; notifications configured
-to include the original headers carry it back). A message with a `template_ref` is sent with
-`SendTemplatedEmail` (Template = the SES template name, TemplateData = its variables as JSON,
-ReplyToAddresses); SES gives such a call no place for the custom id.
+A message is sent as raw MIME (`SendRawEmail`, Source = its From, Destinations = its To and Cc
+addresses): the text and HTML alternatives, the Cc header, Reply-To, extra headers, and the
+custom id in the `X-Proca-Custom-Id` header (SES replaces the Message-Id with its own;
+notifications configured to include the original headers carry it back). A message with a
+`template_ref` is sent with `SendTemplatedEmail` (Destination = ToAddresses and, when there are
+any, CcAddresses; Template = the SES template name, TemplateData = its variables as JSON,
+ReplyToAddresses); SES gives such a call no place for the custom id. Errors are reported
+without the recipients' addresses.
 
 `MessageRejected`, an unverified sender and invalid parameters fail their message for good;
 throttling, SES-side faults and refused credentials may pass on a retry.
@@ -22,7 +24,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from email.utils import getaddresses
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -35,6 +36,7 @@ from proca_server.email.backends.base import (
     RemoteTemplate,
     TemplateListError,
     build_mime,
+    envelope_recipients,
     failed_messages,
     reply_to_of,
     scrub,
@@ -136,12 +138,15 @@ class SesBackend:
             raise failed_messages(self.name, failures, len(messages))
 
     async def _send(self, client: Any, index: int, message: EmailMessage) -> DeliveryFailure | None:
-        recipients = [address for _, address in getaddresses([message.to]) if address]
+        recipients = envelope_recipients(message)
+        destination: dict[str, list[str]] = {"ToAddresses": [message.to]}
+        if message.cc:
+            destination["CcAddresses"] = list(message.cc)
         try:
             if message.template_ref:
                 answer = await client.send_templated_email(
                     Source=message.sender,
-                    Destination={"ToAddresses": [message.to]},
+                    Destination=destination,
                     ReplyToAddresses=[reply_to] if (reply_to := reply_to_of(message)) else [],
                     Template=message.template_ref,
                     TemplateData=json.dumps(dict(message.variables), default=str),

@@ -6,14 +6,23 @@ default); `user` and `password` log in. TLS is always verified against the syste
 context given), with SNI. One connection carries a batch; each message is MIME with its text and
 HTML parts, Reply-To, extra headers, the custom id in `Message-Id` (`action:42` sent from
 `x@org.example` gives `<action.42@org.example>`, as the Message-Id syntax has no `:` or second
-`@`) and, verbatim, in `X-Proca-Custom-Id`."""
+`@`) and, verbatim, in `X-Proca-Custom-Id`.
+
+A caller that must record a send exactly once passes `before_final(index)`: it is awaited when
+the server has the whole message but the end-of-data mark, which alone makes the server take
+it. What the callback records is then true unless the process dies in the instant between its
+return and one socket write; a callback that raises abandons the message (RSET), which the
+server then never delivers. The server may still refuse the message after the mark: that
+failure is reported as usual, for the caller to undo its record."""
 
 from __future__ import annotations
 
 import logging
+import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from email.message import EmailMessage as MimeMessage
 from email.utils import getaddresses
 from urllib.parse import urlsplit
 
@@ -27,12 +36,16 @@ from proca_server.email.backends.base import (
     failed_messages,
     scrub,
 )
-from proca_server.email.message import EmailMessage, loggable_custom_id
+from proca_server.email.message import EmailMessage, loggable_custom_id, split_address
 
 log = logging.getLogger("proca_server.email.smtp")
 
 SCHEMES = {"ssl": (True, 465), "smtps": (True, 465), "tls": (False, 25)}
 TIMEOUT = 30.0
+
+BeforeFinal = Callable[[int], Awaitable[None]]
+_LEADING_PERIOD = re.compile(rb"(?m)^\.")
+_BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,9 @@ class SmtpBackend:
         text = scrub(f"{reason} ({e.hostname}:{e.port})", [self._password])
         return EmailDeliveryError(self.name, text, retryable=retryable)
 
-    async def deliver(self, messages: Sequence[EmailMessage]) -> None:
+    async def deliver(
+        self, messages: Sequence[EmailMessage], *, before_final: BeforeFinal | None = None
+    ) -> None:
         if not messages:
             return
         e = self.endpoint
@@ -119,7 +134,7 @@ class SmtpBackend:
             failures = [
                 failure
                 for index, message in enumerate(messages)
-                if (failure := await self._send(client, index, message)) is not None
+                if (failure := await self._send(client, index, message, before_final)) is not None
             ]
         finally:
             try:
@@ -130,12 +145,19 @@ class SmtpBackend:
             raise failed_messages(self.name, failures, len(messages))
 
     async def _send(
-        self, client: aiosmtplib.SMTP, index: int, message: EmailMessage
+        self,
+        client: aiosmtplib.SMTP,
+        index: int,
+        message: EmailMessage,
+        before_final: BeforeFinal | None = None,
     ) -> DeliveryFailure | None:
         mime = build_mime(message)
-        recipients = [address for _, address in getaddresses([message.to]) if address]
+        recipients = [address for _, address in getaddresses([message.to, *message.cc]) if address]
         try:
-            await client.send_message(mime, recipients=recipients)
+            if before_final is None:
+                await client.send_message(mime, recipients=recipients)
+            else:
+                await self._send_recorded(client, index, message, mime, recipients, before_final)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
             reason = scrub(reason, recipients)  # personal data stays out of errors
@@ -148,3 +170,58 @@ class SmtpBackend:
             raise self._fail(str(exc)) from None
         log.info("sent %s through SMTP", loggable_custom_id(message.custom_id))
         return None
+
+    async def _send_recorded(
+        self,
+        client: aiosmtplib.SMTP,
+        index: int,
+        message: EmailMessage,
+        mime: MimeMessage,
+        recipients: list[str],
+        before_final: BeforeFinal,
+    ) -> None:
+        sender = split_address(message.sender)[1]
+        if not all(a.isascii() for a in (sender, *recipients)):
+            # an internationalised address needs SMTPUTF8, which only send_message negotiates:
+            # recorded first, so such a letter is at most once rather than exactly once
+            await before_final(index)
+            await client.send_message(mime, recipients=recipients)
+            return
+        if not recipients:
+            raise aiosmtplib.SMTPRecipientsRefused([])
+        try:
+            await client.mail(sender)
+        except aiosmtplib.SMTPResponseException:
+            await client.rset()
+            raise
+        refused = []
+        for address in recipients:
+            try:
+                await client.rcpt(address)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused.append(exc)
+        # a refused copy does not stop the letter; a refused addressee does
+        if len(refused) == len(recipients) or recipients[0] in {r.recipient for r in refused}:
+            await client.rset()
+            raise aiosmtplib.SMTPRecipientsRefused(refused)
+        protocol = client.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        start = await client.execute_command(b"DATA")
+        if start.code != aiosmtplib.SMTPStatus.start_input:
+            await client.rset()
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        payload = _BARE_LINE_END.sub(b"\r\n", mime.as_bytes())
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        protocol.write(_LEADING_PERIOD.sub(b"..", payload))
+        try:
+            await before_final(index)
+        except BaseException:
+            # without the end-of-data mark the server drops what it received
+            client.close()
+            raise
+        protocol.write(b".\r\n")
+        done = await protocol.read_response(timeout=self._timeout)
+        if done.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPDataError(done.code, done.message)

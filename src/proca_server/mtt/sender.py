@@ -1,0 +1,479 @@
+"""Sending the letters that are due (spec §9.7), exactly once where the backend allows it.
+
+The life of a letter (`messages.send_status`, models/message.py): PENDING, with no send time
+until a planner gives it one (mtt/planner.py); due once that time has come. A sender claims
+due letters with a conditional update (`claimed_until`, a lease; on PostgreSQL the candidates
+are read `FOR UPDATE SKIP LOCKED`, SQLite has one writer), committed before anything is sent:
+two senders never hold the same letter. The claimed letters are composed (render.py) and sent
+through the campaign lead org's email backend, then settled: SENT, FAILED (refused for good,
+or after `MTT_MAX_ATTEMPTS` tries), back to PENDING with a later send time (a failure that may
+pass: the delay doubles from one minute to an hour), CANCELLED (empty subject or body),
+UNDELIVERABLE (the target has no usable address) or IN_DOUBT.
+
+When is a send recorded? Before the provider takes the letter, or with it:
+- SMTP: in the instant between the letter's last byte and the end-of-data mark that alone
+  makes the server accept it (email/backends/smtp.py, `before_final`). A sender killed before
+  that point leaves a claimed letter that the server dropped, sent again once the lease has
+  expired; killed after it, the letter is recorded sent and the server has it. Nothing is lost
+  or sent twice, but for a server refusing the letter after the mark, which is then settled
+  as refused, and a death in the microseconds between the record and one socket write.
+- Preview mailbox: the stored email and the record are one transaction.
+- Provider APIs (Mailjet, Brevo, SES, HubSpot) take a letter in one HTTP request that cannot be
+  split: the record follows the answer. A sender that dies between the request and the record
+  leaves a letter the provider may have sent; when its lease expires it becomes IN_DOUBT and is
+  never sent again (at most once), counted so that an operator sees it. Sending twice to an
+  MEP is the worse failure: it discredits the campaign."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from proca_server.config import Settings
+from proca_server.email.backend import OrgEmailBackend, get_org_email_backend
+from proca_server.email.backends.base import EmailConfigError, EmailDeliveryError
+from proca_server.email.backends.smtp import SmtpBackend
+from proca_server.email.merge import merge_variables
+from proca_server.email.message import EmailMessage
+from proca_server.email.preview import PreviewBackend, store_preview_emails
+from proca_server.email.supporter import srs_key
+from proca_server.email.templates import ProviderTemplate, TemplateText
+from proca_server.kit.time import utcnow
+from proca_server.models import Campaign, Message, MessageContent, Mtt, Org, Target, TargetEmail
+from proca_server.models.enums import EmailStatus
+from proca_server.models.message import SendStatus
+from proca_server.mtt.planner import USABLE, bump_counts
+from proca_server.mtt.render import Letter, NothingToSend, TemplateMissing, compose, find_template
+from proca_server.processing.loader import load_actions_for_processing
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 200
+# letters sent over one SMTP connection
+SMTP_CHUNK = 50
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_MAX = timedelta(hours=1)
+# how long a campaign whose letters cannot be composed (no backend, no template) waits
+BLOCKED_DELAY = timedelta(minutes=5)
+
+COUNTED = {
+    SendStatus.SENT: "sent",
+    SendStatus.FAILED: "failed",
+    SendStatus.CANCELLED: "cancelled",
+    SendStatus.UNDELIVERABLE: "undeliverable",
+    SendStatus.IN_DOUBT: "in_doubt",
+}
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait before the next try of a letter tried `attempts` times."""
+    delay: timedelta = RETRY_FIRST * 2 ** max(0, attempts - 1)
+    return min(delay, RETRY_MAX)
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    # a sender held it before and its lease expired: it died while sending
+    reclaimed: bool
+    attempts: int
+
+
+@dataclass
+class SendReport:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Item:
+    letter: Letter
+    claim: Claim
+    email: EmailMessage | None = None
+
+    @property
+    def counted(self) -> bool:
+        return not self.letter.loaded.action.testing
+
+
+async def claim_due(
+    session: AsyncSession, now: datetime, lease: timedelta, limit: int = CLAIM_BATCH
+) -> list[Claim]:
+    """Claim up to `limit` due letters, oldest send time first; the caller commits."""
+    query = (
+        select(Message.id, Message.claimed_until, Message.attempts)
+        .where(
+            Message.send_status == SendStatus.PENDING,
+            Message.scheduled_at <= now,
+            or_(Message.claimed_until.is_(None), Message.claimed_until < now),
+        )
+        .order_by(Message.scheduled_at, Message.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    candidates = (await session.execute(query)).all()
+    if not candidates:
+        return []
+    taken = await session.execute(
+        update(Message)
+        .where(
+            Message.id.in_([c.id for c in candidates]),
+            Message.send_status == SendStatus.PENDING,
+            or_(Message.claimed_until.is_(None), Message.claimed_until < now),
+        )
+        .values(claimed_until=now + lease, attempts=Message.attempts + 1)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    won = set(taken.scalars().all())
+    return [
+        Claim(c.id, c.claimed_until is not None, c.attempts + 1) for c in candidates if c.id in won
+    ]
+
+
+async def _load(session: AsyncSession, claims: Sequence[Claim]) -> list[tuple[_Item, Mtt, Org]]:
+    by_id = {c.id: c for c in claims}
+    rows = (
+        await session.execute(
+            select(Message, MessageContent, Target, Mtt, Org)
+            .join(MessageContent, MessageContent.id == Message.message_content_id)
+            .join(Target, Target.id == Message.target_id)
+            .join(Campaign, Campaign.id == Target.campaign_id)
+            .join(Mtt, Mtt.campaign_id == Campaign.id)
+            .join(Org, Org.id == Campaign.org_id)
+            .where(Message.id.in_(list(by_id)))
+            .order_by(Message.id)
+        )
+    ).all()
+    found = [(m, c, t, mt, o) for m, c, t, mt, o in rows]
+    loaded = {
+        la.action.id: la
+        for la in await load_actions_for_processing(
+            session, sorted({m.action_id for m, *_ in found})
+        )
+    }
+    target_ids = {t.id for _, _, t, _, _ in found}
+    emails: dict[UUID, str] = {}
+    if target_ids:
+        for target_id, address in (
+            await session.execute(
+                select(TargetEmail.target_id, TargetEmail.email)
+                .where(
+                    TargetEmail.target_id.in_(target_ids),
+                    TargetEmail.email_status.in_(USABLE),
+                    TargetEmail.email.is_not(None),
+                )
+                .order_by(TargetEmail.id)
+            )
+        ).all():
+            if address:
+                emails.setdefault(target_id, address)
+    items = []
+    for message, content, target, mtt, org in found:
+        action = loaded.get(message.action_id)
+        if action is None:
+            continue
+        letter = Letter(message, content, target, emails.get(target.id), action)
+        items.append((_Item(letter, by_id[message.id]), mtt, org))
+    return items
+
+
+class Sender:
+    """Sends due letters; one per process (its settings and sessions)."""
+
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+
+    async def send_due(self, now: datetime | None = None, limit: int = CLAIM_BATCH) -> SendReport:
+        """Claim and send one batch of due letters."""
+        now = now or utcnow()
+        report = SendReport()
+        lease = timedelta(seconds=self.settings.mtt_claim_seconds)
+        async with self.sessionmaker() as session:
+            claims = await claim_due(session, now, lease, limit)
+            await session.commit()
+        report.claimed = len(claims)
+        if not claims:
+            return report
+        async with self.sessionmaker() as session:
+            groups = await self._compose(session, claims, now, report)
+        for backend, items in groups:
+            await self._deliver(backend, items, report)
+        return report
+
+    async def _compose(
+        self, session: AsyncSession, claims: Sequence[Claim], now: datetime, report: SendReport
+    ) -> list[tuple[OrgEmailBackend, list[_Item]]]:
+        loaded = await _load(session, claims)
+        by_campaign: dict[int, list[tuple[_Item, Mtt, Org]]] = defaultdict(list)
+        for entry in loaded:
+            by_campaign[entry[1].campaign_id].append(entry)
+        missing = {c.id for c in claims} - {item.claim.id for item, _, _ in loaded}
+        if missing:
+            await self._settle_ids(session, missing, SendStatus.CANCELLED, "the action is gone")
+        groups: list[tuple[OrgEmailBackend, list[_Item]]] = []
+        settle: dict[tuple[SendStatus, str], list[_Item]] = defaultdict(list)
+        release: list[_Item] = []
+        for entries in by_campaign.values():
+            _, mtt, org = entries[0]
+            try:
+                backend = await get_org_email_backend(session, org, sessionmaker=self.sessionmaker)
+            except EmailConfigError as exc:
+                log.warning("mail to target of campaign %d blocked: %s", mtt.campaign_id, exc)
+                backend = None
+            if backend is None:
+                log.warning(
+                    "mail to target of campaign %d blocked: org %s has no email backend",
+                    mtt.campaign_id,
+                    org.name,
+                )
+                release += [item for item, _, _ in entries]
+                continue
+            exact = isinstance(backend.backend, SmtpBackend | PreviewBackend)
+            templates: dict[str | None, TemplateText | ProviderTemplate | None] = {}
+            tested: set[tuple[int, str | None]] = set()
+            ready: list[_Item] = []
+            for item, _, _ in entries:
+                letter = item.letter
+                if item.claim.reclaimed and not exact:
+                    settle[(SendStatus.IN_DOUBT, "a sender stopped during its send")].append(item)
+                    continue
+                locale = letter.target.locale
+                if letter.loaded.action.testing:
+                    key = (letter.message.action_id, locale)
+                    if key in tested:
+                        settle[(SendStatus.CANCELLED, "test: one letter per locale")].append(item)
+                        continue
+                    tested.add(key)
+                try:
+                    if locale not in templates:
+                        templates[locale] = await find_template(session, org, backend, mtt, locale)
+                    variables = await merge_variables(session, letter.loaded, org.id)
+                    item.email = await compose(
+                        letter,
+                        mtt,
+                        org,
+                        backend,
+                        variables,
+                        templates[locale],
+                        srs_key=srs_key(self.settings),
+                        srs_prefix=self.settings.email_srs_prefix,
+                    )
+                except TemplateMissing as exc:
+                    log.warning("mail to target of campaign %d waits: %s", mtt.campaign_id, exc)
+                    release.append(item)
+                    continue
+                except NothingToSend as exc:
+                    status = (
+                        SendStatus.UNDELIVERABLE
+                        if letter.target_email is None and not letter.loaded.action.testing
+                        else SendStatus.CANCELLED
+                    )
+                    if status is SendStatus.CANCELLED:
+                        log.warning(
+                            "letter %d of campaign %d cancelled: %s",
+                            letter.message.id,
+                            mtt.campaign_id,
+                            exc.reason,
+                        )
+                    settle[(status, exc.reason)].append(item)
+                    continue
+                ready.append(item)
+            if ready:
+                groups.append((backend, ready))
+        for (status, reason), items in settle.items():
+            await self._settle(session, items, status, reason, now)
+            report.by_status[status.name.lower()] += len(items)
+        if release:
+            await self._release(session, release, now + BLOCKED_DELAY)
+        await session.commit()
+        return groups
+
+    async def _deliver(
+        self, backend: OrgEmailBackend, items: list[_Item], report: SendReport
+    ) -> None:
+        inner = backend.backend
+        size = SMTP_CHUNK if isinstance(inner, SmtpBackend) else max(1, backend.batch_size)
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            messages = [item.email for item in chunk if item.email is not None]
+            if isinstance(inner, PreviewBackend):
+                async with self.sessionmaker() as session:
+                    await store_preview_emails(session, messages)
+                    await self._settle(session, chunk, SendStatus.SENT, None, utcnow())
+                    await session.commit()
+                report.sent += len(chunk)
+                continue
+            recorded: set[int] = set()
+
+            async def before_final(
+                index: int, chunk: list[_Item] = chunk, recorded: set[int] = recorded
+            ) -> None:
+                async with self.sessionmaker() as session:
+                    await self._settle(session, [chunk[index]], SendStatus.SENT, None, utcnow())
+                    await session.commit()
+                recorded.add(index)
+
+            try:
+                if isinstance(inner, SmtpBackend):
+                    await inner.deliver(messages, before_final=before_final)
+                else:
+                    await backend.deliver(messages)
+            except EmailDeliveryError as exc:
+                failed = {f.index: f for f in exc.failures}
+                for index, item in enumerate(chunk):
+                    failure = failed.get(index)
+                    if exc.failures and failure is None:
+                        if index not in recorded:
+                            await self._settle_one(item, SendStatus.SENT, None)
+                        report.sent += 1
+                        continue
+                    if not exc.failures and index in recorded:
+                        # the server had the whole letter when the connection failed
+                        report.sent += 1
+                        continue
+                    retryable = failure.retryable if failure is not None else exc.retryable
+                    reason = failure.reason if failure is not None else exc.reason
+                    retried = await self._fail(item, reason, retryable, index in recorded)
+                    report.retried += int(retried)
+                log.warning(
+                    "%s: %d letters not sent: %s",
+                    backend.name,
+                    len(failed) or len(chunk),
+                    exc.reason,
+                )
+                continue
+            except Exception:
+                log.exception("%s: letters not sent", backend.name)
+                for index, item in enumerate(chunk):
+                    if index not in recorded:
+                        report.retried += int(
+                            await self._fail(item, "unexpected error", True, False)
+                        )
+                continue
+            for index, item in enumerate(chunk):
+                if index not in recorded:
+                    await self._settle_one(item, SendStatus.SENT, None)
+            report.sent += len(chunk)
+
+    async def _settle_one(self, item: _Item, status: SendStatus, reason: str | None) -> None:
+        async with self.sessionmaker() as session:
+            await self._settle(session, [item], status, reason, utcnow())
+            await session.commit()
+
+    async def _fail(self, item: _Item, reason: str, retryable: bool, was_sent: bool) -> bool:
+        """Settle a letter the provider refused; True when it will be tried again."""
+        again = retryable and item.claim.attempts < self.settings.mtt_max_attempts
+        reason = reason[:255]
+        async with self.sessionmaker() as session:
+            if was_sent:
+                await self._unsettle_sent(session, item)
+            if again:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == item.letter.message.id)
+                    .values(
+                        send_status=SendStatus.PENDING,
+                        claimed_until=None,
+                        scheduled_at=utcnow() + retry_delay(item.claim.attempts),
+                        error=reason,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            else:
+                await self._settle(
+                    session, [item], SendStatus.FAILED, reason, utcnow(), only_pending=False
+                )
+            await session.commit()
+        return again
+
+    async def _unsettle_sent(self, session: AsyncSession, item: _Item) -> None:
+        await session.execute(
+            update(Message)
+            .where(Message.id == item.letter.message.id)
+            .values(send_status=SendStatus.PENDING, sent=False, sent_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if item.counted:
+            await bump_counts(session, "sent", {item.letter.target.id: -1})
+
+    async def _settle(
+        self,
+        session: AsyncSession,
+        items: Sequence[_Item],
+        status: SendStatus,
+        reason: str | None,
+        now: datetime,
+        *,
+        only_pending: bool = True,
+    ) -> None:
+        if not items:
+            return
+        values: dict[str, Any] = {"send_status": status, "claimed_until": None, "error": reason}
+        if status is SendStatus.SENT:
+            values.update(sent=True, sent_at=now, error=None)
+        conditions: list[ColumnElement[bool]] = [
+            Message.id.in_([i.letter.message.id for i in items])
+        ]
+        if only_pending:
+            conditions.append(Message.send_status == SendStatus.PENDING)
+        done = await session.execute(
+            update(Message)
+            .where(and_(*conditions))
+            .values(values)
+            .returning(Message.id)
+            .execution_options(synchronize_session=False)
+        )
+        changed = set(done.scalars().all())
+        column = COUNTED.get(status)
+        if column:
+            by_target = Counter(
+                i.letter.target.id for i in items if i.counted and i.letter.message.id in changed
+            )
+            await bump_counts(session, column, dict(by_target))
+        if status is SendStatus.SENT:
+            used = {i.letter.target.id: i.letter.target_email for i in items if i.counted}
+            for target_id, address in sorted(used.items()):
+                await session.execute(
+                    update(TargetEmail)
+                    .where(
+                        TargetEmail.target_id == target_id,
+                        TargetEmail.email == address,
+                        TargetEmail.email_status.in_(USABLE),
+                    )
+                    .values(email_status=EmailStatus.ACTIVE, soft_bounce_count=0)
+                    .execution_options(synchronize_session=False)
+                )
+
+    async def _settle_ids(
+        self, session: AsyncSession, ids: set[int], status: SendStatus, reason: str
+    ) -> None:
+        await session.execute(
+            update(Message)
+            .where(Message.id.in_(ids), Message.send_status == SendStatus.PENDING)
+            .values(send_status=status, claimed_until=None, error=reason)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def _release(
+        self, session: AsyncSession, items: Sequence[_Item], later: datetime
+    ) -> None:
+        """Give back letters that cannot be composed yet, to be tried later (not a try)."""
+        await session.execute(
+            update(Message)
+            .where(Message.id.in_([i.letter.message.id for i in items]))
+            .values(claimed_until=None, scheduled_at=later, attempts=Message.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
