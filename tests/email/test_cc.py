@@ -145,15 +145,22 @@ def mailjet_refusing_cc_app() -> tuple[Starlette, Seen]:
     return Starlette(routes=[Route("/v3.1/send", send, methods=["POST"])]), seen
 
 
-async def test_mailjet_refused_cc_drops_the_letter_like_a_refused_to_without_the_address(
+async def test_mailjet_refused_cc_fails_the_letter_as_a_refused_recipient_without_the_address(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app, seen = mailjet_refusing_cc_app()
     messages = [letter(1), letter(2, cc=(COLLEAGUE, "Typo Person <ann@Mail.Invalid.example>"))]
     async with serve(app) as base:
-        with caplog.at_level(logging.WARNING, logger="proca_server.email.mailjet"):
-            # no failure: the refused letter counts as sent, as for a refused To
+        with (
+            caplog.at_level(logging.WARNING, logger="proca_server.email.mailjet"),
+            pytest.raises(EmailDeliveryError) as caught,
+        ):
             await MailjetBackend(MAILJET_KEY, MAILJET_SECRET, base_url=base).deliver(messages)
+
+    # the letter is not counted as sent: its sender sees a refused recipient, never retried
+    [failure] = caught.value.failures
+    assert (failure.index, failure.recipient, failure.retryable) == (1, True, False)
+    assert "invalid.example" not in failure.reason.lower()
 
     assert len(seen.bodies[0]["Messages"]) == 2
     [record] = caplog.records

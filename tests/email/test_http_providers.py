@@ -98,7 +98,9 @@ async def test_mailjet_drops_bad_recipients_and_fails_other_errors_per_message()
             await MailjetBackend(MAILJET_KEY, MAILJET_SECRET, base_url=base).deliver(messages)
 
     assert len(seen.requests) == 1
-    [failure] = caught.value.failures  # the refused recipient is dropped, not retried
+    refused, failure = caught.value.failures  # neither is retried
+    assert (refused.index, refused.custom_id, refused.retryable) == (1, "action:2", False)
+    assert refused.recipient and not failure.recipient
     assert (failure.index, failure.custom_id, failure.retryable) == (2, "action:3", False)
     assert "From: send-0008 From is not an authorized sender" in failure.reason
     assert not caught.value.retryable

@@ -272,3 +272,41 @@ async def test_campaign_gauges_show_the_letters_by_state(
         )
 
     assert (gauge("sent"), gauge("undeliverable"), gauge("pending")) == (1.0, 1.0, 0.0)
+
+
+async def test_sent_test_letters_are_deleted_after_a_day_and_real_ones_kept(
+    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    from proca_server.mtt.planner import delete_old_test_letters
+
+    world = await make_mtt_world(
+        session, targets=2, test_email="t@org.example", end=utcnow() + timedelta(seconds=30)
+    )
+    await write_letters(session, world, testing=True)
+    await write_letters(session, world)
+    await run_until_idle(mtt_settings(settings), sessionmaker)
+    assert len(await letters(session)) == 4
+    async with sessionmaker() as s:
+        assert await delete_old_test_letters(s, utcnow()) == 0  # too recent
+        assert await delete_old_test_letters(s, utcnow() + timedelta(days=1, minutes=1)) == 2
+        await s.commit()
+    left = await letters(session)
+    assert len(left) == 2 and {m.send_status for m in left} == {SendStatus.SENT}
+
+
+async def test_a_target_left_without_any_address_does_not_stop_the_others(
+    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    from sqlalchemy import delete
+
+    from proca_server.models import TargetEmail
+
+    world = await make_mtt_world(session, targets=2, end=utcnow() + timedelta(seconds=30))
+    await write_letters(session, world)
+    # the campaign re-upserted the target without its bounced address
+    await session.execute(delete(TargetEmail).where(TargetEmail.target_id == world.targets[0].id))
+    await session.commit()
+    await run_until_idle(mtt_settings(settings), sessionmaker)
+    by_target = {m.target_id: m for m in await letters(session)}
+    assert by_target[world.targets[0].id].send_status is SendStatus.UNDELIVERABLE
+    assert by_target[world.targets[1].id].send_status is SendStatus.SENT

@@ -250,9 +250,11 @@ async def _remind_org(
             await backend.deliver([m for _, m in chunk])
         except (EmailDeliveryError, EmailConfigError) as exc:
             log.warning("org %s: %d reminders not sent: %s", report.org, len(chunk), exc)
-            bad = {f.index for f in exc.failures} if isinstance(exc, EmailDeliveryError) else set()
+            failures = exc.failures if isinstance(exc, EmailDeliveryError) else ()
+            # a refused recipient address is done with: a reminder would be refused again
+            bad = {f.index for f in failures if not f.recipient}
             for position, (action_id, _) in enumerate(chunk):
-                if bad and position not in bad:
+                if failures and position not in bad:
                     report.sent.append(action_id)
                 else:
                     report.failed.append(action_id)

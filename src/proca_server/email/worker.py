@@ -150,7 +150,8 @@ async def _deliver(
             failed = {f.index: f for f in exc.failures}
             for position, item in enumerate(chunk):
                 failure = failed.get(position)
-                if exc.failures and failure is None:
+                if exc.failures and (failure is None or failure.recipient):
+                    # a refused recipient address: no retry can send it, nothing left to do
                     accepted.append((item.action_id, item.kind.value))
                     continue
                 retryable = failure.retryable if failure is not None else exc.retryable

@@ -39,6 +39,9 @@ class DeliveryFailure:
     custom_id: str | None
     reason: str
     retryable: bool = True
+    # the provider refused a recipient address itself (never retryable): a supporter email
+    # to a refused address has nothing left to do, a letter to a target has failed
+    recipient: bool = False
 
 
 class EmailDeliveryError(Exception):

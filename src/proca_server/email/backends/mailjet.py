@@ -17,10 +17,12 @@
 
 The answer lists one `{Status: "success" | "error", Errors: [...]}` per message, in order, both
 with HTTP 200 and 400. An error whose `ErrorRelatedTo` names a recipient field (`To[0].Email`,
-`Cc[1].Email`…) cannot succeed on a retry: the message is dropped (logged) and counts as sent,
-even when only a Cc address was refused. Other errors fail their message. A call refused as a
-whole (bad keys: 401 with `ErrorMessage`) fails the batch. Mailjet quotes a refused address in
-its error message: errors are logged and reported with every recipient address blanked out.
+`Cc[1].Email`…) cannot succeed on a retry: the message fails, not retryable, marked as a
+refused recipient (the supporter email worker then drops it as done; a letter to a target is
+failed and counted, even when only a Cc address was refused). Other errors fail their message.
+A call refused as a whole (bad keys: 401 with `ErrorMessage`) fails the batch. Mailjet quotes a
+refused address in its error message: errors are logged and reported with every recipient
+address blanked out.
 
 `list_templates` reads the account's templates for the template directory (spec §7.4)."""
 
@@ -201,9 +203,10 @@ class MailjetBackend:
             text = scrub("; ".join(_error_text(e) for e in errors) or "error", secrets)
             if any(_names_recipient(e) for e in errors):
                 log.warning(
-                    "Mailjet refused the recipient of %s, dropped: %s",
-                    loggable_custom_id(custom_id),
-                    text,
+                    "Mailjet refused a recipient of %s: %s", loggable_custom_id(custom_id), text
+                )
+                failures.append(
+                    DeliveryFailure(index, custom_id, text, retryable=False, recipient=True)
                 )
                 continue
             retryable = any(retryable_status(int(e.get("StatusCode") or 400)) for e in errors)
