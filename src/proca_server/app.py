@@ -103,6 +103,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.check()
     if settings.env != "test":
         configure_logging(settings.log_level, json_lines=settings.production)
+    if settings.production and not settings.email_webhook_secret:
+        log.warning(
+            "EMAIL_WEBHOOK_SECRET is not set: /webhook/mailjet and /webhook/brevo accept "
+            "reports from anyone"
+        )
     engine = db.create_engine(settings)
 
     @asynccontextmanager

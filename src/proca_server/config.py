@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # sender address rewriting of emails sent "as" someone else (email/message.py)
     email_srs_key: str | None = Field(None, alias="EMAIL_SRS_KEY")
     email_srs_prefix: str = Field("SRS0", alias="EMAIL_SRS_PREFIX")
+    # the providers' bounce and tracking reports (/webhook/mailjet, /webhook/brevo) must carry
+    # it when set (email/webhooks.py)
+    email_webhook_secret: str | None = Field(None, alias="EMAIL_WEBHOOK_SECRET")
     # seconds between two runs of the confirm reminders (email/reminders.py); 0 = never
     reminder_interval: int = Field(3600, ge=0, alias="REMINDER_INTERVAL")
     # mail to target (mtt/): the drip cycle, the letters a cycle may plan per 10 targets of a

@@ -466,3 +466,28 @@ async def test_events_are_counted_by_provider_and_kind(
         sample("proca_email_provider_bounces_total", provider="mailjet", reason="soft_bounce"),
     )
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
+
+
+async def test_reports_without_the_webhook_secret_are_refused_when_one_is_set(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    letter = await make_letter(session)
+    previous = app.state.settings
+    app.state.settings = previous.model_copy(update={"email_webhook_secret": "Hook-s3cret-42"})
+    try:
+        event = [mailjet("bounce", letter.message_id)]
+        anonymous = await client.post("/webhook/mailjet", json=event)
+        wrong = await client.post("/webhook/brevo?secret=nope", json=brevo("hard_bounce", 1))
+        assert (anonymous.status_code, wrong.status_code) == (401, 401)
+        assert "Hook-s3cret-42" not in anonymous.text
+        statuses = await addresses(session)
+        assert statuses[FIRST][0] is EmailStatus.NONE  # nothing changed
+        basic = await client.post("/webhook/mailjet", json=event, auth=("proca", "Hook-s3cret-42"))
+        query = await client.post(
+            "/webhook/brevo?secret=Hook-s3cret-42", json=brevo("delivered", letter.message_id)
+        )
+        assert (basic.status_code, query.status_code) == (200, 200)
+        statuses = await addresses(session)
+        assert statuses[FIRST][0] is EmailStatus.BOUNCE
+    finally:
+        app.state.settings = previous

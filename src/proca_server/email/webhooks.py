@@ -20,6 +20,8 @@ letter (`tracked`)."""
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import logging
 from collections.abc import Sequence
@@ -260,13 +262,43 @@ async def _payload(request: Request) -> Any:
         return None
 
 
+def _authorized(request: Request) -> bool:
+    """With EMAIL_WEBHOOK_SECRET set, a report must carry it: as the password of HTTP Basic
+    authentication (`https://proca:SECRET@host/webhook/mailjet`, which Mailjet and Brevo both
+    send) or as `?secret=`. Without it, anyone who can guess a letter's id could stop a
+    target's letters with a made-up bounce."""
+    secret = request.app.state.settings.email_webhook_secret
+    if not secret:
+        return True
+    given = request.query_params.get("secret", "")
+    header = request.headers.get("authorization", "")
+    if header[:6].lower() == "basic ":
+        try:
+            given = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            given = ""
+    return hmac.compare_digest(given.encode(), secret.encode())
+
+
+def _refused() -> Response:
+    return JSONResponse(
+        {"error": "unauthorized: the webhook secret is missing or wrong"},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Basic realm="proca webhooks"'},
+    )
+
+
 @router.post("/webhook/mailjet")
 async def mailjet_webhook(request: Request) -> Response:
+    if not _authorized(request):
+        return _refused()
     counts = await handle_events(request, "mailjet", mailjet_events(await _payload(request)))
     return JSONResponse(counts)
 
 
 @router.post("/webhook/brevo")
 async def brevo_webhook(request: Request) -> Response:
+    if not _authorized(request):
+        return _refused()
     counts = await handle_events(request, "brevo", brevo_events(await _payload(request)))
     return JSONResponse(counts)
