@@ -19,45 +19,27 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import (
-    ColumnElement,
-    Table,
-    and_,
-    delete,
-    exists,
-    func,
-    or_,
-    select,
-    tuple_,
-    update,
-)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.kit.time import utcnow
-from proca_server.models import Action, Campaign, Message, Mtt, Org, Supporter, Target, TargetEmail
-from proca_server.models.enums import (
-    ActionProcessingStatus,
-    EmailStatus,
-    SupporterProcessingStatus,
-)
+from proca_server.models import Campaign, Mtt
 from proca_server.models.message import SendStatus
 from proca_server.models.mtt import MttTargetCount
+from proca_server.mtt import repository as repo
 from proca_server.mtt import schedule
 
 log = logging.getLogger(__name__)
 
 RANK_BATCH = 5000
 TARGET_CHUNK = 10
-USABLE = (EmailStatus.NONE, EmailStatus.ACTIVE)
 TEST_LETTER_LIFETIME = timedelta(days=1)
+NO_ADDRESS = "the target has no usable email address"
 
 
 @dataclass
@@ -69,85 +51,13 @@ class PlanReport:
     blocked: list[int] = field(default_factory=list)
 
 
-async def _bump(
-    session: AsyncSession, campaign_of: dict[UUID, int], column: str, by: dict[UUID, int]
-) -> None:
-    """Add to a count of each target, making its row on first use."""
-    rows = [
-        {"target_id": t, "campaign_id": campaign_of[t], column: n}
-        for t, n in sorted(by.items())
-        if n
-    ]
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = MttTargetCount.__table__
-    assert isinstance(table, Table)
-    for row in rows:
-        statement = insert(table).values(**row)
-        statement = statement.on_conflict_do_update(
-            index_elements=[table.c.target_id],
-            set_={column: table.c[column] + statement.excluded[column]},
-        )
-        await session.execute(statement)
-
-
-async def bump_counts(session: AsyncSession, column: str, by: dict[UUID, int]) -> None:
-    """Add to a count of each target (the row exists once a letter to it was ranked). Rows
-    are updated in target order, as by every other writer, so that two never deadlock."""
-    for target_id, n in sorted(by.items()):
-        if n:
-            await session.execute(
-                update(MttTargetCount)
-                .where(MttTargetCount.target_id == target_id)
-                .values({column: getattr(MttTargetCount, column) + n})
-            )
-
-
 async def rank_messages(session: AsyncSession, now: datetime, limit: int = RANK_BATCH) -> int:
     """Rank the letters of delivered actions; how many were ranked."""
-    rows = (
-        await session.execute(
-            select(
-                Message.id,
-                Message.target_id,
-                Supporter.fingerprint,
-                Action.testing,
-                Target.campaign_id,
-            )
-            .join(Action, Action.id == Message.action_id)
-            .join(Supporter, Supporter.id == Action.supporter_id)
-            .join(Target, Target.id == Message.target_id)
-            .where(
-                Message.dupe_rank.is_(None),
-                Action.processing_status == ActionProcessingStatus.DELIVERED,
-                Supporter.processing_status == SupporterProcessingStatus.ACCEPTED,
-            )
-            .order_by(Message.id)
-            .limit(limit)
-        )
-    ).all()
+    rows = await repo.list_unranked_letters(session, limit)
     if not rows:
         return 0
     real = [r for r in rows if not r.testing]
-    keys = {(r.target_id, r.fingerprint) for r in real}
-    earlier: Counter[tuple[UUID, bytes]] = Counter()
-    for start in range(0, len(keys), 500):
-        part = list(keys)[start : start + 500]
-        counted = await session.execute(
-            select(Message.target_id, Supporter.fingerprint, func.count())
-            .join(Action, Action.id == Message.action_id)
-            .join(Supporter, Supporter.id == Action.supporter_id)
-            .where(
-                Message.dupe_rank.is_not(None),
-                Action.testing.is_(False),
-                tuple_(Message.target_id, Supporter.fingerprint).in_(part),
-            )
-            .group_by(Message.target_id, Supporter.fingerprint)
-        )
-        for target_id, fingerprint, count in counted.all():
-            earlier[(target_id, fingerprint)] = count
+    earlier = await repo.count_ranked_letters(session, {(r.target_id, r.fingerprint) for r in real})
     by_rank: dict[int, list[int]] = defaultdict(list)
     for r in real:
         key = (r.target_id, r.fingerprint)
@@ -155,53 +65,13 @@ async def rank_messages(session: AsyncSession, now: datetime, limit: int = RANK_
         earlier[key] += 1
     campaign_of = {r.target_id: r.campaign_id for r in rows}
     ranked = 0
-    for rank, ids in by_rank.items():
-        values: dict[str, object] = {"dupe_rank": rank}
-        if rank > 0:
-            values["send_status"] = SendStatus.DUPLICATE
-        for start in range(0, len(ids), 1000):
-            done = await session.execute(
-                update(Message)
-                .where(Message.id.in_(ids[start : start + 1000]), Message.dupe_rank.is_(None))
-                .values(values)
-                .returning(Message.target_id)
-            )
-            targets = Counter(done.scalars().all())
-            ranked += sum(targets.values())
-            if rank == 0:
-                await _bump(session, campaign_of, "queued", dict(targets))
-    tests = [r.id for r in rows if r.testing]
-    for start in range(0, len(tests), 1000):
-        done = await session.execute(
-            update(Message)
-            .where(Message.id.in_(tests[start : start + 1000]), Message.dupe_rank.is_(None))
-            .values(dupe_rank=0, scheduled_at=now)
-        )
-        ranked += _rowcount(done)
+    for rank, ids in sorted(by_rank.items()):
+        targets = await repo.set_rank(session, ids, rank)
+        ranked += sum(targets.values())
+        if rank == 0:
+            await repo.upsert_counts(session, campaign_of, "queued", targets)
+    ranked += await repo.rank_test_letters(session, [r.id for r in rows if r.testing], now)
     return ranked
-
-
-async def running_campaigns(
-    session: AsyncSession, now: datetime
-) -> list[tuple[Mtt, Campaign, Org]]:
-    """The MTT campaigns whose days include today (the modes narrow this down)."""
-    rows = await session.execute(
-        select(Mtt, Campaign, Org)
-        .join(Campaign, Campaign.id == Mtt.campaign_id)
-        .join(Org, Org.id == Campaign.org_id)
-        .where(Mtt.start_at <= now, Mtt.end_at > now - timedelta(days=1))
-    )
-    return [(m, c, o) for m, c, o in rows.all() if schedule.in_days(m.start_at, m.end_at, now)]
-
-
-async def _take_lease(session: AsyncSession, mtt: Mtt, now: datetime, until: datetime) -> bool:
-    taken = await session.execute(
-        update(Mtt)
-        .where(Mtt.id == mtt.id, or_(Mtt.next_plan_at.is_(None), Mtt.next_plan_at <= now))
-        .values(next_plan_at=until)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(_rowcount(taken))
 
 
 def _rest_of_hour(now: datetime) -> timedelta:
@@ -216,70 +86,17 @@ def _lease_end(mtt: Mtt, now: datetime, cycle_seconds: int) -> datetime:
     return schedule.next_hour(now)
 
 
-async def _targets(session: AsyncSession, campaign_id: int) -> tuple[list[UUID], set[UUID]]:
-    """The campaign's targets (stable order) and those with a usable address."""
-    usable = (
-        select(TargetEmail.id)
-        .where(TargetEmail.target_id == Target.id, TargetEmail.email_status.in_(USABLE))
-        .exists()
-    )
-    rows = await session.execute(
-        select(Target.id, usable).where(Target.campaign_id == campaign_id).order_by(Target.id)
-    )
-    all_targets, reachable = [], set()
-    for target_id, ok in rows.all():
-        all_targets.append(target_id)
-        if ok:
-            reachable.add(target_id)
-    return all_targets, reachable
-
-
-def _rowcount(result: object) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _waiting(target_id: UUID) -> tuple[ColumnElement[bool], ...]:
-    return (
-        Message.target_id == target_id,
-        Message.send_status == SendStatus.PENDING,
-        Message.scheduled_at.is_(None),
-        Message.dupe_rank == 0,
-    )
-
-
-async def _settle_unreachable(
-    session: AsyncSession, campaign_id: int, targets: Sequence[UUID], now: datetime
-) -> int:
-    marked: dict[UUID, int] = {}
-    for target_id in targets:
-        done = await session.execute(
-            update(Message)
-            .where(*_waiting(target_id))
-            .values(
-                send_status=SendStatus.UNDELIVERABLE,
-                scheduled_at=now,
-                error="the target has no usable email address",
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if _rowcount(done):
-            marked[target_id] = _rowcount(done)
-    await bump_counts(session, "undeliverable", marked)
-    await bump_counts(session, "planned", marked)
-    return sum(marked.values())
-
-
-def _allowances(
+def allowances(
     targets: Sequence[UUID],
     counts: dict[UUID, MttTargetCount],
     mtt: Mtt,
     now: datetime,
-    settings_cycle: int,
+    cycle_seconds: int,
     per_chunk: int,
 ) -> dict[UUID, int]:
     """How many letters each target may be given in this plan."""
     if mtt.drip_delivery:
-        cycle = schedule.drip_cycle(mtt.start_at, mtt.end_at, now, settings_cycle)
+        cycle = schedule.drip_cycle(mtt.start_at, mtt.end_at, now, cycle_seconds)
         if cycle is None:
             return {}
         wanted = {}
@@ -292,7 +109,7 @@ def _allowances(
             return {}
         cap = schedule.hourly_cap(mtt.max_emails_per_hour, now, mtt.timezone)
         wanted = {t: cap for t in targets if t in counts}
-    # a cycle plans at most `per_chunk` letters for each 10 targets, shared round robin
+    # a drip cycle plans at most `per_chunk` letters for each 10 targets, shared round robin
     allowed: dict[UUID, int] = {}
     for start in range(0, len(targets), TARGET_CHUNK):
         chunk = [t for t in targets[start : start + TARGET_CHUNK] if wanted.get(t)]
@@ -319,43 +136,35 @@ async def plan_campaign(
     rng: random.Random | None = None,
 ) -> tuple[int, int]:
     """Give send times to the letters the campaign's mode allows now: (planned, undeliverable)."""
-    targets, reachable = await _targets(session, campaign.id)
-    undeliverable = await _settle_unreachable(
-        session, campaign.id, [t for t in targets if t not in reachable], now
-    )
+    targets, reachable = await repo.list_campaign_targets(session, campaign.id)
+    unreachable: dict[UUID, int] = {}
+    for target_id in targets:
+        if target_id not in reachable:
+            n = await repo.settle_waiting_letters(
+                session, target_id, SendStatus.UNDELIVERABLE, NO_ADDRESS, now
+            )
+            if n:
+                unreachable[target_id] = n
+    await repo.add_to_counts(session, "undeliverable", unreachable)
+    await repo.add_to_counts(session, "planned", unreachable)
     live = [t for t in targets if t in reachable]
-    counts = {
-        c.target_id: c
-        for c in (
-            await session.scalars(
-                select(MttTargetCount).where(MttTargetCount.campaign_id == campaign.id)
-            )
-        ).all()
-    }
-    allowed = _allowances(live, counts, mtt, now, cycle_seconds, per_chunk)
+    counts = await repo.list_campaign_counts(session, campaign.id)
     planned: dict[UUID, int] = {}
-    times: list[dict[str, object]] = []
-    for target_id, n in allowed.items():
-        if n <= 0:
-            continue
-        ids = (
-            await session.scalars(
-                select(Message.id).where(*_waiting(target_id)).order_by(Message.id).limit(n)
-            )
-        ).all()
+    times: list[tuple[int, datetime]] = []
+    for target_id, n in allowances(live, counts, mtt, now, cycle_seconds, per_chunk).items():
+        ids = await repo.list_waiting_letters(session, target_id, n)
         if not ids:
             continue
         if mtt.drip_delivery:
             at = [now] * len(ids)
         else:
             at = schedule.spread(now, len(ids), span=_rest_of_hour(now), rng=rng)
-        times += [{"id": i, "scheduled_at": t} for i, t in zip(ids, at, strict=True)]
+        times += zip(ids, at, strict=True)
         planned[target_id] = len(ids)
-    # the lease keeps other planners off these letters: no need to re-check them
-    for start in range(0, len(times), 1000):
-        await session.execute(update(Message), times[start : start + 1000])
-    await bump_counts(session, "planned", planned)
-    return sum(planned.values()), undeliverable
+    # the lease keeps other planners off these letters: no need to check them again
+    await repo.set_send_times(session, times)
+    await repo.add_to_counts(session, "planned", planned)
+    return sum(planned.values()), sum(unreachable.values())
 
 
 async def plan(
@@ -370,10 +179,16 @@ async def plan(
     the caller commits (one transaction per call, so a crash plans nothing twice)."""
     report = PlanReport()
     report.ranked = await rank_messages(session, now)
-    campaigns = await running_campaigns(session, now)
+    campaigns = [
+        entry
+        for entry in await repo.list_campaigns_in_days(session, now)
+        if schedule.in_days(entry[0].start_at, entry[0].end_at, now)
+    ]
     (rng or random).shuffle(campaigns)
     for mtt, campaign, org in campaigns:
-        if not await _take_lease(session, mtt, now, _lease_end(mtt, now, cycle_seconds)):
+        if not await repo.take_plan_lease(
+            session, mtt.id, now, _lease_end(mtt, now, cycle_seconds)
+        ):
             continue
         if org.email_backend_id is None:
             report.blocked.append(campaign.id)
@@ -394,21 +209,4 @@ async def plan(
 
 async def delete_old_test_letters(session: AsyncSession, now: datetime | None = None) -> int:
     """Test letters are kept a day after they were handled, for the tester to look back."""
-    before = (now or utcnow()) - TEST_LETTER_LIFETIME
-    test_action = exists().where(
-        and_(
-            Action.id == Message.action_id,
-            Action.testing.is_(True),
-            Action.processing_status == ActionProcessingStatus.DELIVERED,
-        )
-    )
-    done = await session.execute(
-        delete(Message)
-        .where(
-            Message.send_status != SendStatus.PENDING,
-            Message.updated_at < before,
-            test_action,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return int(_rowcount(done) or 0)
+    return await repo.delete_test_letters_before(session, (now or utcnow()) - TEST_LETTER_LIFETIME)

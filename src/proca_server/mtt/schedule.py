@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_MAX_EMAILS_PER_HOUR = 30
@@ -141,8 +141,3 @@ def spread(
 
 def next_hour(now: datetime) -> datetime:
     return hour_start(now) + timedelta(hours=1)
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    begin = datetime.combine(day, time(), UTC)
-    return begin, begin + timedelta(days=1)

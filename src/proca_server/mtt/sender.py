@@ -32,9 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.config import Settings
@@ -47,11 +45,11 @@ from proca_server.email.preview import PreviewBackend, store_preview_emails
 from proca_server.email.supporter import srs_key
 from proca_server.email.templates import ProviderTemplate, TemplateText
 from proca_server.kit.time import utcnow
-from proca_server.models import Campaign, Message, MessageContent, Mtt, Org, Target, TargetEmail
-from proca_server.models.enums import EmailStatus
+from proca_server.models import Mtt, Org
 from proca_server.models.message import SendStatus
-from proca_server.mtt.planner import USABLE, bump_counts
+from proca_server.mtt import repository as repo
 from proca_server.mtt.render import Letter, NothingToSend, TemplateMissing, compose, find_template
+from proca_server.mtt.repository import Claim
 from proca_server.processing.loader import load_actions_for_processing
 
 log = logging.getLogger(__name__)
@@ -79,14 +77,6 @@ def retry_delay(attempts: int) -> timedelta:
     return min(delay, RETRY_MAX)
 
 
-@dataclass(frozen=True)
-class Claim:
-    id: int
-    # a sender held it before and its lease expired: it died while sending
-    reclaimed: bool
-    attempts: int
-
-
 @dataclass
 class SendReport:
     claimed: int = 0
@@ -106,79 +96,16 @@ class _Item:
         return not self.letter.loaded.action.testing
 
 
-async def claim_due(
-    session: AsyncSession, now: datetime, lease: timedelta, limit: int = CLAIM_BATCH
-) -> list[Claim]:
-    """Claim up to `limit` due letters, oldest send time first; the caller commits."""
-    query = (
-        select(Message.id, Message.claimed_until, Message.attempts)
-        .where(
-            Message.send_status == SendStatus.PENDING,
-            Message.scheduled_at <= now,
-            or_(Message.claimed_until.is_(None), Message.claimed_until < now),
-        )
-        .order_by(Message.scheduled_at, Message.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    candidates = (await session.execute(query)).all()
-    if not candidates:
-        return []
-    taken = await session.execute(
-        update(Message)
-        .where(
-            Message.id.in_([c.id for c in candidates]),
-            Message.send_status == SendStatus.PENDING,
-            or_(Message.claimed_until.is_(None), Message.claimed_until < now),
-        )
-        .values(claimed_until=now + lease, attempts=Message.attempts + 1)
-        .returning(Message.id)
-        .execution_options(synchronize_session=False)
-    )
-    won = set(taken.scalars().all())
-    return [
-        Claim(c.id, c.claimed_until is not None, c.attempts + 1) for c in candidates if c.id in won
-    ]
-
-
 async def _load(session: AsyncSession, claims: Sequence[Claim]) -> list[tuple[_Item, Mtt, Org]]:
     by_id = {c.id: c for c in claims}
-    rows = (
-        await session.execute(
-            select(Message, MessageContent, Target, Mtt, Org)
-            .join(MessageContent, MessageContent.id == Message.message_content_id)
-            .join(Target, Target.id == Message.target_id)
-            .join(Campaign, Campaign.id == Target.campaign_id)
-            .join(Mtt, Mtt.campaign_id == Campaign.id)
-            .join(Org, Org.id == Campaign.org_id)
-            .where(Message.id.in_(list(by_id)))
-            .order_by(Message.id)
-        )
-    ).all()
-    found = [(m, c, t, mt, o) for m, c, t, mt, o in rows]
+    found = await repo.list_claimed_letters(session, by_id)
     loaded = {
         la.action.id: la
         for la in await load_actions_for_processing(
             session, sorted({m.action_id for m, *_ in found})
         )
     }
-    target_ids = {t.id for _, _, t, _, _ in found}
-    emails: dict[UUID, str] = {}
-    if target_ids:
-        for target_id, address in (
-            await session.execute(
-                select(TargetEmail.target_id, TargetEmail.email)
-                .where(
-                    TargetEmail.target_id.in_(target_ids),
-                    TargetEmail.email_status.in_(USABLE),
-                    TargetEmail.email.is_not(None),
-                )
-                .order_by(TargetEmail.id)
-            )
-        ).all():
-            if address:
-                emails.setdefault(target_id, address)
+    emails = await repo.first_usable_addresses(session, {t.id for _, _, t, _, _ in found})
     items = []
     for message, content, target, mtt, org in found:
         action = loaded.get(message.action_id)
@@ -202,7 +129,7 @@ class Sender:
         report = SendReport()
         lease = timedelta(seconds=self.settings.mtt_claim_seconds)
         async with self.sessionmaker() as session:
-            claims = await claim_due(session, now, lease, limit)
+            claims = await repo.claim_due_letters(session, now, lease, limit)
             await session.commit()
         report.claimed = len(claims)
         if not claims:
@@ -381,16 +308,17 @@ class Sender:
             if was_sent:
                 await self._unsettle_sent(session, item)
             if again:
-                await session.execute(
-                    update(Message)
-                    .where(Message.id == item.letter.message.id)
-                    .values(
-                        send_status=SendStatus.PENDING,
-                        claimed_until=None,
-                        scheduled_at=utcnow() + retry_delay(item.claim.attempts),
-                        error=reason,
-                    )
-                    .execution_options(synchronize_session=False)
+                later = utcnow() + retry_delay(item.claim.attempts)
+                await repo.settle_letters(
+                    session,
+                    [item.letter.message.id],
+                    {
+                        "send_status": SendStatus.PENDING,
+                        "claimed_until": None,
+                        "scheduled_at": later,
+                        "error": reason,
+                    },
+                    only_pending=False,
                 )
             else:
                 await self._settle(
@@ -400,14 +328,14 @@ class Sender:
         return again
 
     async def _unsettle_sent(self, session: AsyncSession, item: _Item) -> None:
-        await session.execute(
-            update(Message)
-            .where(Message.id == item.letter.message.id)
-            .values(send_status=SendStatus.PENDING, sent=False, sent_at=None)
-            .execution_options(synchronize_session=False)
+        await repo.settle_letters(
+            session,
+            [item.letter.message.id],
+            {"send_status": SendStatus.PENDING, "sent": False, "sent_at": None},
+            only_pending=False,
         )
         if item.counted:
-            await bump_counts(session, "sent", {item.letter.target.id: -1})
+            await repo.add_to_counts(session, "sent", {item.letter.target.id: -1})
 
     async def _settle(
         self,
@@ -424,56 +352,34 @@ class Sender:
         values: dict[str, Any] = {"send_status": status, "claimed_until": None, "error": reason}
         if status is SendStatus.SENT:
             values.update(sent=True, sent_at=now, error=None)
-        conditions: list[ColumnElement[bool]] = [
-            Message.id.in_([i.letter.message.id for i in items])
-        ]
-        if only_pending:
-            conditions.append(Message.send_status == SendStatus.PENDING)
-        done = await session.execute(
-            update(Message)
-            .where(and_(*conditions))
-            .values(values)
-            .returning(Message.id)
-            .execution_options(synchronize_session=False)
+        changed = await repo.settle_letters(
+            session, [i.letter.message.id for i in items], values, only_pending=only_pending
         )
-        changed = set(done.scalars().all())
         column = COUNTED.get(status)
         if column:
             by_target = Counter(
                 i.letter.target.id for i in items if i.counted and i.letter.message.id in changed
             )
-            await bump_counts(session, column, dict(by_target))
+            await repo.add_to_counts(session, column, by_target)
         if status is SendStatus.SENT:
-            used = {i.letter.target.id: i.letter.target_email for i in items if i.counted}
-            for target_id, address in sorted(used.items()):
-                await session.execute(
-                    update(TargetEmail)
-                    .where(
-                        TargetEmail.target_id == target_id,
-                        TargetEmail.email == address,
-                        TargetEmail.email_status.in_(USABLE),
-                    )
-                    .values(email_status=EmailStatus.ACTIVE, soft_bounce_count=0)
-                    .execution_options(synchronize_session=False)
-                )
+            await repo.activate_addresses(
+                session,
+                {
+                    i.letter.target.id: i.letter.target_email
+                    for i in items
+                    if i.counted and i.letter.target_email
+                },
+            )
 
     async def _settle_ids(
         self, session: AsyncSession, ids: set[int], status: SendStatus, reason: str
     ) -> None:
-        await session.execute(
-            update(Message)
-            .where(Message.id.in_(ids), Message.send_status == SendStatus.PENDING)
-            .values(send_status=status, claimed_until=None, error=reason)
-            .execution_options(synchronize_session=False)
+        await repo.settle_letters(
+            session, ids, {"send_status": status, "claimed_until": None, "error": reason}
         )
 
     async def _release(
         self, session: AsyncSession, items: Sequence[_Item], later: datetime
     ) -> None:
         """Give back letters that cannot be composed yet, to be tried later (not a try)."""
-        await session.execute(
-            update(Message)
-            .where(Message.id.in_([i.letter.message.id for i in items]))
-            .values(claimed_until=None, scheduled_at=later, attempts=Message.attempts - 1)
-            .execution_options(synchronize_session=False)
-        )
+        await repo.release_letters(session, [i.letter.message.id for i in items], later)

@@ -1,0 +1,428 @@
+"""The SQL of mail to target's sending side: letters (`messages`), their counts per target
+(`mtt_target_counts`), the campaigns' plan leases (`mtt`). The rules are in planner.py and
+sender.py; functions here take the session first, flush at most, and never commit.
+
+Counts are always changed in target order: two transactions changing the counts of the same
+targets then lock their rows in the same order and never deadlock."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.models import (
+    Action,
+    Campaign,
+    Message,
+    MessageContent,
+    Mtt,
+    Org,
+    Supporter,
+    Target,
+    TargetEmail,
+)
+from proca_server.models.enums import (
+    ActionProcessingStatus,
+    EmailStatus,
+    SupporterProcessingStatus,
+)
+from proca_server.models.message import SendStatus
+from proca_server.models.mtt import MttTargetCount
+
+# target addresses letters may go to
+USABLE = (EmailStatus.NONE, EmailStatus.ACTIVE)
+# ids per IN (...) list
+ID_CHUNK = 1000
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _chunks(ids: Sequence[Any], size: int = ID_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+# -- counts ---------------------------------------------------------------------------------
+
+
+async def upsert_counts(
+    session: AsyncSession, campaign_of: Mapping[UUID, int], column: str, by: Mapping[UUID, int]
+) -> None:
+    """Add to a count of each target, making its row on first use."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = MttTargetCount.__table__
+    assert isinstance(table, Table)
+    for target_id, n in sorted(by.items()):
+        if not n:
+            continue
+        statement = insert(table).values(
+            {"target_id": target_id, "campaign_id": campaign_of[target_id], column: n}
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.target_id],
+            set_={column: table.c[column] + statement.excluded[column]},
+        )
+        await session.execute(statement)
+
+
+async def add_to_counts(session: AsyncSession, column: str, by: Mapping[UUID, int]) -> None:
+    """Add to a count of each target (its row exists once a letter to it was ranked)."""
+    for target_id, n in sorted(by.items()):
+        if n:
+            await session.execute(
+                update(MttTargetCount)
+                .where(MttTargetCount.target_id == target_id)
+                .values({column: getattr(MttTargetCount, column) + n})
+            )
+
+
+async def list_campaign_counts(
+    session: AsyncSession, campaign_id: int
+) -> dict[UUID, MttTargetCount]:
+    rows = await session.scalars(
+        select(MttTargetCount).where(MttTargetCount.campaign_id == campaign_id)
+    )
+    return {c.target_id: c for c in rows.all()}
+
+
+# -- ranking ---------------------------------------------------------------------------------
+
+
+async def list_unranked_letters(
+    session: AsyncSession, limit: int
+) -> Sequence[Row[int, UUID, bytes, bool, int]]:
+    """Letters not ranked yet of delivered actions of accepted supporters, oldest first:
+    (id, target_id, fingerprint, testing, campaign_id)."""
+    rows = await session.execute(
+        select(
+            Message.id,
+            Message.target_id,
+            Supporter.fingerprint,
+            Action.testing,
+            Target.campaign_id,
+        )
+        .join(Action, Action.id == Message.action_id)
+        .join(Supporter, Supporter.id == Action.supporter_id)
+        .join(Target, Target.id == Message.target_id)
+        .where(
+            Message.dupe_rank.is_(None),
+            Action.processing_status == ActionProcessingStatus.DELIVERED,
+            Supporter.processing_status == SupporterProcessingStatus.ACCEPTED,
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    return rows.all()
+
+
+async def count_ranked_letters(
+    session: AsyncSession, keys: Collection[tuple[UUID, bytes]]
+) -> Counter[tuple[UUID, bytes]]:
+    """Ranked letters of real actions per (target, person fingerprint)."""
+    found: Counter[tuple[UUID, bytes]] = Counter()
+    for part in _chunks(list(keys), 500):
+        rows = await session.execute(
+            select(Message.target_id, Supporter.fingerprint, func.count())
+            .join(Action, Action.id == Message.action_id)
+            .join(Supporter, Supporter.id == Action.supporter_id)
+            .where(
+                Message.dupe_rank.is_not(None),
+                Action.testing.is_(False),
+                tuple_(Message.target_id, Supporter.fingerprint).in_(part),
+            )
+            .group_by(Message.target_id, Supporter.fingerprint)
+        )
+        for target_id, fingerprint, count in rows.all():
+            found[(target_id, fingerprint)] = count
+    return found
+
+
+async def set_rank(session: AsyncSession, ids: Sequence[int], rank: int) -> Counter[UUID]:
+    """Rank letters not ranked yet (a duplicate is settled as such); the letters ranked, per
+    target."""
+    values: dict[str, object] = {"dupe_rank": rank}
+    if rank > 0:
+        values["send_status"] = SendStatus.DUPLICATE
+    ranked: Counter[UUID] = Counter()
+    for part in _chunks(ids):
+        done = await session.execute(
+            update(Message)
+            .where(Message.id.in_(part), Message.dupe_rank.is_(None))
+            .values(values)
+            .returning(Message.target_id)
+        )
+        ranked.update(done.scalars().all())
+    return ranked
+
+
+async def rank_test_letters(session: AsyncSession, ids: Sequence[int], now: datetime) -> int:
+    """Test letters count for no one and are due at once."""
+    ranked = 0
+    for part in _chunks(ids):
+        done = await session.execute(
+            update(Message)
+            .where(Message.id.in_(part), Message.dupe_rank.is_(None))
+            .values(dupe_rank=0, scheduled_at=now)
+        )
+        ranked += _rowcount(done)
+    return ranked
+
+
+# -- planning --------------------------------------------------------------------------------
+
+
+async def list_campaigns_in_days(
+    session: AsyncSession, now: datetime
+) -> list[tuple[Mtt, Campaign, Org]]:
+    """MTT campaigns started, not ended more than a day ago (the planner narrows down)."""
+    rows = await session.execute(
+        select(Mtt, Campaign, Org)
+        .join(Campaign, Campaign.id == Mtt.campaign_id)
+        .join(Org, Org.id == Campaign.org_id)
+        .where(Mtt.start_at <= now, Mtt.end_at > now - timedelta(days=1))
+    )
+    return [(m, c, o) for m, c, o in rows.all()]
+
+
+async def take_plan_lease(
+    session: AsyncSession, mtt_id: int, now: datetime, until: datetime
+) -> bool:
+    """The campaign's next plan is this transaction's unless another holds it until later."""
+    taken = await session.execute(
+        update(Mtt)
+        .where(Mtt.id == mtt_id, or_(Mtt.next_plan_at.is_(None), Mtt.next_plan_at <= now))
+        .values(next_plan_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(_rowcount(taken))
+
+
+async def list_campaign_targets(
+    session: AsyncSession, campaign_id: int
+) -> tuple[list[UUID], set[UUID]]:
+    """The campaign's targets (stable order) and those with a usable address."""
+    usable = (
+        select(TargetEmail.id)
+        .where(TargetEmail.target_id == Target.id, TargetEmail.email_status.in_(USABLE))
+        .exists()
+    )
+    rows = await session.execute(
+        select(Target.id, usable).where(Target.campaign_id == campaign_id).order_by(Target.id)
+    )
+    targets, reachable = [], set()
+    for target_id, ok in rows.all():
+        targets.append(target_id)
+        if ok:
+            reachable.add(target_id)
+    return targets, reachable
+
+
+def _waiting(target_id: UUID) -> tuple[ColumnElement[bool], ...]:
+    """A target's letters to send that have no send time yet."""
+    return (
+        Message.target_id == target_id,
+        Message.send_status == SendStatus.PENDING,
+        Message.scheduled_at.is_(None),
+        Message.dupe_rank == 0,
+    )
+
+
+async def settle_waiting_letters(
+    session: AsyncSession, target_id: UUID, status: SendStatus, reason: str, now: datetime
+) -> int:
+    done = await session.execute(
+        update(Message)
+        .where(*_waiting(target_id))
+        .values(send_status=status, scheduled_at=now, error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(done)
+
+
+async def list_waiting_letters(session: AsyncSession, target_id: UUID, limit: int) -> list[int]:
+    """The oldest letters to a target that have no send time yet."""
+    ids = await session.scalars(
+        select(Message.id).where(*_waiting(target_id)).order_by(Message.id).limit(limit)
+    )
+    return list(ids.all())
+
+
+async def set_send_times(session: AsyncSession, times: Sequence[tuple[int, datetime]]) -> None:
+    rows = [{"id": i, "scheduled_at": t} for i, t in times]
+    for part in _chunks(rows):
+        await session.execute(update(Message), list(part))
+
+
+async def delete_test_letters_before(session: AsyncSession, before: datetime) -> int:
+    test_action = exists().where(
+        and_(
+            Action.id == Message.action_id,
+            Action.testing.is_(True),
+            Action.processing_status == ActionProcessingStatus.DELIVERED,
+        )
+    )
+    done = await session.execute(
+        delete(Message)
+        .where(
+            Message.send_status != SendStatus.PENDING,
+            Message.updated_at < before,
+            test_action,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(done)
+
+
+# -- sending ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    # a sender held it before and its lease expired: it died while sending
+    reclaimed: bool
+    attempts: int
+
+
+async def claim_due_letters(
+    session: AsyncSession, now: datetime, lease: timedelta, limit: int
+) -> list[Claim]:
+    """Claim up to `limit` due letters, oldest send time first."""
+    query = (
+        select(Message.id, Message.claimed_until, Message.attempts)
+        .where(
+            Message.send_status == SendStatus.PENDING,
+            Message.scheduled_at <= now,
+            or_(Message.claimed_until.is_(None), Message.claimed_until < now),
+        )
+        .order_by(Message.scheduled_at, Message.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    candidates = (await session.execute(query)).all()
+    if not candidates:
+        return []
+    # conditional: of two senders reading the same candidates (SQLite), one wins each
+    taken = await session.execute(
+        update(Message)
+        .where(
+            Message.id.in_([c.id for c in candidates]),
+            Message.send_status == SendStatus.PENDING,
+            or_(Message.claimed_until.is_(None), Message.claimed_until < now),
+        )
+        .values(claimed_until=now + lease, attempts=Message.attempts + 1)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    won = set(taken.scalars().all())
+    return [
+        Claim(c.id, c.claimed_until is not None, c.attempts + 1) for c in candidates if c.id in won
+    ]
+
+
+async def list_claimed_letters(
+    session: AsyncSession, ids: Collection[int]
+) -> list[tuple[Message, MessageContent, Target, Mtt, Org]]:
+    rows = await session.execute(
+        select(Message, MessageContent, Target, Mtt, Org)
+        .join(MessageContent, MessageContent.id == Message.message_content_id)
+        .join(Target, Target.id == Message.target_id)
+        .join(Campaign, Campaign.id == Target.campaign_id)
+        .join(Mtt, Mtt.campaign_id == Campaign.id)
+        .join(Org, Org.id == Campaign.org_id)
+        .where(Message.id.in_(list(ids)))
+        .order_by(Message.id)
+    )
+    return [(m, c, t, mt, o) for m, c, t, mt, o in rows.all()]
+
+
+async def first_usable_addresses(
+    session: AsyncSession, target_ids: Collection[UUID]
+) -> dict[UUID, str]:
+    """Each target's first address letters may go to."""
+    found: dict[UUID, str] = {}
+    if not target_ids:
+        return found
+    rows = await session.execute(
+        select(TargetEmail.target_id, TargetEmail.email)
+        .where(
+            TargetEmail.target_id.in_(list(target_ids)),
+            TargetEmail.email_status.in_(USABLE),
+            TargetEmail.email.is_not(None),
+        )
+        .order_by(TargetEmail.id)
+    )
+    for target_id, address in rows.all():
+        if address:
+            found.setdefault(target_id, address)
+    return found
+
+
+async def settle_letters(
+    session: AsyncSession,
+    ids: Collection[int],
+    values: Mapping[str, Any],
+    *,
+    only_pending: bool = True,
+) -> set[int]:
+    """Set the letters' sending state; the ids changed."""
+    conditions: list[ColumnElement[bool]] = [Message.id.in_(list(ids))]
+    if only_pending:
+        conditions.append(Message.send_status == SendStatus.PENDING)
+    done = await session.execute(
+        update(Message)
+        .where(and_(*conditions))
+        .values(dict(values))
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(done.scalars().all())
+
+
+async def activate_addresses(session: AsyncSession, used: Mapping[UUID, str]) -> None:
+    """A letter went to these addresses: active, soft bounces forgotten (bounced ones stay)."""
+    for target_id, address in sorted(used.items()):
+        await session.execute(
+            update(TargetEmail)
+            .where(
+                TargetEmail.target_id == target_id,
+                TargetEmail.email == address,
+                TargetEmail.email_status.in_(USABLE),
+            )
+            .values(email_status=EmailStatus.ACTIVE, soft_bounce_count=0)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def release_letters(session: AsyncSession, ids: Collection[int], later: datetime) -> None:
+    """Give back claimed letters, due again `later`; the claim does not count as a try."""
+    await session.execute(
+        update(Message)
+        .where(Message.id.in_(list(ids)))
+        .values(claimed_until=None, scheduled_at=later, attempts=Message.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
