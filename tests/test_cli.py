@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -210,3 +211,31 @@ async def test_production_without_secrets_stops_with_one_line(tmp_path: Path) ->
         "error: missing required setting(s) in production: "
         "DATABASE_URL, SECRET_KEY_BASE, FINGERPRINT_SEED\n"
     )
+
+
+def test_every_command_documents_its_arguments_and_only_groups_offer_subcommands() -> None:
+    import typer
+
+    from proca_server.cli import app
+
+    def walk(command: Any, path: str) -> list[tuple[str, Any]]:
+        found = [(path, command)]
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            found += walk(sub, f"{path} {name}")
+        return found
+
+    commands = walk(typer.main.get_command(app), "proca-server")
+    assert len(commands) > 15
+    for path, command in commands:
+        if getattr(command, "commands", None):
+            continue
+        pieces = " ".join(
+            command.collect_usage_pieces(
+                command.make_context(path, ["--help"], resilient_parsing=True)
+            )
+        )
+        assert "COMMAND" not in pieces, f"{path} offers subcommands it has not"
+        assert command.help, f"{path} has no help"
+        for param in command.params:
+            if param.param_type_name == "argument":
+                assert getattr(param, "help", None), f"{path}: argument {param.name} has no help"

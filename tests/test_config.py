@@ -60,3 +60,25 @@ def test_production_refuses_missing_secrets(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SECRET_KEY_BASE", "x" * 64)
     monkeypatch.setenv("FINGERPRINT_SEED", "seed")
     Settings().check()
+
+
+def test_an_invalid_setting_is_named_with_what_is_wrong_and_never_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proca_server.config import get_settings
+
+    monkeypatch.setenv("PORT", "abc")
+    monkeypatch.setenv("PIPELINE", "bogus")
+    monkeypatch.setenv("MTT_CYCLE_SECONDS", "0")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "PORT: Input should be a valid integer" in message
+    assert "PIPELINE: Input should be 'embedded', 'handoff' or 'off'" in message
+    assert "MTT_CYCLE_SECONDS: Input should be greater than or equal to 1" in message
+    assert "abc" not in message and "bogus" not in message

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -170,9 +170,21 @@ class Settings(BaseSettings):
             raise ConfigError("SECRET_KEY_BASE must be at least 32 characters long")
 
 
+def describe_invalid(exc: ValidationError) -> str:
+    """One line naming each variable and what is wrong with it (never its value: it may be a
+    secret)."""
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        problems.append(f"{name}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     try:
         return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_invalid(exc)) from None
     except ValueError as exc:
-        raise ConfigError(f"invalid configuration: {exc}".splitlines()[0]) from exc
+        raise ConfigError(f"invalid configuration: {exc}".splitlines()[0]) from None

@@ -71,7 +71,7 @@ def _embedded_only() -> None:
 
 @queue_app.command("list")
 def queue_list(
-    org: str,
+    org: Annotated[str, typer.Argument(help="The org's name (or id).")],
     all_queues: Annotated[
         bool, typer.Option("--all", help="Also the worker queues and the fail queue.")
     ] = False,
@@ -97,8 +97,13 @@ def queue_list(
 
 @queue_app.command("read")
 def queue_read(
-    org: str,
-    queue: str,
+    org: Annotated[str, typer.Argument(help="The org's name (or id).")],
+    queue: Annotated[
+        str,
+        typer.Argument(
+            help="The queue: short (deliver) or full (cus.N.deliver), see `queue list`."
+        ),
+    ],
     limit: Annotated[int, typer.Option(min=1, help="How many messages.")] = 10,
     ack: Annotated[bool, typer.Option("--ack", help="Remove the messages read.")] = False,
 ) -> None:
@@ -120,7 +125,11 @@ def queue_read(
 
 
 @queue_app.command("ack")
-def queue_ack(org: str, queue: str, ids: list[int]) -> None:
+def queue_ack(
+    org: Annotated[str, typer.Argument(help="The org's name (or id).")],
+    queue: Annotated[str, typer.Argument(help="The queue, as for `queue read`.")],
+    ids: Annotated[list[int], typer.Argument(help="Ids of the messages, as `queue read` shows.")],
+) -> None:
     """Remove messages of the queue by id."""
     from proca_server.cli import in_transaction, run, settings
 

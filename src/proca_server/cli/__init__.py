@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proca_server import db
 from proca_server.broker.cli import queue_app
 from proca_server.config import ConfigError, Settings, get_settings
-from proca_server.email.cli import reminders_app
+from proca_server.email.cli import reminders
 from proca_server.errors import ProcaError, UserInputError
 from proca_server.kit.logs import configure_logging
 from proca_server.mtt.cli import mtt_app
@@ -35,7 +35,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(queue_app, name="queue")
 app.add_typer(requeue_app)
-app.add_typer(reminders_app, name="reminders")
+app.command("reminders")(reminders)
 app.add_typer(mtt_app, name="mtt")
 
 
@@ -112,7 +112,7 @@ def setup() -> None:
 
 @user_app.command("create")
 def user_create(
-    email: str,
+    email: Annotated[str, typer.Argument(help="The user's email address (the login).")],
     password: Annotated[
         str | None, typer.Option(help="Password; a strong one is generated when omitted.")
     ] = None,
@@ -132,7 +132,9 @@ def user_create(
 
 
 @user_app.command("token")
-def user_token(email: str) -> None:
+def user_token(
+    email: Annotated[str, typer.Argument(help="The user's email address.")],
+) -> None:
     """Print a new API token for the user (last line), replacing their older tokens."""
     from proca_server.user import repository
     from proca_server.user.service import reset_api_token

@@ -8,8 +8,6 @@ import typer
 
 from proca_server.email.reminders import ReminderReport, run_reminders
 
-reminders_app = typer.Typer(help="Confirm reminders.")
-
 
 def report_lines(report: ReminderReport) -> list[str]:
     lines = []
@@ -26,7 +24,6 @@ def report_lines(report: ReminderReport) -> list[str]:
     return lines
 
 
-@reminders_app.callback(invoke_without_command=True)
 def reminders(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what is due, send nothing.")
