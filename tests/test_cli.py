@@ -239,3 +239,26 @@ def test_every_command_documents_its_arguments_and_only_groups_offer_subcommands
         for param in command.params:
             if param.param_type_name == "argument":
                 assert getattr(param, "help", None), f"{path}: argument {param.name} has no help"
+
+
+async def test_a_token_kept_in_a_file_stays_the_same_across_runs(
+    env: dict[str, str], tmp_path: Path, session: AsyncSession
+) -> None:
+    rc, _, err = await cli("user", "create", "keep@example.org", "--admin", env=env)
+    assert rc == 0, err
+    kept = tmp_path / "data" / "admin-token"
+    rc, first, err = await cli("user", "token", "keep@example.org", "--file", str(kept), env=env)
+    assert rc == 0, err
+    rc, second, err = await cli("user", "token", "keep@example.org", "--file", str(kept), env=env)
+    assert rc == 0, err
+    token = first.strip().splitlines()[-1]
+    assert second.strip().splitlines()[-1] == token
+    assert kept.read_text().strip() == token
+    assert kept.stat().st_mode & 0o777 == 0o600
+    # a token printed without --file replaces the others; the file then gets a new one
+    rc, _, err = await cli("user", "token", "keep@example.org", env=env)
+    assert rc == 0, err
+    rc, third, err = await cli("user", "token", "keep@example.org", "--file", str(kept), env=env)
+    assert rc == 0, err
+    renewed = third.strip().splitlines()[-1]
+    assert renewed != token and kept.read_text().strip() == renewed

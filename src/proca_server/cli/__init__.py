@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -134,18 +135,40 @@ def user_create(
 @user_app.command("token")
 def user_token(
     email: Annotated[str, typer.Argument(help="The user's email address.")],
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the token in this file (mode 600): print the one it holds while it is "
+            "still valid for the user, else a new one, written there. Other tokens of the "
+            "user stay valid.",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Print a new API token for the user (last line), replacing their older tokens."""
+    """Print an API token for the user (last line): a new one, replacing their older tokens,
+    unless --file keeps one across runs."""
     from proca_server.user import repository
-    from proca_server.user.service import reset_api_token
+    from proca_server.user.service import get_user_by_api_token, reset_api_token
+
+    kept = file.read_text().strip() if file is not None and file.is_file() else None
 
     async def work(session: AsyncSession) -> str:
         user = await repository.get_user_by_email(session, email)
         if user is None:
             raise UserInputError(f"no user with email {email}")
-        return await reset_api_token(session, user)
+        if kept:
+            owner = await get_user_by_api_token(session, kept)
+            if owner is not None and owner.id == user.id:
+                return kept
+        return await reset_api_token(session, user, keep_others=file is not None)
 
-    typer.echo(run(in_transaction(settings(), work)))
+    token = run(in_transaction(settings(), work))
+    if file is not None and token != kept:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.touch(mode=0o600, exist_ok=True)
+        file.chmod(0o600)
+        file.write_text(token + "\n")
+    typer.echo(token)
 
 
 @app.command()

@@ -61,9 +61,10 @@ async def create_user(
     return CreatedUser(user, generated)
 
 
-async def reset_api_token(session: AsyncSession, user: User) -> str:
-    """Issue a new API token and delete the user's older ones."""
-    await repository.delete_tokens(session, user.id, tokens.API_CONTEXT)
+async def reset_api_token(session: AsyncSession, user: User, *, keep_others: bool = False) -> str:
+    """Issue a new API token and delete the user's older ones (unless `keep_others`)."""
+    if not keep_others:
+        await repository.delete_tokens(session, user.id, tokens.API_CONTEXT)
     token, token_hash = tokens.generate_api_token()
     session.add(UserToken(user_id=user.id, token=token_hash, context=tokens.API_CONTEXT))
     await session.flush()
