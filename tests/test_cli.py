@@ -262,3 +262,28 @@ async def test_a_token_kept_in_a_file_stays_the_same_across_runs(
     assert rc == 0, err
     renewed = third.strip().splitlines()[-1]
     assert renewed != token and kept.read_text().strip() == renewed
+
+
+async def test_serve_without_a_database_says_so_in_one_line_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "fresh"
+    env = {"PROCA_DATA_DIR": str(data_dir), "DATABASE_URL": ""}
+    for command in (("serve",), ("worker",)):
+        rc, _, err = await cli(*command, env=env)
+        assert rc == 1
+        assert err.strip().count("\n") == 0, err
+        assert "run `proca-server setup` first" in err
+        assert not data_dir.exists()
+
+
+async def test_serve_on_a_port_in_use_says_so_in_one_line(env: dict[str, str]) -> None:
+    rc, _, err = await cli("setup", env=env)
+    assert rc == 0, err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc, _, err = await cli("serve", "--port", str(port), env=env)
+    assert rc == 1
+    assert err.strip() == f"error: cannot listen on 127.0.0.1:{port}: the port is in use"

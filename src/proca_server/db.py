@@ -56,6 +56,16 @@ def ensure_sqlite_dir(sqlalchemy_url: str) -> None:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def missing_sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite file the settings name when it does not exist yet (opening it would create
+    it, and its folder): a command that needs a migrated database refuses before."""
+    url = make_url(settings.sqlalchemy_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database).expanduser()
+    return None if path.exists() else path
+
+
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     url = make_url(settings.sqlalchemy_url)
     # Statement parameters are personal data (emails, names): never in an error's text, so

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -171,6 +172,31 @@ def user_token(
     typer.echo(token)
 
 
+def require_database(s: Settings) -> None:
+    """Refuse, before anything is created, to open a SQLite database that does not exist."""
+    missing = db.missing_sqlite_file(s)
+    if missing is not None:
+        raise UserInputError(f"no database at {missing}: run `proca-server setup` first")
+
+
+def require_free_port(host: str, port: int) -> None:
+    """One line instead of the server's traceback when the address is taken."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise UserInputError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [LISTEN_IP].")] = None,
@@ -183,6 +209,7 @@ def serve(
     from proca_server.migrations.migrate import is_up_to_date
 
     s = settings()
+    require_database(s)
 
     async def check() -> bool:
         engine = db.create_engine(s)
@@ -193,12 +220,14 @@ def serve(
 
     if not run(check()):
         raise UserInputError("the database is not migrated: run `proca-server setup`")
+    host, port = host or s.listen_ip, port or s.port
+    require_free_port(host, port)
     configure_logging(s.log_level, json_lines=s.production)
     uvicorn.run(
         "proca_server.app:create_app",
         factory=True,
-        host=host or s.listen_ip,
-        port=port or s.port,
+        host=host,
+        port=port,
         workers=workers,
         log_level=s.log_level.lower(),
         log_config=None,
@@ -239,6 +268,7 @@ def worker(
     from proca_server.pubsub import pubsub
 
     s = settings()
+    require_database(s)
     configure_logging(s.log_level, json_lines=s.production)
     options = RuntimeOptions(
         role=Role.WORKER,
