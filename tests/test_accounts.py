@@ -681,3 +681,14 @@ async def test_sso_mode_sends_log_ins_to_the_sso_home(
             response = await client.get(path)
             assert response.status_code == 303, path
             assert response.headers["location"] == "https://sso.example/login"
+
+
+async def test_the_homepage_links_the_explorer_health_metrics_and_docs(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    page = (await client.get("/")).text
+    for href in ("/graphiql", "/health", "/metrics"):
+        assert f'href="{href}"' in page
+    assert "docs/" in page and "DOCS_URL" in page
+    # the test server's settings are local: the mailbox is open to it
+    assert 'href="/mailbox"' in page

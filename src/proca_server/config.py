@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     sso_home_url: str | None = Field(None, alias="SSO_HOME_URL")
     local_auth_enable: bool = Field(True, alias="LOCAL_AUTH_ENABLE")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # where the homepage links for this project's documentation (web/home.py)
+    docs_url: str | None = Field(None, alias="DOCS_URL")
     # campaign counters (ARCHITECTURE.md, "Counters")
     stats_background: bool = Field(True, alias="STATS_BACKGROUND")
     stats_cache_ms: int | None = Field(None, ge=0, alias="STATS_CACHE_MS")
