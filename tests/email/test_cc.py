@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from email import message_from_string, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage as MimeMessage
 from typing import Any
 
@@ -27,7 +27,7 @@ from proca_server.email.backends import (
     SesBackend,
     SmtpBackend,
 )
-from proca_server.email.backends.base import build_mime
+from proca_server.email.backends.base import build_mime, mime_bytes
 from proca_server.email.message import EmailMessage, format_address
 from proca_server.email.preview import PreviewBackend
 from proca_server.models import PreviewEmail
@@ -73,14 +73,13 @@ def letter(n: int = 1, **fields: object) -> EmailMessage:
 
 
 def test_mime_carries_the_cc_header_and_never_a_bcc() -> None:
-    mime = build_mime(letter())
+    wire = mime_bytes(build_mime(letter()))
+    sent = message_from_bytes(wire, policy=policy.default)
 
-    assert mime["Cc"] == "Ann Signer <ann@example.com>, office@parliament.example"
-    assert [a.addr_spec for a in mime["Cc"].addresses] == ["ann@example.com", COLLEAGUE]
-    assert mime["Bcc"] is None
-    assert b"\r\nCc: Ann Signer <ann@example.com>, office@parliament.example\r\n" in (
-        mime.as_bytes()
-    )
+    assert sent["Cc"] == "Ann Signer <ann@example.com>, office@parliament.example"
+    assert [a.addr_spec for a in sent["Cc"].addresses] == ["ann@example.com", COLLEAGUE]
+    assert sent["Bcc"] is None
+    assert b"\r\nCc: Ann Signer <ann@example.com>, office@parliament.example\r\n" in wire
 
 
 def test_mime_without_cc_has_no_cc_header() -> None:

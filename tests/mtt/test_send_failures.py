@@ -18,6 +18,7 @@ from proca_server.kit.time import utcnow
 from proca_server.models import Message
 from proca_server.models.message import SendStatus
 from proca_server.models.mtt import MttTargetCount
+from proca_server.mtt import repository
 from proca_server.mtt.planner import plan
 from proca_server.mtt.sender import Sender, retry_delay
 from tests.email.conftest import SmtpHandler, SmtpServer, TlsFiles
@@ -127,15 +128,13 @@ async def test_a_permanent_refusal_fails_at_once(
     assert letter.error is not None and "554" in letter.error
 
 
-class DyingSender(Sender):
-    """Dies (raises) where the send would be recorded: the server never gets the end mark."""
+class Killed(BaseException):
+    """The process dying (a BaseException: nothing in the sender catches it)."""
 
-    async def _settle(
-        self, session: AsyncSession, items: Any, status: SendStatus, *a: Any, **k: Any
-    ) -> None:
-        if status is SendStatus.SENT:
-            raise SystemExit("killed")
-        await super()._settle(session, items, status, *a, **k)
+
+async def die(*_: Any, **__: Any) -> None:
+    """Where the send would be recorded, the process dies: the server never gets the end mark."""
+    raise Killed
 
 
 async def test_a_sender_dying_before_the_record_loses_nothing_and_sends_nothing_twice(
@@ -144,14 +143,16 @@ async def test_a_sender_dying_before_the_record_loses_nothing_and_sends_nothing_
     settings: Settings,
     smtps_server: SmtpServer,
     trust_test_ca: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     world = await make_mtt_world(
         session, targets=1, smtp=smtps_server, end=utcnow() + timedelta(seconds=30)
     )
     await write_letters(session, world)
     await plan_now(sessionmaker)
-    with pytest.raises(SystemExit):
-        await DyingSender(settings, sessionmaker).send_due()
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(repository, "record_sent", die)
+        await Sender(settings, sessionmaker).send_due()
     assert smtps_server.handler.received == []  # no end mark: the server dropped it
     (letter,) = await letters(session)
     assert letter.send_status is SendStatus.PENDING and letter.claimed_until is not None

@@ -10,6 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from proca_server.kit.time import utcnow
 from proca_server.models.base import ID, Base, IntEnum, StringArray, TimestampMixin, UTCDateTime
 
+# a letter to send that has no send time yet; written out (no bound values) so that both
+# databases see the query's condition is the partial index's
+WAITING = "send_status = 0 AND scheduled_at IS NULL AND dupe_rank = 0"
+
 
 class SendStatus(enum.IntEnum):
     """Where a mail-to-target message stands (`messages.send_status`)."""
@@ -39,8 +43,16 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index(None, "target_id", "dupe_rank", "sent", "id"),
-        # the senders' and planners' ways in: what is waiting, per target, in id order
-        Index(None, "target_id", "send_status", "scheduled_at", "id"),
+        # the planners' way in: per target, in id order, the letters to send not planned yet
+        # (only they are in it, so its size follows what waits, never what was sent)
+        Index(
+            "messages_waiting_index",
+            "target_id",
+            "id",
+            postgresql_where=text(WAITING),
+            sqlite_where=text(WAITING),
+        ),
+        # the senders': what is due
         Index(None, "send_status", "scheduled_at"),
         # the ranking's: only messages not ranked yet
         Index(

@@ -152,15 +152,16 @@ async def plan_campaign(
     planned: dict[UUID, int] = {}
     times: list[tuple[int, datetime]] = []
     for target_id, n in allowances(live, counts, mtt, now, cycle_seconds, per_chunk).items():
-        ids = await repo.list_waiting_letters(session, target_id, n)
-        if not ids:
-            continue
         if mtt.drip_delivery:
-            at = [now] * len(ids)
+            # a drip cycle's letters are due at once: one statement per target
+            done = await repo.plan_waiting_letters(session, target_id, n, now)
         else:
+            ids = await repo.list_waiting_letters(session, target_id, n)
             at = schedule.spread(now, len(ids), span=_rest_of_hour(now), rng=rng)
-        times += zip(ids, at, strict=True)
-        planned[target_id] = len(ids)
+            times += zip(ids, at, strict=True)
+            done = len(ids)
+        if done:
+            planned[target_id] = done
     # the lease keeps other planners off these letters: no need to check them again
     await repo.set_send_times(session, times)
     await repo.add_to_counts(session, "planned", planned)

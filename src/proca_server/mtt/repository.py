@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
@@ -19,17 +19,19 @@ from sqlalchemy import (
     Row,
     Table,
     and_,
+    bindparam,
     delete,
     exists,
     func,
     or_,
     select,
-    tuple_,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.sql.elements import TextClause
 
 from proca_server.models import (
     Action,
@@ -47,6 +49,7 @@ from proca_server.models.enums import (
     EmailStatus,
     SupporterProcessingStatus,
 )
+from proca_server.models.message import WAITING as WAITING_TERMS
 from proca_server.models.message import SendStatus
 from proca_server.models.mtt import MttTargetCount
 
@@ -141,22 +144,27 @@ async def list_unranked_letters(
 async def count_ranked_letters(
     session: AsyncSession, keys: Collection[tuple[UUID, bytes]]
 ) -> Counter[tuple[UUID, bytes]]:
-    """Ranked letters of real actions per (target, person fingerprint)."""
+    """Ranked letters of real actions per (target, person fingerprint). Read from the people
+    (fingerprint index), their actions and their letters: a few rows each, never a scan of
+    the letters."""
+    wanted = set(keys)
     found: Counter[tuple[UUID, bytes]] = Counter()
-    for part in _chunks(list(keys), 500):
+    for part in _chunks(sorted({fingerprint for _, fingerprint in wanted}), 500):
         rows = await session.execute(
             select(Message.target_id, Supporter.fingerprint, func.count())
-            .join(Action, Action.id == Message.action_id)
-            .join(Supporter, Supporter.id == Action.supporter_id)
+            .select_from(Supporter)
+            .join(Action, Action.supporter_id == Supporter.id)
+            .join(Message, Message.action_id == Action.id)
             .where(
-                Message.dupe_rank.is_not(None),
+                Supporter.fingerprint.in_(part),
                 Action.testing.is_(False),
-                tuple_(Message.target_id, Supporter.fingerprint).in_(part),
+                Message.dupe_rank.is_not(None),
             )
             .group_by(Message.target_id, Supporter.fingerprint)
         )
         for target_id, fingerprint, count in rows.all():
-            found[(target_id, fingerprint)] = count
+            if (target_id, fingerprint) in wanted:
+                found[(target_id, fingerprint)] = count
     return found
 
 
@@ -240,14 +248,9 @@ async def list_campaign_targets(
     return targets, reachable
 
 
-def _waiting(target_id: UUID) -> tuple[ColumnElement[bool], ...]:
-    """A target's letters to send that have no send time yet."""
-    return (
-        Message.target_id == target_id,
-        Message.send_status == SendStatus.PENDING,
-        Message.scheduled_at.is_(None),
-        Message.dupe_rank == 0,
-    )
+def _waiting(target_id: UUID) -> tuple[ColumnElement[bool] | TextClause, ...]:
+    """A target's letters to send that have no send time yet (the partial index's terms)."""
+    return (Message.target_id == target_id, text(f"messages.{WAITING_TERMS}"))
 
 
 async def settle_waiting_letters(
@@ -262,6 +265,20 @@ async def settle_waiting_letters(
     return _rowcount(done)
 
 
+async def plan_waiting_letters(
+    session: AsyncSession, target_id: UUID, limit: int, at: datetime
+) -> int:
+    """Give the oldest `limit` letters to a target that have none this send time."""
+    oldest = select(Message.id).where(*_waiting(target_id)).order_by(Message.id).limit(limit)
+    done = await session.execute(
+        update(Message)
+        .where(Message.id.in_(oldest.scalar_subquery()))
+        .values(scheduled_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(done)
+
+
 async def list_waiting_letters(session: AsyncSession, target_id: UUID, limit: int) -> list[int]:
     """The oldest letters to a target that have no send time yet."""
     ids = await session.scalars(
@@ -270,10 +287,19 @@ async def list_waiting_letters(session: AsyncSession, target_id: UUID, limit: in
     return list(ids.all())
 
 
+_MESSAGES = cast(Table, Message.__table__)
+_SET_SEND_TIME = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("letter"))
+    .values(scheduled_at=bindparam("at"))
+)
+
+
 async def set_send_times(session: AsyncSession, times: Sequence[tuple[int, datetime]]) -> None:
-    rows = [{"id": i, "scheduled_at": t} for i, t in times]
+    """Each letter its own send time, in one executemany per thousand."""
+    rows = [{"letter": i, "at": t} for i, t in times]
     for part in _chunks(rows):
-        await session.execute(update(Message), list(part))
+        await session.execute(_SET_SEND_TIME, list(part))
 
 
 async def delete_test_letters_before(session: AsyncSession, before: datetime) -> int:
@@ -360,15 +386,27 @@ async def list_claimed_letters(
     return [(m, c, t, mt, o) for m, c, t, mt, o in rows.all()]
 
 
+@dataclass(frozen=True)
+class Address:
+    email: str
+    # not active yet, or soft bounces counted: a letter sent there makes it active
+    to_activate: bool
+
+
 async def first_usable_addresses(
     session: AsyncSession, target_ids: Collection[UUID]
-) -> dict[UUID, str]:
+) -> dict[UUID, Address]:
     """Each target's first address letters may go to."""
-    found: dict[UUID, str] = {}
+    found: dict[UUID, Address] = {}
     if not target_ids:
         return found
     rows = await session.execute(
-        select(TargetEmail.target_id, TargetEmail.email)
+        select(
+            TargetEmail.target_id,
+            TargetEmail.email,
+            TargetEmail.email_status,
+            TargetEmail.soft_bounce_count,
+        )
         .where(
             TargetEmail.target_id.in_(list(target_ids)),
             TargetEmail.email_status.in_(USABLE),
@@ -376,9 +414,10 @@ async def first_usable_addresses(
         )
         .order_by(TargetEmail.id)
     )
-    for target_id, address in rows.all():
-        if address:
-            found.setdefault(target_id, address)
+    for target_id, address, status, soft_bounces in rows.all():
+        if address and target_id not in found:
+            to_activate = status is not EmailStatus.ACTIVE or bool(soft_bounces)
+            found[target_id] = Address(address, to_activate)
     return found
 
 
@@ -401,6 +440,37 @@ async def settle_letters(
         .execution_options(synchronize_session=False)
     )
     return set(done.scalars().all())
+
+
+_MARK_SENT = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("letter"), _MESSAGES.c.send_status == SendStatus.PENDING)
+    .values(
+        send_status=SendStatus.SENT,
+        sent=True,
+        sent_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        claimed_until=None,
+        error=None,
+    )
+)
+_COUNT_SENT = (
+    update(cast(Table, MttTargetCount.__table__))
+    .where(MttTargetCount.__table__.c.target_id == bindparam("target"))
+    .values(sent=MttTargetCount.__table__.c.sent + 1)
+)
+
+
+async def record_sent(
+    engine: AsyncEngine, letter_id: int, target_id: UUID | None, now: datetime
+) -> None:
+    """Record one letter sent, and count it for its target (None: a test letter), in a
+    transaction of its own: the senders call it just before the provider takes the letter,
+    once per letter, so it is written for speed (no ORM)."""
+    async with engine.begin() as conn:
+        done = await conn.execute(_MARK_SENT, {"letter": letter_id, "now": now})
+        if target_id is not None and _rowcount(done):
+            await conn.execute(_COUNT_SENT, {"target": target_id})
 
 
 async def activate_addresses(session: AsyncSession, used: Mapping[UUID, str]) -> None:

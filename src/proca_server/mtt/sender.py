@@ -26,6 +26,7 @@ When is a send recorded? Before the provider takes the letter, or with it:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from proca_server.config import Settings
 from proca_server.email.backend import OrgEmailBackend, get_org_email_backend
@@ -55,8 +56,9 @@ from proca_server.processing.loader import load_actions_for_processing
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 200
-# letters sent over one SMTP connection
-SMTP_CHUNK = 50
+# letters sent over one SMTP connection, and connections at once
+SMTP_CHUNK = 25
+SMTP_CONNECTIONS = 8
 RETRY_FIRST = timedelta(minutes=1)
 RETRY_MAX = timedelta(hours=1)
 # how long a campaign whose letters cannot be composed (no backend, no template) waits
@@ -89,6 +91,7 @@ class SendReport:
 class _Item:
     letter: Letter
     claim: Claim
+    to_activate: bool = False
     email: EmailMessage | None = None
 
     @property
@@ -105,14 +108,16 @@ async def _load(session: AsyncSession, claims: Sequence[Claim]) -> list[tuple[_I
             session, sorted({m.action_id for m, *_ in found})
         )
     }
-    emails = await repo.first_usable_addresses(session, {t.id for _, _, t, _, _ in found})
+    addresses = await repo.first_usable_addresses(session, {t.id for _, _, t, _, _ in found})
     items = []
     for message, content, target, mtt, org in found:
         action = loaded.get(message.action_id)
         if action is None:
             continue
-        letter = Letter(message, content, target, emails.get(target.id), action)
-        items.append((_Item(letter, by_id[message.id]), mtt, org))
+        address = addresses.get(target.id)
+        letter = Letter(message, content, target, address.email if address else None, action)
+        item = _Item(letter, by_id[message.id], to_activate=bool(address and address.to_activate))
+        items.append((item, mtt, org))
     return items
 
 
@@ -122,6 +127,9 @@ class Sender:
     def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
+        engine = sessionmaker.kw.get("bind")
+        assert isinstance(engine, AsyncEngine)
+        self.engine = engine
 
     async def send_due(self, now: datetime | None = None, limit: int = CLAIM_BATCH) -> SendReport:
         """Claim and send one batch of due letters."""
@@ -233,67 +241,97 @@ class Sender:
     ) -> None:
         inner = backend.backend
         size = SMTP_CHUNK if isinstance(inner, SmtpBackend) else max(1, backend.batch_size)
-        for start in range(0, len(items), size):
-            chunk = items[start : start + size]
-            messages = [item.email for item in chunk if item.email is not None]
-            if isinstance(inner, PreviewBackend):
-                async with self.sessionmaker() as session:
-                    await store_preview_emails(session, messages)
-                    await self._settle(session, chunk, SendStatus.SENT, None, utcnow())
-                    await session.commit()
-                report.sent += len(chunk)
-                continue
-            recorded: set[int] = set()
+        chunks = [items[start : start + size] for start in range(0, len(items), size)]
+        sent: list[_Item] = []
+        if isinstance(inner, SmtpBackend):
+            # a few connections at once: a letter's time is mostly waiting (the server, the
+            # record's commit), which they overlap
+            gate = asyncio.Semaphore(SMTP_CONNECTIONS)
 
-            async def before_final(
-                index: int, chunk: list[_Item] = chunk, recorded: set[int] = recorded
-            ) -> None:
-                async with self.sessionmaker() as session:
-                    await self._settle(session, [chunk[index]], SendStatus.SENT, None, utcnow())
-                    await session.commit()
-                recorded.add(index)
+            async def one(chunk: list[_Item]) -> None:
+                async with gate:
+                    sent.extend(await self._deliver_chunk(backend, chunk, report))
 
-            try:
-                if isinstance(inner, SmtpBackend):
-                    await inner.deliver(messages, before_final=before_final)
-                else:
-                    await backend.deliver(messages)
-            except EmailDeliveryError as exc:
-                failed = {f.index: f for f in exc.failures}
-                for index, item in enumerate(chunk):
-                    failure = failed.get(index)
-                    if exc.failures and failure is None:
-                        if index not in recorded:
-                            await self._settle_one(item, SendStatus.SENT, None)
-                        report.sent += 1
-                        continue
-                    if not exc.failures and index in recorded:
-                        # the server had the whole letter when the connection failed
-                        report.sent += 1
-                        continue
-                    retryable = failure.retryable if failure is not None else exc.retryable
-                    reason = failure.reason if failure is not None else exc.reason
-                    retried = await self._fail(item, reason, retryable, index in recorded)
-                    report.retried += int(retried)
-                log.warning(
-                    "%s: %d letters not sent: %s",
-                    backend.name,
-                    len(failed) or len(chunk),
-                    exc.reason,
+            await asyncio.gather(*(one(chunk) for chunk in chunks))
+        else:
+            for chunk in chunks:
+                sent.extend(await self._deliver_chunk(backend, chunk, report))
+        # the first letter to an address makes it active (later ones find it so)
+        used = {
+            i.letter.target.id: i.letter.target_email for i in sent if i.counted and i.to_activate
+        }
+        if used:
+            async with self.sessionmaker() as session:
+                await repo.activate_addresses(
+                    session, {t: a for t, a in used.items() if a is not None}
                 )
-                continue
-            except Exception:
-                log.exception("%s: letters not sent", backend.name)
-                for index, item in enumerate(chunk):
-                    if index not in recorded:
-                        report.retried += int(
-                            await self._fail(item, "unexpected error", True, False)
-                        )
-                continue
-            for index, item in enumerate(chunk):
-                if index not in recorded:
-                    await self._settle_one(item, SendStatus.SENT, None)
+                await session.commit()
+
+    async def _deliver_chunk(
+        self, backend: OrgEmailBackend, chunk: list[_Item], report: SendReport
+    ) -> list[_Item]:
+        """Send one provider batch (one SMTP connection); the letters sent."""
+        inner = backend.backend
+        messages = [item.email for item in chunk if item.email is not None]
+        if isinstance(inner, PreviewBackend):
+            async with self.sessionmaker() as session:
+                await store_preview_emails(session, messages)
+                await self._settle(session, chunk, SendStatus.SENT, None, utcnow())
+                await session.commit()
             report.sent += len(chunk)
+            return chunk
+        recorded: set[int] = set()
+
+        async def before_final(index: int) -> None:
+            item = chunk[index]
+            target = item.letter.target.id if item.counted else None
+            await repo.record_sent(self.engine, item.letter.message.id, target, utcnow())
+            recorded.add(index)
+
+        sent: list[_Item] = []
+        try:
+            if isinstance(inner, SmtpBackend):
+                await inner.deliver(messages, before_final=before_final)
+            else:
+                await backend.deliver(messages)
+        except EmailDeliveryError as exc:
+            failed = {f.index: f for f in exc.failures}
+            late: list[_Item] = []
+            for index, item in enumerate(chunk):
+                failure = failed.get(index)
+                if (exc.failures and failure is None) or (not exc.failures and index in recorded):
+                    # accepted; or the server had the whole letter when the connection failed
+                    sent.append(item)
+                    if index not in recorded:
+                        late.append(item)
+                    continue
+                retryable = failure.retryable if failure is not None else exc.retryable
+                reason = failure.reason if failure is not None else exc.reason
+                report.retried += int(await self._fail(item, reason, retryable, index in recorded))
+            await self._settle_sent(late)
+            report.sent += len(sent)
+            log.warning(
+                "%s: %d letters not sent: %s", backend.name, len(failed) or len(chunk), exc.reason
+            )
+            return sent
+        except Exception:
+            log.exception("%s: letters not sent", backend.name)
+            for index, item in enumerate(chunk):
+                if index in recorded:
+                    sent.append(item)
+                else:
+                    report.retried += int(await self._fail(item, "unexpected error", True, False))
+            report.sent += len(sent)
+            return sent
+        await self._settle_sent([item for index, item in enumerate(chunk) if index not in recorded])
+        report.sent += len(chunk)
+        return chunk
+
+    async def _settle_sent(self, items: Sequence[_Item]) -> None:
+        if items:
+            async with self.sessionmaker() as session:
+                await self._settle(session, items, SendStatus.SENT, None, utcnow())
+                await session.commit()
 
     async def _settle_one(self, item: _Item, status: SendStatus, reason: str | None) -> None:
         async with self.sessionmaker() as session:
@@ -361,15 +399,6 @@ class Sender:
                 i.letter.target.id for i in items if i.counted and i.letter.message.id in changed
             )
             await repo.add_to_counts(session, column, by_target)
-        if status is SendStatus.SENT:
-            await repo.activate_addresses(
-                session,
-                {
-                    i.letter.target.id: i.letter.target_email
-                    for i in items
-                    if i.counted and i.letter.target_email
-                },
-            )
 
     async def _settle_ids(
         self, session: AsyncSession, ids: set[int], status: SendStatus, reason: str

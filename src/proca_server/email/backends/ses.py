@@ -38,6 +38,7 @@ from proca_server.email.backends.base import (
     build_mime,
     envelope_recipients,
     failed_messages,
+    mime_bytes,
     reply_to_of,
     scrub,
 )
@@ -156,7 +157,7 @@ class SesBackend:
                 answer = await client.send_raw_email(
                     Source=message.sender,
                     Destinations=recipients,
-                    RawMessage={"Data": mime.as_bytes()},
+                    RawMessage={"Data": mime_bytes(mime)},
                 )
         except (ClientError, BotoCoreError) as exc:
             reason, retryable = self._reason(exc)

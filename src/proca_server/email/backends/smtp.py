@@ -22,7 +22,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage as MimeMessage
+from email.message import Message
 from email.utils import getaddresses
 from urllib.parse import urlsplit
 
@@ -34,6 +34,7 @@ from proca_server.email.backends.base import (
     EmailDeliveryError,
     build_mime,
     failed_messages,
+    mime_bytes,
     scrub,
 )
 from proca_server.email.message import EmailMessage, loggable_custom_id, split_address
@@ -176,7 +177,7 @@ class SmtpBackend:
         client: aiosmtplib.SMTP,
         index: int,
         message: EmailMessage,
-        mime: MimeMessage,
+        mime: Message,
         recipients: list[str],
         before_final: BeforeFinal,
     ) -> None:
@@ -211,7 +212,7 @@ class SmtpBackend:
         if start.code != aiosmtplib.SMTPStatus.start_input:
             await client.rset()
             raise aiosmtplib.SMTPDataError(start.code, start.message)
-        payload = _BARE_LINE_END.sub(b"\r\n", mime.as_bytes())
+        payload = _BARE_LINE_END.sub(b"\r\n", mime_bytes(mime))
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
         protocol.write(_LEADING_PERIOD.sub(b"..", payload))

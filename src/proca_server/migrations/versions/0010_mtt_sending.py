@@ -36,10 +36,13 @@ def upgrade() -> None:
     # messages sent before this revision were marked sent by the original's rules
     op.execute("UPDATE messages SET send_status = 1 WHERE sent")
     op.execute("UPDATE messages SET send_status = 6 WHERE NOT sent AND dupe_rank > 0")
+    waiting = sa.text("send_status = 0 AND scheduled_at IS NULL AND dupe_rank = 0")
     op.create_index(
-        op.f("messages_target_id_send_status_scheduled_at_id_index"),
+        "messages_waiting_index",
         "messages",
-        ["target_id", "send_status", "scheduled_at", "id"],
+        ["target_id", "id"],
+        postgresql_where=waiting,
+        sqlite_where=waiting,
     )
     op.create_index(
         op.f("messages_send_status_scheduled_at_index"),
@@ -89,9 +92,7 @@ def downgrade() -> None:
         batch.drop_column("next_plan_at")
     op.drop_index("messages_unranked_index", table_name="messages")
     op.drop_index(op.f("messages_send_status_scheduled_at_index"), table_name="messages")
-    op.drop_index(
-        op.f("messages_target_id_send_status_scheduled_at_id_index"), table_name="messages"
-    )
+    op.drop_index("messages_waiting_index", table_name="messages")
     with op.batch_alter_table("messages") as batch:
         for column in ("error", "sent_at", "attempts", "claimed_until", "scheduled_at"):
             batch.drop_column(column)
