@@ -52,8 +52,15 @@ class Message(Base):
             postgresql_where=text(WAITING),
             sqlite_where=text(WAITING),
         ),
-        # the senders': what is due
-        Index(None, "send_status", "scheduled_at"),
+        # the senders': what is due (letters not planned yet are left out, so that the
+        # planners' query, which asks for those, never takes this one)
+        Index(
+            "messages_due_index",
+            "send_status",
+            "scheduled_at",
+            postgresql_where=text("scheduled_at IS NOT NULL"),
+            sqlite_where=text("scheduled_at IS NOT NULL"),
+        ),
         # the ranking's: only messages not ranked yet
         Index(
             "messages_unranked_index",

@@ -149,21 +149,21 @@ async def plan_campaign(
     await repo.add_to_counts(session, "planned", unreachable)
     live = [t for t in targets if t in reachable]
     counts = await repo.list_campaign_counts(session, campaign.id)
+    allowed = allowances(live, counts, mtt, now, cycle_seconds, per_chunk)
     planned: dict[UUID, int] = {}
-    times: list[tuple[int, datetime]] = []
-    for target_id, n in allowances(live, counts, mtt, now, cycle_seconds, per_chunk).items():
-        if mtt.drip_delivery:
-            # a drip cycle's letters are due at once: one statement per target
-            done = await repo.plan_waiting_letters(session, target_id, n, now)
-        else:
+    if mtt.drip_delivery:
+        # a drip cycle's letters are all due at once
+        planned = dict(await repo.plan_waiting_letters(session, allowed, now))
+    else:
+        times: list[tuple[int, datetime]] = []
+        for target_id, n in allowed.items():
             ids = await repo.list_waiting_letters(session, target_id, n)
             at = schedule.spread(now, len(ids), span=_rest_of_hour(now), rng=rng)
             times += zip(ids, at, strict=True)
-            done = len(ids)
-        if done:
-            planned[target_id] = done
-    # the lease keeps other planners off these letters: no need to check them again
-    await repo.set_send_times(session, times)
+            if ids:
+                planned[target_id] = len(ids)
+        # the lease keeps other planners off these letters: no need to check them again
+        await repo.set_send_times(session, times)
     await repo.add_to_counts(session, "planned", planned)
     return sum(planned.values()), sum(unreachable.values())
 

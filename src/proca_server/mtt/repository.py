@@ -44,6 +44,7 @@ from proca_server.models import (
     Target,
     TargetEmail,
 )
+from proca_server.models.base import UTCDateTime
 from proca_server.models.enums import (
     ActionProcessingStatus,
     EmailStatus,
@@ -91,15 +92,21 @@ async def upsert_counts(
         await session.execute(statement)
 
 
+_COUNTS = cast(Table, MttTargetCount.__table__)
+_ADD_TO_COUNT = {
+    column: update(_COUNTS)
+    .where(_COUNTS.c.target_id == bindparam("target"))
+    .values({column: _COUNTS.c[column] + bindparam("n")})
+    for column in ("queued", "planned", "sent", "failed", "cancelled", "undeliverable", "in_doubt")
+}
+
+
 async def add_to_counts(session: AsyncSession, column: str, by: Mapping[UUID, int]) -> None:
-    """Add to a count of each target (its row exists once a letter to it was ranked)."""
-    for target_id, n in sorted(by.items()):
-        if n:
-            await session.execute(
-                update(MttTargetCount)
-                .where(MttTargetCount.target_id == target_id)
-                .values({column: getattr(MttTargetCount, column) + n})
-            )
+    """Add to a count of each target (its row exists once a letter to it was ranked), in one
+    executemany."""
+    rows = [{"target": t, "n": n} for t, n in sorted(by.items()) if n]
+    if rows:
+        await session.execute(_ADD_TO_COUNT[column], rows)
 
 
 async def list_campaign_counts(
@@ -181,6 +188,7 @@ async def set_rank(session: AsyncSession, ids: Sequence[int], rank: int) -> Coun
             .where(Message.id.in_(part), Message.dupe_rank.is_(None))
             .values(values)
             .returning(Message.target_id)
+            .execution_options(synchronize_session=False)
         )
         ranked.update(done.scalars().all())
     return ranked
@@ -194,6 +202,7 @@ async def rank_test_letters(session: AsyncSession, ids: Sequence[int], now: date
             update(Message)
             .where(Message.id.in_(part), Message.dupe_rank.is_(None))
             .values(dupe_rank=0, scheduled_at=now)
+            .execution_options(synchronize_session=False)
         )
         ranked += _rowcount(done)
     return ranked
@@ -265,18 +274,51 @@ async def settle_waiting_letters(
     return _rowcount(done)
 
 
-async def plan_waiting_letters(
-    session: AsyncSession, target_id: UUID, limit: int, at: datetime
-) -> int:
-    """Give the oldest `limit` letters to a target that have none this send time."""
-    oldest = select(Message.id).where(*_waiting(target_id)).order_by(Message.id).limit(limit)
-    done = await session.execute(
-        update(Message)
-        .where(Message.id.in_(oldest.scalar_subquery()))
-        .values(scheduled_at=at)
-        .execution_options(synchronize_session=False)
+# WAITING_TERMS is a constant of this package, not input
+_PLAN_PG = text(
+    f"""
+    UPDATE messages SET scheduled_at = :at, updated_at = :at
+    WHERE id IN (
+        SELECT w.id
+        FROM unnest(CAST(:targets AS uuid[]), CAST(:limits AS int[])) AS a(target_id, n)
+        CROSS JOIN LATERAL (
+            SELECT messages.id FROM messages
+            WHERE messages.target_id = a.target_id AND messages.{WAITING_TERMS}
+            ORDER BY messages.id LIMIT a.n
+        ) AS w
     )
-    return _rowcount(done)
+    RETURNING target_id
+    """  # noqa: S608
+).bindparams(bindparam("at", type_=UTCDateTime()))
+
+
+async def plan_waiting_letters(
+    session: AsyncSession, limits: Mapping[UUID, int], at: datetime
+) -> Counter[UUID]:
+    """Give each target's oldest waiting letters, as many as its limit, this send time; the
+    letters given one, per target. One statement on PostgreSQL (a lateral read of the waiting
+    index per target); one per target on SQLite, where a statement costs no round trip."""
+    planned: Counter[UUID] = Counter()
+    wanted = {t: n for t, n in sorted(limits.items()) if n > 0}
+    if not wanted:
+        return planned
+    if session.get_bind().dialect.name == "postgresql":
+        done = await session.execute(
+            _PLAN_PG, {"at": at, "targets": list(wanted), "limits": list(wanted.values())}
+        )
+        planned.update(done.scalars().all())
+        return planned
+    for target_id, n in wanted.items():
+        oldest = select(Message.id).where(*_waiting(target_id)).order_by(Message.id).limit(n)
+        done = await session.execute(
+            update(Message)
+            .where(Message.id.in_(oldest.scalar_subquery()))
+            .values(scheduled_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(done):
+            planned[target_id] = _rowcount(done)
+    return planned
 
 
 async def list_waiting_letters(session: AsyncSession, target_id: UUID, limit: int) -> list[int]:

@@ -44,10 +44,13 @@ def upgrade() -> None:
         postgresql_where=waiting,
         sqlite_where=waiting,
     )
+    planned = sa.text("scheduled_at IS NOT NULL")
     op.create_index(
-        op.f("messages_send_status_scheduled_at_index"),
+        "messages_due_index",
         "messages",
         ["send_status", "scheduled_at"],
+        postgresql_where=planned,
+        sqlite_where=planned,
     )
     op.create_index(
         "messages_unranked_index",
@@ -91,7 +94,7 @@ def downgrade() -> None:
     with op.batch_alter_table("mtt") as batch:
         batch.drop_column("next_plan_at")
     op.drop_index("messages_unranked_index", table_name="messages")
-    op.drop_index(op.f("messages_send_status_scheduled_at_index"), table_name="messages")
+    op.drop_index("messages_due_index", table_name="messages")
     op.drop_index("messages_waiting_index", table_name="messages")
     with op.batch_alter_table("messages") as batch:
         for column in ("error", "sent_at", "attempts", "claimed_until", "scheduled_at"):
