@@ -310,3 +310,38 @@ async def test_a_target_left_without_any_address_does_not_stop_the_others(
     by_target = {m.target_id: m for m in await letters(session)}
     assert by_target[world.targets[0].id].send_status is SendStatus.UNDELIVERABLE
     assert by_target[world.targets[1].id].send_status is SendStatus.SENT
+
+
+async def test_the_campaign_template_of_each_target_locale_renders_the_letter(
+    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    from proca_server.models import EmailTemplate
+
+    world = await make_mtt_world(
+        session,
+        targets=2,
+        locales=("fr", "de"),
+        message_template="letter",
+        end=utcnow() + timedelta(seconds=30),
+    )
+    for locale, greeting in (("fr", "Madame, Monsieur"), ("en", "Dear")):
+        session.add(
+            EmailTemplate(
+                org_id=world.org.id,
+                name="letter",
+                locale=locale,
+                subject=f"[{locale}] {{{{subject}}}}",
+                html=f"<p>{greeting} {{{{target.name}}}},</p>" + "{{{body}}}<p>{{firstName}}</p>",
+            )
+        )
+    await session.commit()
+    await write_letters(session, world, first_name="Ann", body="Vote <yes> please")
+    await run_until_idle(mtt_settings(settings), sessionmaker)
+    mails = {m.subject: m for m in await previews(session)}
+    # French for the French target; the German one has no template of its own: English
+    french = mails["[fr] Dear Member 0"]
+    assert "<p>Madame, Monsieur Member 0,</p><p>Vote &lt;yes&gt; please</p><p>Ann</p>" in (
+        french.html or ""
+    )
+    other = mails["[en] Dear Member 1"]
+    assert "<p>Dear Member 1,</p>" in (other.html or "")
