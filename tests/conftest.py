@@ -35,9 +35,21 @@ def _pg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+async def _admin_connect(connect_timeout: float = 60) -> asyncpg.Connection:
+    """A connection to make and drop the test databases from: the URL's database, or, on a
+    stock server where it does not exist, the server's `postgres` database."""
+    try:
+        return await asyncpg.connect(_pg_dsn(PG_ADMIN_URL), timeout=connect_timeout)
+    except asyncpg.InvalidCatalogNameError:
+        fallback = make_url(_pg_dsn(PG_ADMIN_URL)).set(database="postgres")
+        return await asyncpg.connect(
+            fallback.render_as_string(hide_password=False), timeout=connect_timeout
+        )
+
+
 async def _pg_reachable() -> str | None:
     try:
-        conn = await asyncpg.connect(_pg_dsn(PG_ADMIN_URL), timeout=3)
+        conn = await _admin_connect(connect_timeout=3)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
     await conn.close()
@@ -67,7 +79,7 @@ def skip_without_pg() -> None:
 
 async def create_pg_database() -> tuple[str, str]:
     name = f"proca_test_{os.getpid()}_{secrets.token_hex(3)}"
-    conn = await asyncpg.connect(_pg_dsn(PG_ADMIN_URL))
+    conn = await _admin_connect()
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -77,7 +89,7 @@ async def create_pg_database() -> tuple[str, str]:
 
 
 async def drop_pg_database(name: str) -> None:
-    conn = await asyncpg.connect(_pg_dsn(PG_ADMIN_URL))
+    conn = await _admin_connect()
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
