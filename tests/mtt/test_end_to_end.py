@@ -382,7 +382,7 @@ async def test_two_workers_at_once_send_each_letter_once(
     session: AsyncSession, mailbox: Mailbox, workers: Workers
 ) -> None:
     mailbox.handler.delay = 0.02
-    # a cycle plans a share of the letters, so that both workers get some to send
+    # a cycle plans a share of the letters, so that both workers usually get some to send
     workers.env["MAX_MESSAGES_PER_CYCLE"] = "30"
     world = await world_near_its_end(session, mailbox)
     pair = [await workers.start(), await workers.start()]
@@ -403,5 +403,7 @@ async def test_two_workers_at_once_send_each_letter_once(
     one, two = (set(w.sent_ids()) for w in pair)
     assert one | two == set(received)
     assert not one & two
+    # which worker sends what depends on which takes each cycle's plan first: often both,
+    # sometimes one (a fast one may send a whole cycle before the other claims); claims that
+    # interleave for certain are test_sending.py's two senders
     print(f"letters sent by each worker: {len(one)}, {len(two)}")
-    assert one and two, "one worker sent every letter"
