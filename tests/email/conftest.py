@@ -178,8 +178,11 @@ class SmtpServer:
     handler: SmtpHandler
 
 
-def _run_server(tls: TlsFiles, *, implicit: bool) -> Iterator[SmtpServer]:
-    handler = SmtpHandler()
+def run_smtp_server(
+    tls: TlsFiles, *, implicit: bool, handler: SmtpHandler | None = None
+) -> Iterator[SmtpServer]:
+    """A server for the duration of a fixture; `handler` decides what it answers."""
+    handler = handler or SmtpHandler()
     port = free_port()
     context = tls.server_context()
     options: dict[str, Any] = {"authenticator": handler.authenticate}
@@ -212,10 +215,10 @@ def _run_server(tls: TlsFiles, *, implicit: bool) -> Iterator[SmtpServer]:
 @pytest.fixture
 def smtps_server(tls_files: TlsFiles) -> Iterator[SmtpServer]:
     """Implicit TLS: `ssl://127.0.0.1:<port>`."""
-    yield from _run_server(tls_files, implicit=True)
+    yield from run_smtp_server(tls_files, implicit=True)
 
 
 @pytest.fixture
 def starttls_server(tls_files: TlsFiles) -> Iterator[SmtpServer]:
     """STARTTLS required before AUTH and MAIL: `tls://127.0.0.1:<port>`."""
-    yield from _run_server(tls_files, implicit=False)
+    yield from run_smtp_server(tls_files, implicit=False)

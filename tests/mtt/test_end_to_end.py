@@ -27,7 +27,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,8 +35,7 @@ from proca_server.config import Settings
 from proca_server.kit.time import utcnow
 from proca_server.models.message import SendStatus
 from proca_server.models.mtt import MttTargetCount
-from tests.email.conftest import Received, SmtpHandler, SmtpServer, TlsFiles
-from tests.local_http import free_port
+from tests.email.conftest import Received, SmtpHandler, SmtpServer, TlsFiles, run_smtp_server
 from tests.mtt.conftest import MttWorld, letters, make_mtt_world, write_letters
 
 CLAIM_SECONDS = 5
@@ -83,20 +81,8 @@ class Mailbox:
 @pytest.fixture
 def mailbox(tls_files: TlsFiles) -> Iterator[Mailbox]:
     handler = SlowHandler()
-    port = free_port()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=port,
-        ssl_context=tls_files.server_context(),
-        authenticator=handler.authenticate,
-        auth_require_tls=False,  # aiosmtpd only counts STARTTLS as TLS
-    )
-    controller.start()
-    try:
-        yield Mailbox(SmtpServer(f"ssl://127.0.0.1:{port}", handler), handler)
-    finally:
-        controller.stop()
+    for server in run_smtp_server(tls_files, implicit=True, handler=handler):
+        yield Mailbox(server, handler)
 
 
 @dataclass

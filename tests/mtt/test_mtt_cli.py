@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import os
-import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.kit.time import utcnow
@@ -20,27 +16,9 @@ from proca_server.models.enums import EmailStatus
 from proca_server.mtt.reports import EXPORT_HEADER
 from tests.factories import make_campaign, make_org
 from tests.mtt.report_rows import NOW, count_outcomes, make_mtt_campaign, make_target, write_letter
+from tests.test_cli import cli, env
 
-
-async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proca_server",
-        *args,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-@pytest.fixture
-def env(database_url: str, tmp_path: Path, session: AsyncSession) -> dict[str, str]:
-    # `session` makes the test empty the tables afterwards.
-    return {"DATABASE_URL": database_url, "PROCA_DATA_DIR": str(tmp_path), "ORG_NAME": "instance"}
+__all__ = ["env"]  # the fixture, shared with tests/test_cli.py
 
 
 def parse(out: str) -> list[list[str]]:

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,8 +20,7 @@ from proca_server.models.mtt import MttTargetCount
 from proca_server.mtt import repository
 from proca_server.mtt.planner import plan
 from proca_server.mtt.sender import Sender, retry_delay
-from tests.email.conftest import SmtpHandler, SmtpServer, TlsFiles
-from tests.local_http import free_port
+from tests.email.conftest import SmtpHandler, SmtpServer, TlsFiles, run_smtp_server
 from tests.mtt.conftest import letters, make_mtt_world, write_letters
 
 
@@ -39,21 +37,7 @@ class RefusingHandler(SmtpHandler):
 
 @pytest.fixture
 def refusing_server(tls_files: TlsFiles) -> Iterator[SmtpServer]:
-    handler = RefusingHandler()
-    port = free_port()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=port,
-        ssl_context=tls_files.server_context(),
-        authenticator=handler.authenticate,
-        auth_require_tls=False,
-    )
-    controller.start()
-    try:
-        yield SmtpServer(f"ssl://127.0.0.1:{port}", handler)
-    finally:
-        controller.stop()
+    yield from run_smtp_server(tls_files, implicit=True, handler=RefusingHandler())
 
 
 async def plan_now(sessionmaker: async_sessionmaker[AsyncSession]) -> None:

@@ -128,3 +128,12 @@ async def delete_org_entities(org_id: int) -> None:
                 await channel.queue_delete(queue.name)
         for exchange in topology.exchanges:
             await channel.exchange_delete(exchange.name)
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def broker_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The app's settings, with the embedded queue or with RabbitMQ."""
+    if request.param == "embedded":
+        return settings
+    require_rabbitmq()
+    return settings.model_copy(update={"amqp_url": AMQP_URL})

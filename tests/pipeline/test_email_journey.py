@@ -29,11 +29,9 @@ from tests.email.worker_world import add_template, trusted_ca
 from tests.factories import make_user
 from tests.graphql_helpers import data, gql
 from tests.pipeline.conftest import (
-    AMQP_URL,
     amqp_channel,
     delete_org_entities,
     eventually,
-    require_rabbitmq,
     running,
 )
 from tests.processing.helpers import make_site, sign
@@ -47,14 +45,6 @@ pytestmark = [
 
 WITH_WORKERS = RuntimeOptions(sweep_interval=0.1, sweep_age=0.0, run_workers=True)
 LINK = re.compile(r"https?://[^\s\"'<>]+/link/s/\d+/accept/[^\s\"'<>]+")
-
-
-@pytest.fixture(params=["embedded", "rabbitmq"])
-def broker_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    if request.param == "embedded":
-        return settings
-    require_rabbitmq()
-    return settings.model_copy(update={"amqp_url": AMQP_URL})
 
 
 @pytest.fixture

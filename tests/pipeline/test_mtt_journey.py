@@ -32,10 +32,8 @@ from tests.email.worker_world import trusted_ca
 from tests.factories import make_user
 from tests.graphql_helpers import data, gql
 from tests.pipeline.conftest import (
-    AMQP_URL,
     delete_org_entities,
     eventually,
-    require_rabbitmq,
     running,
 )
 from tests.processing.helpers import make_site
@@ -47,14 +45,6 @@ pytestmark = pytest.mark.usefixtures("trusted_ca")
 
 PIPELINE = RuntimeOptions(sweep_interval=0.1, sweep_age=0.0, run_workers=True)
 TARGETS = ("Alma Ortiz", "Bram Visser", "Cleo Marchetti")
-
-
-@pytest.fixture(params=["embedded", "rabbitmq"])
-def broker_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    if request.param == "embedded":
-        return settings
-    require_rabbitmq()
-    return settings.model_copy(update={"amqp_url": AMQP_URL})
 
 
 @pytest.fixture

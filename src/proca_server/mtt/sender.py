@@ -165,15 +165,11 @@ class Sender:
             _, mtt, org = entries[0]
             try:
                 backend = await get_org_email_backend(session, org, sessionmaker=self.sessionmaker)
+                why = f"org {org.name} has no email backend"
             except EmailConfigError as exc:
-                log.warning("mail to target of campaign %d blocked: %s", mtt.campaign_id, exc)
-                backend = None
+                backend, why = None, str(exc)
             if backend is None:
-                log.warning(
-                    "mail to target of campaign %d blocked: org %s has no email backend",
-                    mtt.campaign_id,
-                    org.name,
-                )
+                log.warning("mail to target of campaign %d blocked: %s", mtt.campaign_id, why)
                 release += [item for item, _, _ in entries]
                 continue
             exact = isinstance(backend.backend, SmtpBackend | PreviewBackend)
