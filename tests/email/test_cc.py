@@ -24,10 +24,10 @@ from proca_server.email.backends import (
     EmailDeliveryError,
     HubspotBackend,
     MailjetBackend,
-    SesBackend,
     SmtpBackend,
 )
 from proca_server.email.backends.base import build_mime, mime_bytes
+from proca_server.email.backends.ses import SesBackend
 from proca_server.email.message import EmailMessage, format_address
 from proca_server.email.preview import PreviewBackend
 from proca_server.models import PreviewEmail

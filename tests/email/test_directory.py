@@ -20,8 +20,9 @@ from starlette.routing import Route
 
 from proca_server.config import Settings
 from proca_server.email.backend import OrgEmailBackend
-from proca_server.email.backends import BrevoBackend, MailjetBackend, SesBackend
+from proca_server.email.backends import BrevoBackend, MailjetBackend
 from proca_server.email.backends.base import TemplateListError
+from proca_server.email.backends.ses import SesBackend
 from proca_server.email.directory import (
     Missing,
     TemplateDirectory,

@@ -14,7 +14,8 @@ import pytest
 from aiobotocore.session import get_session
 from moto.server import ThreadedMotoServer
 
-from proca_server.email.backends import EmailDeliveryError, SesBackend
+from proca_server.email.backends import EmailDeliveryError
+from proca_server.email.backends.ses import SesBackend
 from proca_server.email.message import EmailMessage, format_address
 from tests.local_http import free_port
 

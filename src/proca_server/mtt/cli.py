@@ -19,6 +19,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.errors import UserInputError
+from proca_server.kit.progress import Progress
 from proca_server.kit.time import utcnow
 from proca_server.mtt.reports import (
     EXPORT_HEADER,
@@ -101,33 +102,21 @@ def export(
 
 
 async def _write_csv(session: AsyncSession, where: ExportFilter) -> int:
-    from rich.console import Console
-    from rich.progress import Progress
-
     out = sys.stdout
     writer = csv.writer(out)
-    written = 0
-    progress = None
+    total = None
     if sys.stderr.isatty():
         total = await count_export(session, where)
         if total == 0:
             return 0
-        progress = Progress(console=Console(file=sys.stderr), transient=True)
-        task = progress.add_task("exporting", total=total)
-        progress.start()
-    try:
+    with Progress("exporting", total) as progress:
         async for rows in export_pages(session, where):
-            if written == 0:
+            if progress.done == 0:
                 writer.writerow(EXPORT_HEADER)
             writer.writerows(rows)
-            written += len(rows)
-            if progress is not None:
-                progress.update(task, advance=len(rows))
+            progress.advance(len(rows))
         out.flush()
-    finally:
-        if progress is not None:
-            progress.stop()
-    return written
+    return progress.done
 
 
 @mtt_app.command("status")

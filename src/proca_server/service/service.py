@@ -7,8 +7,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.errors import BadArgument, NotFound
+from proca_server.kit import extras
 from proca_server.models import Org, Service
 from proca_server.org.repository import latest_service
+
+# services that talk to AWS through the `aws` extra's libraries
+AWS_SERVICES = frozenset({"ses", "sqs"})
 
 FIELDS = ("host", "user", "password", "path", "sending_from", "transactional_email_budget")
 
@@ -20,6 +24,8 @@ async def upsert_service(
     latest service of that name or create one."""
     if name == "system":
         raise BadArgument("SYSTEM is not a service of its own", field="name")
+    if name in AWS_SERVICES and not extras.installed("aws"):
+        raise BadArgument(str(extras.MissingExtra(f"the {name} service", "aws")), field="name")
     if service_id is not None:
         service = await session.get(Service, service_id)
         if service is None or service.org_id != org.id:

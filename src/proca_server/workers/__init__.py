@@ -6,12 +6,16 @@ one consumer per worker queue of each org with it."""
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.broker.base import BatchHandler, Broker, Delivery
 from proca_server.config import Settings
+from proca_server.kit import extras
+
+log = logging.getLogger("proca_server.workers")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ def batch_handler_for(queue: str, deps: WorkerDeps) -> BatchHandler | None:
 
         return webhook_batch_handler(deps, org_id)
     if name == "sqs":
+        if not extras.installed("aws"):
+            return _refusing_handler(extras.MissingExtra("the sqs worker", "aws"))
         from proca_server.workers.sqs import sqs_batch_handler
 
         return sqs_batch_handler(deps, org_id)
@@ -60,3 +66,14 @@ def batch_handler_for(queue: str, deps: WorkerDeps) -> BatchHandler | None:
 
         return email_batch
     return None
+
+
+def _refusing_handler(error: Exception) -> BatchHandler:
+    """A handler for a worker whose libraries are missing: every message fails with `error`
+    (retried, then parked like any failure: nothing is lost), and the log says what to install."""
+    log.error("%s", error)
+
+    async def refuse(deliveries: list[Delivery]) -> list[BaseException | None]:
+        return [error for _ in deliveries]
+
+    return refuse

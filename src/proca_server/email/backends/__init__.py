@@ -14,6 +14,8 @@ and the preview mailbox.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.email.backends.base import (
@@ -24,21 +26,25 @@ from proca_server.email.backends.base import (
 from proca_server.email.backends.brevo import BrevoBackend
 from proca_server.email.backends.hubspot import HubspotBackend
 from proca_server.email.backends.mailjet import MailjetBackend
-from proca_server.email.backends.ses import SesBackend
 from proca_server.email.backends.smtp import SmtpBackend
 from proca_server.email.message import EmailMessage
 from proca_server.email.preview import PreviewBackend
+from proca_server.kit import extras
 from proca_server.models import Service
 from proca_server.models.enums import ExternalService
 
-AnyBackend = (
-    SmtpBackend | MailjetBackend | SesBackend | BrevoBackend | HubspotBackend | PreviewBackend
+if TYPE_CHECKING:
+    # the AWS stack is an extra (`proca-server[aws]`): imported when an SES service is used
+    from proca_server.email.backends.ses import SesBackend
+
+AnyBackend: TypeAlias = (
+    "SmtpBackend | MailjetBackend | SesBackend | BrevoBackend | HubspotBackend | PreviewBackend"
 )
 
 BATCH_SIZES: dict[str, int] = {
     ExternalService.SMTP: SmtpBackend.batch_size,
     ExternalService.MAILJET: MailjetBackend.batch_size,
-    ExternalService.SES: SesBackend.batch_size,
+    ExternalService.SES: 50,  # SesBackend.batch_size, without importing the AWS stack
     ExternalService.BREVO: BrevoBackend.batch_size,
     ExternalService.HUBSPOT: HubspotBackend.batch_size,
     ExternalService.PREVIEW: 100,
@@ -64,6 +70,12 @@ def backend_for_service(
         case ExternalService.MAILJET:
             return MailjetBackend(service.user, service.password)
         case ExternalService.SES:
+            try:
+                extras.require("aws", "the ses email backend")
+            except extras.MissingExtra as exc:
+                raise EmailConfigError(str(exc)) from None
+            from proca_server.email.backends.ses import SesBackend
+
             return SesBackend(service.host, service.user, service.password)
         case ExternalService.BREVO:
             return BrevoBackend(service.password)
@@ -86,7 +98,6 @@ __all__ = [
     "HubspotBackend",
     "MailjetBackend",
     "PreviewBackend",
-    "SesBackend",
     "SmtpBackend",
     "backend_for_service",
     "batch_size",
