@@ -1,16 +1,21 @@
-"""The /api transport as the Proca clients use it (clients spec §1.3, §2.1)."""
+"""The /api transport as the Proca clients use it (docs/clients/recorded-operations.md)."""
 
 from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import httpx
+import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.models import UserToken
+from proca_server.web.explorer import ExplorerFiles
 from tests.factories import PASSWORD, make_user, make_world
+from tests.test_explorer import lay_out
 
 CURRENT_USER = "{ currentUser { email isAdmin apiToken { expiresAt } } }"
 
@@ -200,11 +205,14 @@ async def test_reset_api_token_replaces_older_tokens(
     assert count == 1
 
 
-async def test_graphiql_for_browsers(client: httpx.AsyncClient) -> None:
+async def test_graphiql_for_browsers(
+    client: httpx.AsyncClient, app: FastAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app.state, "explorer_files", ExplorerFiles(lay_out(tmp_path)))
     response = await client.get("/api", headers={"Accept": "text/html,application/xhtml+xml"})
     assert response.status_code == 200
     assert "text/html" in response.headers["content-type"]
-    assert "graphiql" in response.text.lower()
+    assert '<script src="/graphiql/assets/graphiql.min.js?v=' in response.text
 
 
 async def test_cors_preflight_and_bare_options(client: httpx.AsyncClient) -> None:
@@ -250,3 +258,14 @@ async def test_health_503_when_the_database_is_unreachable(tmp_path: object) -> 
     await app.state.engine.dispose()
     assert response.status_code == 503
     assert response.json() == {"status": "error", "message": "database unreachable"}
+
+
+async def test_a_subscription_over_http_is_refused_pointing_to_the_socket(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api", json={"query": 'subscription { actionPageUpserted(orgName: "x") { name } }'}
+    )
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert "/socket/websocket" in error["message"]

@@ -1,5 +1,5 @@
-"""The Phoenix channel websocket (clients spec §2.5, server spec §2.8), served by a real
-uvicorn server in the test's event loop and driven by the `websockets` client library.
+"""The Phoenix channel websocket (`actionPageUpserted`, as the Proca clients subscribe), served
+by a real uvicorn server in the test's event loop and driven by the `websockets` client library.
 On PostgreSQL, the publishes go through NOTIFY and the listener, as in production."""
 
 from __future__ import annotations
@@ -351,6 +351,11 @@ async def test_invalid_documents_are_errors(socket_url: str, session: AsyncSessi
             "status": "error",
             "response": {"errors": [{"message": "No query document supplied"}]},
         }
+        reply = await ph.call(CONTROL, "doc", {"query": UPSERTED, "variables": [1]})
+        assert reply == {
+            "status": "error",
+            "response": {"error": "Could not parse variables as map"},
+        }
         # the socket is still usable
         heartbeat = await ph.call("phoenix", "heartbeat", {})
         assert heartbeat == {"status": "ok", "response": {}}
@@ -400,6 +405,71 @@ async def test_a_query_over_the_socket_is_answered_with_its_result(
         assert reply["status"] == "ok"
         assert reply["response"]["data"] is None
         assert reply["response"]["errors"][0]["extensions"]["code"] == "not_found"
+
+
+async def test_v2_frames_carry_the_join_ref_where_phoenix_puts_it(
+    socket_url: str, client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """Replies on the channel carry the channel's join_ref (the one its join gave), whatever
+    the frame says; the heartbeat's and unmatched topics' replies and the pushes carry none;
+    a leave is answered, then closed with `phx_close`."""
+    world = await make_world(session)
+    keys = ("join_ref", "ref", "topic", "event", "payload")
+    ok: dict[str, Any] = {"status": "ok", "response": {}}
+    unmatched = {"status": "error", "response": {"reason": "unmatched topic"}}
+    async with phoenix(socket_url, v2=True) as ph:
+
+        async def answer(*frame: Any) -> list[Any]:
+            await ph.ws.send(json.dumps(list(frame)))
+            got = await ph._wait(lambda f: f["event"] == "phx_reply" and f["ref"] == frame[1], 5)
+            return [got[k] for k in keys]
+
+        doc = {"query": UPSERTED, "variables": {"org": world.org.name}}
+        assert await answer("7", "1", "phoenix", "heartbeat", {}) == [
+            None, "1", "phoenix", "phx_reply", ok,
+        ]  # fmt: skip
+        assert await answer("7", "2", CONTROL, "doc", doc) == [
+            None, "2", CONTROL, "phx_reply", unmatched,
+        ]  # fmt: skip
+        assert await answer("3", "3", CONTROL, "phx_join", {}) == [
+            "3", "3", CONTROL, "phx_reply", ok,
+        ]  # fmt: skip
+        # a frame on the channel without (or with another) join_ref: the channel's
+        subscribed = await answer(None, "4", CONTROL, "doc", doc)
+        sub_id = subscribed[4]["response"]["subscriptionId"]
+        with_id = {"status": "ok", "response": {"subscriptionId": sub_id}}
+        assert subscribed == ["3", "4", CONTROL, "phx_reply", with_id]
+        await update_page(client, world, world.page.id, locale="de")
+        pushed = await ph.push()
+        assert [pushed[k] for k in keys[:4]] == [None, None, sub_id, "subscription:data"]
+        assert pushed["payload"]["subscriptionId"] == sub_id
+        unsubscribed = await answer("1", "5", CONTROL, "unsubscribe", {"subscriptionId": sub_id})
+        assert unsubscribed == ["3", "5", CONTROL, "phx_reply", with_id]
+        assert await answer("3", "6", CONTROL, "phx_leave", {}) == [
+            "3", "6", CONTROL, "phx_reply", ok,
+        ]  # fmt: skip
+        closed = await ph._wait(lambda f: f["event"] == "phx_close", 5)
+        assert [closed[k] for k in keys] == ["3", "3", CONTROL, "phx_close", {}]
+        assert await answer("3", "8", CONTROL, "doc", doc) == [
+            None, "8", CONTROL, "phx_reply", unmatched,
+        ]  # fmt: skip
+
+
+async def test_v1_leave_is_answered_then_closed(socket_url: str, session: AsyncSession) -> None:
+    async with phoenix(socket_url) as ph:
+        await ph.join()
+        leave = await ph.send(CONTROL, "phx_leave", {})
+        assert await ph.reply(leave) == {"status": "ok", "response": {}}
+        closed = await ph._wait(lambda f: f["event"] == "phx_close", 5)
+        assert closed == {"topic": CONTROL, "event": "phx_close", "payload": {}, "ref": None}
+        heartbeat = await ph.send("phoenix", "heartbeat", {})
+        await ph.reply(heartbeat)
+        assert ph.raw[-1] == {
+            "topic": "phoenix",
+            "event": "phx_reply",
+            "payload": {"status": "ok", "response": {}},
+            "ref": heartbeat,
+        }
 
 
 async def test_messages_before_join_are_unmatched(socket_url: str, session: AsyncSession) -> None:

@@ -195,6 +195,8 @@ async def test_direct_and_generic_resolvers_answer_and_store_the_same(
     assert len(errors) == 5
     paths = [e["errors"][0].get("path") for e in errors]
     assert ["addActionContact", "email"] in paths
+    # an unknown page and an unreadable contactRef: the mutation alone, as the original
+    assert paths.count(["addActionContact"]) == 2
 
 
 async def test_a_donation_takes_the_generic_path_and_is_stored(

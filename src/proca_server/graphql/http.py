@@ -1,6 +1,7 @@
 """The GraphQL HTTP transport, shaped to what the Proca clients send and expect
-(clients spec §1.3, §2.1): POST and GET, `variables` as object / JSON string / null,
-`operationName: ""` meaning none, and errors as HTTP 200 application/json."""
+(docs/clients/recorded-operations.md, docs/api-compatibility.md): POST and GET, `variables`
+as object / JSON string / null, `operationName: ""` meaning none, and errors as HTTP 200
+application/json."""
 
 from __future__ import annotations
 
@@ -12,11 +13,9 @@ from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse
 from graphql import OperationType
 from graphql.error import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from strawberry.http.ides import get_graphql_ide_html
 
 from proca_server.auth.authenticate import authenticate_request
 from proca_server.config import Settings
@@ -29,7 +28,9 @@ from proca_server.graphql.names import convert_variables, make_preparer
 from proca_server.graphql.response_cache import ResponseCache
 from proca_server.graphql.schema import schema
 from proca_server.kit import jsontext
+from proca_server.processing import events
 from proca_server.processing.handoff import pipeline_of
+from proca_server.web.explorer import explorer_response
 
 log = logging.getLogger("proca_server.http")
 router = APIRouter()
@@ -149,7 +150,7 @@ async def execute_request(
         query = params.get("query")
         if not query or not isinstance(query, str):
             if _wants_ide(request):
-                return HTMLResponse(get_graphql_ide_html())
+                return await asyncio.to_thread(explorer_response, request)
             raise BadRequest(400, "No query document supplied")
         operation_name = params.get("operationName") or None
         if operation_name is not None and not isinstance(operation_name, str):
@@ -162,6 +163,10 @@ async def execute_request(
         operation = prepared.operation(operation_name) if prepared else None
         if request.method == "GET" and operation and operation[0] is not OperationType.QUERY:
             return _error(405, "Can only perform a query operation over GET")
+        if operation and operation[0] is OperationType.SUBSCRIPTION:
+            return _error(
+                400, "Subscriptions are served over the websocket /socket/websocket, not /api"
+            )
         if prepared is not None:
             query = prepared.query
             if variables and operation:
@@ -244,6 +249,8 @@ async def _execute(
             response = _error(exc.http_status, exc.message, exc.code)
             response.headers.update(exc.headers)
             return response, None
+        pipeline = pipeline_of(request.app.state)
+        await events.commit_registrations(session, settings, pipeline)
         # the key is looked up only now that the caller is known: it is theirs alone
         binding = None
         if key is not None:
@@ -270,7 +277,7 @@ async def _execute(
             velocity=request.app.state.velocity,
             extensions=extensions,
             idempotency_key=binding,
-            pipeline=pipeline_of(request.app.state),
+            pipeline=pipeline,
         )
         result = await run_document(context, query, variables, operation_name)
     await context.run_after_commit()
@@ -326,8 +333,3 @@ async def graphql_options() -> Response:
     # Preflights that carry Origin are answered by the CORS middleware; this is for the rest
     # (the Python CLI probes the endpoint with a bare OPTIONS).
     return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
-
-
-@router.get("/graphiql")
-async def graphiql() -> HTMLResponse:
-    return HTMLResponse(get_graphql_ide_html())

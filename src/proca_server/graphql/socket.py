@@ -1,10 +1,16 @@
 """The Phoenix channel websocket at `/socket/websocket`, speaking Absinthe's subscription
-protocol as the Proca clients expect it (clients spec §2.5).
+protocol as the Proca clients that subscribe (such as the PyPI `proca` CLI's `page:watch`)
+expect it.
 
 - Serializers: V1 frames are objects `{topic, event, payload, ref}` (the default, used by
   Python gql, which sends integer refs); V2 frames are arrays
   `[join_ref, ref, topic, event, payload]` (phoenix.js with `?vsn=2.0.0`). Refs are echoed as
-  received.
+  received. The frames' join_ref follows Phoenix: the reply to `phx_join` echoes the join's
+  join_ref, which becomes the channel's; every later reply on the channel carries the
+  channel's join_ref (whatever the frame said), and after the reply to `phx_leave` a
+  `phx_close` frame `[join_ref, join_ref, topic, "phx_close", {}]` follows. Replies outside a
+  channel (the heartbeat, an unmatched topic) and the `subscription:data` pushes (broadcasts
+  in Absinthe) carry none; pushes carry no ref either.
 - `phoenix` topic: `heartbeat` is answered `ok`.
 - `__absinthe__:control` topic: `phx_join`, then `doc` with `{query, variables,
   operationName}`. A subscription is answered `{subscriptionId}` once it listens, and its
@@ -122,9 +128,10 @@ class V1Serializer:
 class V2Serializer:
     def decode(self, text: str) -> Frame:
         data = json.loads(text)
-        if not isinstance(data, list) or len(data) != 5:
+        # Phoenix reads the first five elements and ignores any others
+        if not isinstance(data, list) or len(data) < 5:
             raise BadFrame("a V2 frame is a JSON array of five")
-        return _frame(*data)
+        return _frame(*data[:5])
 
     def encode(self, frame: Frame) -> str:
         return _dumps(list(frame))
@@ -181,6 +188,8 @@ class PhoenixConnection:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.joined = False
+        # the join_ref of the joined channel: every reply on the channel carries it
+        self.join_ref: Any = None
         self.subscriptions: dict[str, _Subscription] = {}
         self._send_lock = asyncio.Lock()
 
@@ -211,15 +220,16 @@ class PhoenixConnection:
 
     async def handle(self, frame: Frame) -> None:
         if frame.topic == PHOENIX_TOPIC and frame.event == "heartbeat":
-            await self.reply(frame, "ok", {})
+            await self._reply(None, frame, "ok", {})
         elif frame.event == "phx_join":
             await self.join(frame)
         elif frame.topic != CONTROL_TOPIC or not self.joined:
-            await self.reply(frame, "error", {"reason": "unmatched topic"})
+            await self._reply(None, frame, "error", {"reason": "unmatched topic"})
         elif frame.event == "phx_leave":
             await self.stop_all()
-            self.joined = False
             await self.reply(frame, "ok", {})
+            join_ref, self.joined, self.join_ref = self.join_ref, False, None
+            await self._send(Frame(join_ref, join_ref, CONTROL_TOPIC, "phx_close", {}))
         elif frame.event == "doc":
             await self.doc(frame)
         elif frame.event == "unsubscribe":
@@ -229,11 +239,12 @@ class PhoenixConnection:
 
     async def join(self, frame: Frame) -> None:
         if frame.topic != CONTROL_TOPIC:
-            await self.reply(frame, "error", {"reason": "unmatched topic"})
+            await self._reply(None, frame, "error", {"reason": "unmatched topic"})
             return
         # A second join replaces the channel, as Phoenix does: its subscriptions end.
         await self.stop_all()
         self.joined = True
+        self.join_ref = frame.join_ref
         await self.reply(frame, "ok", {})
 
     async def doc(self, frame: Frame) -> None:
@@ -249,7 +260,8 @@ class PhoenixConnection:
             await self.reply(frame, "error", _error_body("No query document supplied"))
             return
         if variables is not None and not isinstance(variables, dict):
-            await self.reply(frame, "error", _error_body("variables must be a JSON object"))
+            # Absinthe's answer, in its shape
+            await self.reply(frame, "error", {"error": "Could not parse variables as map"})
             return
         if operation_name is not None and not isinstance(operation_name, str):
             await self.reply(frame, "error", _error_body("operationName must be a string"))
@@ -373,8 +385,14 @@ class PhoenixConnection:
             await self._stop(subscription_id)
 
     async def reply(self, frame: Frame, status: str, response: dict[str, Any]) -> None:
+        """The channel's answer to `frame`."""
+        await self._reply(self.join_ref, frame, status, response)
+
+    async def _reply(
+        self, join_ref: Any, frame: Frame, status: str, response: dict[str, Any]
+    ) -> None:
         payload = {"status": status, "response": response}
-        await self._send(Frame(frame.join_ref, frame.ref, frame.topic, "phx_reply", payload))
+        await self._send(Frame(join_ref, frame.ref, frame.topic, "phx_reply", payload))
 
     async def push(self, topic: str, event: str, payload: dict[str, Any]) -> None:
         await self._send(Frame(None, None, topic, event, payload))

@@ -1,4 +1,9 @@
-"""Org encryption keys: generate, import, activate (one active key per org)."""
+"""Org encryption keys: generate, import, activate (one active key per org).
+
+`active` picks the key new contacts are sealed for; switching it never touches a key's
+`expired` flag, so an older key can be made active again (its org still holds the private
+part, and each contact names the key it was sealed for). A key marked `expired` (older data
+may hold some) stays out: it cannot be activated."""
 
 from __future__ import annotations
 
@@ -44,9 +49,9 @@ async def add_key(session: AsyncSession, org: Org, name: str, public: str) -> Pu
     try:
         raw = base64url.decode(public)
     except ValueError as exc:
-        raise BadArgument("Cannot decode from Base64url", field="public") from exc
+        raise BadArgument("Cannot decode public key using Base64", field="public") from exc
     if len(raw) != KEY_BYTES:
-        raise BadArgument(f"must be {KEY_BYTES} bytes long", field="public")
+        raise BadArgument(f"must be {KEY_BYTES * 8} bits", field="public")
     key = PublicKey(name=_check_name(name), public=raw, org_id=org.id)
     session.add(key)
     await session.flush()
@@ -54,7 +59,7 @@ async def add_key(session: AsyncSession, org: Org, name: str, public: str) -> Pu
 
 
 async def activate_key(session: AsyncSession, org: Org, key_id: int) -> None:
-    """Make this key the org's active one; the key it replaces becomes expired."""
+    """Make this key the org's one active key; the others become inactive."""
     key = await session.get(PublicKey, key_id)
     if key is None or key.org_id != org.id:
         raise NotFound("Public key not found")
@@ -63,7 +68,7 @@ async def activate_key(session: AsyncSession, org: Org, key_id: int) -> None:
     await session.execute(
         update(PublicKey)
         .where(PublicKey.org_id == org.id, PublicKey.active.is_(True), PublicKey.id != key.id)
-        .values(active=False, expired=True)
+        .values(active=False)
         .execution_options(synchronize_session="fetch")
     )
     key.active = True
@@ -71,10 +76,12 @@ async def activate_key(session: AsyncSession, org: Org, key_id: int) -> None:
 
 
 async def deactivate_all_keys(session: AsyncSession, org: Org) -> None:
+    """No active key: the org's new contacts are stored in clear (or refused with
+    REQUIRE_ENCRYPTION); any of its keys can be activated again."""
     await session.execute(
         update(PublicKey)
         .where(PublicKey.org_id == org.id, PublicKey.active.is_(True))
-        .values(active=False, expired=True)
+        .values(active=False)
         .execution_options(synchronize_session="fetch")
     )
     await session.flush()
