@@ -62,7 +62,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
@@ -71,7 +71,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import asyncpg  # noqa: E402
+from fresh_db import fresh_database  # noqa: E402
 from sqlalchemy import bindparam, event, func, insert, select, text, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
@@ -84,7 +84,6 @@ from widget_load import (  # noqa: E402
 
 from proca_server import db  # noqa: E402
 from proca_server.config import Settings  # noqa: E402
-from proca_server.migrations.migrate import upgrade  # noqa: E402
 from proca_server.models import (  # noqa: E402
     Action,
     ActionPage,
@@ -114,39 +113,6 @@ DELIVERED = int(ActionProcessingStatus.DELIVERED)
 
 
 # --- databases ---------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(kind: str, pg_url: str, keep: bool) -> AsyncIterator[str]:
-    """A migrated database of `kind`: its URL."""
-    if kind == "sqlite":
-        folder = Path(tempfile.mkdtemp(prefix="bench_mtt_"))
-        url = f"sqlite:///{folder / 'proca.db'}"
-        try:
-            await asyncio.to_thread(upgrade, Settings(DATABASE_URL=url).sqlalchemy_url)
-            yield url
-        finally:
-            if keep:
-                print(f"kept {folder / 'proca.db'}")
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
-        return
-    admin = pg_url.replace("postgresql+asyncpg://", "postgresql://")
-    name = f"bench_mtt_{int(time.time())}_{os.getpid()}"
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    try:
-        await asyncio.to_thread(upgrade, Settings(DATABASE_URL=url).sqlalchemy_url)
-        yield url
-    finally:
-        if keep:
-            print(f"kept database {name}")
-        else:
-            conn = await asyncpg.connect(admin)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
 
 
 def bench_settings(url: str) -> Settings:
@@ -1036,7 +1002,7 @@ def smtp_process() -> Iterator[dict[str, Any]]:
 
 
 async def run(args: argparse.Namespace, server: dict[str, Any] | None) -> None:
-    async with fresh_database(args.database, args.pg_url, args.keep_db) as url:
+    async with fresh_database(args.database, args.pg_url, args.keep_db, "bench_mtt") as url:
         if server is None:
             await plan_part(args, url)
         else:

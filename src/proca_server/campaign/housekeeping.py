@@ -1,0 +1,199 @@
+"""Campaign lifecycle housekeeping: closing campaigns that ended or went quiet,
+and filling in missing start and end dates from the campaigns' actions.
+
+- `close_ended`: live campaigns whose end date has passed (before today, UTC) are closed. The
+  server does this every day on its own (retention/loop.py): the end date is the campaign's
+  own statement that it is over.
+- `auto_close` (an operator's command, never automatic: a quiet campaign may still be meant
+  to be live): live campaigns whose newest non-test action is older than N months are closed,
+  their missing dates filled from their first and last non-test actions; live campaigns with no
+  non-test action, created more than N months ago, are closed.
+- `backfill_dates`: a missing start date becomes the day of the first non-test action; a
+  missing end date the day of the last one, when nothing happened in the last month and the
+  campaign is not live (a past end date would have the daily housekeeping close it). No
+  status changes.
+
+Dates are days in UTC. A filled pair always keeps the start before the end (the API refuses
+to save a campaign otherwise): an end filled on the start's day moves a day later."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from proca_server.kit.time import months_before
+from proca_server.models import Action, Campaign
+from proca_server.models.enums import CampaignStatus
+
+DAY = timedelta(days=1)
+AUTO_CLOSE_MONTHS = 3
+QUIET_MONTHS = 1
+
+
+@dataclass(frozen=True)
+class Change:
+    """What housekeeping does to one campaign."""
+
+    campaign_id: int
+    name: str
+    close: bool = False
+    start_date: date | None = None
+    end_date: date | None = None
+    # the newest non-test action, None when there is none
+    last_action_at: datetime | None = None
+
+
+@dataclass
+class AutoCloseReport:
+    with_actions: list[Change] = field(default_factory=list)
+    without_actions: list[Change] = field(default_factory=list)
+
+    @property
+    def closed(self) -> int:
+        return len(self.with_actions) + len(self.without_actions)
+
+    @property
+    def dated(self) -> int:
+        return sum(1 for c in self.with_actions if c.start_date or c.end_date)
+
+
+@dataclass
+class BackfillReport:
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def starts(self) -> int:
+        return sum(1 for c in self.changes if c.start_date)
+
+    @property
+    def ends(self) -> int:
+        return sum(1 for c in self.changes if c.end_date)
+
+
+async def close_ended(session: AsyncSession, today: date, *, dry_run: bool = False) -> list[str]:
+    """Close the live campaigns that ended before `today`; their names."""
+    ended = (Campaign.status == CampaignStatus.LIVE, Campaign.end_date < today)
+    if dry_run:
+        return list(
+            await session.scalars(select(Campaign.name).where(*ended).order_by(Campaign.id))
+        )
+    names = await session.scalars(
+        update(Campaign)
+        .where(*ended)
+        .values(status=CampaignStatus.CLOSED)
+        .returning(Campaign.name)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(names)
+
+
+async def _activity(
+    session: AsyncSession, campaign_ids: Iterable[int]
+) -> dict[int, tuple[datetime, datetime]]:
+    """First and last non-test action of each campaign that has one."""
+    ids = list(campaign_ids)
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Action.campaign_id, func.min(Action.inserted_at), func.max(Action.inserted_at))
+        .where(Action.campaign_id.in_(ids), Action.testing.is_(False))
+        .group_by(Action.campaign_id)
+    )
+    return {cid: (first, last) for cid, first, last in rows.all() if cid is not None}
+
+
+def _fill(
+    campaign: Campaign, first: datetime, last: datetime | None
+) -> tuple[date | None, date | None]:
+    """The dates to fill (None: leave as it is); `last` None leaves the end open."""
+    start = campaign.start_date
+    new_start = None
+    if start is None:
+        new_start = first.date()
+        if campaign.end_date is not None and new_start >= campaign.end_date:
+            new_start = campaign.end_date - DAY
+        start = new_start
+    new_end = None
+    if campaign.end_date is None and last is not None:
+        new_end = max(last.date(), start + DAY)
+    return new_start, new_end
+
+
+async def _apply(session: AsyncSession, changes: Iterable[Change]) -> None:
+    for change in changes:
+        values: dict[str, object] = {}
+        if change.close:
+            values["status"] = CampaignStatus.CLOSED
+        if change.start_date is not None:
+            values["start_date"] = change.start_date
+        if change.end_date is not None:
+            values["end_date"] = change.end_date
+        if values:
+            await session.execute(
+                update(Campaign)
+                .where(Campaign.id == change.campaign_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+
+async def auto_close(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    months: int = AUTO_CLOSE_MONTHS,
+    dry_run: bool = False,
+) -> AutoCloseReport:
+    cutoff = months_before(now, months)
+    live = list(
+        await session.scalars(
+            select(Campaign).where(Campaign.status == CampaignStatus.LIVE).order_by(Campaign.id)
+        )
+    )
+    activity = await _activity(session, (c.id for c in live))
+    report = AutoCloseReport()
+    for campaign in live:
+        seen = activity.get(campaign.id)
+        if seen is not None:
+            first, last = seen
+            if last < cutoff:
+                start, end = _fill(campaign, first, last)
+                report.with_actions.append(
+                    Change(campaign.id, campaign.name, True, start, end, last)
+                )
+        elif campaign.inserted_at < cutoff:
+            report.without_actions.append(Change(campaign.id, campaign.name, close=True))
+    if not dry_run:
+        await _apply(session, [*report.with_actions, *report.without_actions])
+    return report
+
+
+async def backfill_dates(
+    session: AsyncSession, now: datetime, *, dry_run: bool = False
+) -> BackfillReport:
+    quiet_since = months_before(now, QUIET_MONTHS)
+    undated = list(
+        await session.scalars(
+            select(Campaign)
+            .where((Campaign.start_date.is_(None)) | (Campaign.end_date.is_(None)))
+            .order_by(Campaign.id)
+        )
+    )
+    activity = await _activity(session, (c.id for c in undated))
+    report = BackfillReport()
+    for campaign in undated:
+        seen = activity.get(campaign.id)
+        if seen is None:
+            continue
+        first, last = seen
+        ends = last < quiet_since and campaign.status != CampaignStatus.LIVE
+        start, end = _fill(campaign, first, last if ends else None)
+        if start or end:
+            report.changes.append(Change(campaign.id, campaign.name, False, start, end, last))
+    if not dry_run:
+        await _apply(session, report.changes)
+    return report
