@@ -127,6 +127,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         PIPELINE="off",
         # nor may letters be planned and sent behind a test's back
         MTT_ENABLED=False,
+        # nor campaigns closed, nor contacts erased (tests/retention call the loop's tick)
+        HOUSEKEEPING_INTERVAL=0,
         # one app serves every test, from one address: tests of the limits set their own
         SIGNATURE_LIMIT_PER_ADDRESS=0,
         SIGNATURE_LIMIT_PER_EMAIL=0,

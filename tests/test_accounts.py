@@ -1,4 +1,4 @@
-"""Local account pages (spec §3.3): what a browser sees, form by form."""
+"""Local account pages: what a browser sees, form by form."""
 
 from __future__ import annotations
 

@@ -9,7 +9,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action_page.service import NAME_RE
-from proca_server.models import Action, ActionPage, Campaign, Service, Target, TargetEmail
+from proca_server.models import (
+    Action,
+    ActionPage,
+    Campaign,
+    EmailTemplate,
+    Org,
+    Service,
+    Target,
+    TargetEmail,
+)
 from proca_server.models.enums import ContactSchema, EmailStatus
 from proca_server.user.service import reset_api_token
 from tests.factories import make_campaign, make_org, make_page, make_user, make_world
@@ -202,7 +211,10 @@ async def test_update_campaign_dates_mtt_and_snake_case_input(
     backwards = error(
         await gql(client, doc, {"n": name, "i": {"start": "2027-01-01"}}, token=token)
     )
-    assert backwards["path"] == ["updateCampaign", "start"]
+    assert (backwards["message"], backwards["path"]) == (
+        "must be after start",
+        ["updateCampaign", "end"],
+    )
 
     set_mtt = (
         "mutation($n: String!) { updateCampaign(name: $n, input: "
@@ -331,6 +343,48 @@ async def test_partner_pages_and_deletion_rules(
         )
     )
     assert data({"data": copy})["copyCampaignActionPage"]["campaign"]["name"] == lead.campaign.name
+
+
+async def test_page_mutations_answer_unknown_names_as_the_original(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    outsider = await make_user(session)
+    outsider_token = await reset_api_token(session, outsider)
+    empty = await make_campaign(session, world.org)
+    await session.commit()
+    org, token = world.org.name, world.tokens["owner"]
+    add = (
+        "mutation($o: String!, $c: String!) { addActionPage(orgName: $o, campaignName: $c, "
+        'input: {name: "x/new", locale: "en"}) { id } }'
+    )
+    copy = (
+        "mutation($o: String!, $f: String!) { copyActionPage(orgName: $o, "
+        'name: "x/copy", fromName: $f) { id } }'
+    )
+    copy_from = (
+        "mutation($o: String!, $c: String!) { copyCampaignActionPage(orgName: $o, "
+        'name: "x/copy", fromCampaignName: $c) { id } }'
+    )
+    for doc, variables, field in (
+        (add, {"o": org, "c": "no-such-campaign"}, "addActionPage"),
+        (copy, {"o": org, "f": "no/such-page"}, "copyActionPage"),
+        (copy_from, {"o": org, "c": "no-such-campaign"}, "copyCampaignActionPage"),
+    ):
+        # the named entities are looked up before the caller's rights, as in the original
+        for caller in (token, outsider_token):
+            got = error(await gql(client, doc, variables, token=caller))
+            assert (got["message"], got["extensions"]["code"], got["path"]) == (
+                "Entity not found",
+                "not_found",
+                [field],
+            )
+    got = error(await gql(client, copy_from, {"o": org, "c": empty.name}, token=token))
+    assert (got["message"], got["extensions"]["code"], got["path"]) == (
+        f"Campaign {empty.name} does not have action pages",
+        "not_found",
+        ["copyCampaignActionPage"],
+    )
 
 
 async def test_delete_campaign_removes_the_lead_pages(
@@ -537,6 +591,18 @@ async def test_delete_org_refuses_without_changing_anything(
     assert await session.scalar(select(Campaign.id).where(Campaign.id == spare_id)) == spare_id
 
 
+async def can_send_confirm_emails(session: AsyncSession, org: Org) -> None:
+    """An email backend (the preview mailbox) and a confirm template: what turning supporter
+    confirmation on asks for."""
+    preview = Service(name="preview", org_id=org.id)
+    session.add(preview)
+    session.add(EmailTemplate(org_id=org.id, name="confirm", locale="en", subject="S", html="h"))
+    await session.flush()
+    org.email_backend_id = preview.id
+    org.supporter_confirm_template = "confirm"
+    await session.commit()
+
+
 class TopologyRecorder:
     """A pipeline that only notes which orgs' queues it was asked to follow."""
 
@@ -555,6 +621,7 @@ async def test_campaign_supporter_confirm_changes_make_the_org_topology_follow(
 ) -> None:
     world = await make_world(session)
     token, name, org_id = world.tokens["owner"], world.campaign.name, world.org.id
+    await can_send_confirm_emails(session, world.org)
     recorder = TopologyRecorder()
     previous = getattr(app.state, "pipeline", None)
     app.state.pipeline = recorder

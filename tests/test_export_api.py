@@ -1,10 +1,11 @@
-"""The export queries and GDPR erasure (spec §10.1, §10.2)."""
+"""The export queries and GDPR erasure (docs/export.md)."""
 
 from __future__ import annotations
 
 import json
 
 import httpx
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -160,3 +161,33 @@ async def test_contacts_gdpr_lookup_and_delete_contact(
         )
     )
     assert bad["path"] == ["deleteContact", "contactRef"]
+
+
+async def test_export_actions_counts_the_actions_and_times_the_call(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session)
+    for email in ("m1@example.org", "m2@example.org"):
+        await sign(session, world, email)
+    await session.commit()
+    token, org, org_id = world.tokens["owner"], world.org.name, str(world.org.id)
+
+    def exported() -> tuple[float, float]:
+        labels = {"org_id": org_id}
+        count = REGISTRY.get_sample_value("proca_export_actions_total", labels) or 0.0
+        calls = REGISTRY.get_sample_value("proca_export_actions_seconds_count", labels) or 0.0
+        return count, calls
+
+    before = exported()
+    query = "query($o: String!) { exportActions(orgName: $o) { actionId } }"
+    assert len(data(await gql(client, query, {"o": org}, token=token))["exportActions"]) == 2
+    assert exported() == (before[0] + 2, before[1] + 1)
+    # `actions` is the same query under its new name
+    assert len(data(await gql(client, EXPORT, {"o": org}, token=token))["actions"]) == 2
+    assert exported() == (before[0] + 4, before[1] + 2)
+    # a GDPR lookup is no export; a refused call exports nothing
+    lookup = 'query($o: String!) { contacts(orgName: $o, email: "m1@example.org") { actionId } }'
+    assert len(data(await gql(client, lookup, {"o": org}, token=token))["contacts"]) == 1
+    campaigner = await make_world(session, roles=("campaigner",))
+    error(await gql(client, query, {"o": org}, token=campaigner.tokens["campaigner"]))
+    assert exported() == (before[0] + 4, before[1] + 2)

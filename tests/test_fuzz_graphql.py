@@ -1,4 +1,4 @@
-"""Fuzzing of everything an anonymous caller can send to /api (issue 13).
+"""Fuzzing of everything an anonymous caller can send to /api (docs/security.md).
 
 Generated documents (hypothesis-graphql) over every root query and mutation field, invalid
 documents, the widget's own operations with odd variables, and raw transport (bodies, content

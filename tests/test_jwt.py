@@ -1,4 +1,4 @@
-"""JWT bearer tokens through the real /api endpoint (spec §3.1)."""
+"""JWT bearer tokens through the real /api endpoint."""
 
 from __future__ import annotations
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
+from nacl.public import Box, PrivateKey
+from nacl.public import PublicKey as NaclPublicKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.models import Org, PublicKey, Service, Staffer
+from proca_server.kit import base64url
+from proca_server.models import Contact, Org, PublicKey, Service, Staffer
 from proca_server.org.service import ensure_instance_org
 from proca_server.user.service import reset_api_token
 from tests.factories import make_key, make_user, make_world
 from tests.graphql_helpers import data, error, gql
+from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
 
 
 async def test_add_org_makes_the_caller_owner_and_borrows_the_instance_backend(
@@ -122,7 +128,7 @@ async def test_update_org_processing_backends(
     assert unknown["path"] == ["updateOrgProcessing", "emailBackend"]
 
 
-async def test_keys_generate_activate_expire(
+async def test_keys_generate_activate_and_reactivate(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     world = await make_world(session)
@@ -153,16 +159,42 @@ async def test_keys_generate_activate_expire(
     )["org"]["keys"]
     by_id = {k["id"]: k for k in keys}
     assert by_id[generated["id"]]["active"] is True
+    # the key it replaced is only inactive, as on the original: it can come back
     assert by_id[world.key.id] == {
         "id": world.key.id,
         "active": False,
-        "expired": True,
-        "expiredAt": by_id[world.key.id]["expiredAt"],
+        "expired": False,
+        "expiredAt": None,
     }
-    assert by_id[world.key.id]["expiredAt"] is not None
-    expired = error(await gql(client, activate, {"o": name, "id": world.key.id}, token=token))
+    again = data(await gql(client, activate, {"o": name, "id": world.key.id}, token=token))
+    assert again["activateKey"]["status"] == "SUCCESS"
+    assert await key_states(client, name, token) == {
+        world.key.id: (True, False),
+        generated["id"]: (False, False),
+    }
+    none = "mutation($o: String!) { deactivateAllKeys(orgName: $o) { status } }"
+    assert data(await gql(client, none, {"o": name}, token=token)) == {
+        "deactivateAllKeys": {"status": "SUCCESS"}
+    }
+    assert await key_states(client, name, token) == {
+        world.key.id: (False, False),
+        generated["id"]: (False, False),
+    }
+    data(await gql(client, activate, {"o": name, "id": generated["id"]}, token=token))
+    assert await key_states(client, name, token) == {
+        world.key.id: (False, False),
+        generated["id"]: (True, False),
+    }
+    # a key marked expired (the original's data may hold some) stays out
+    old, _ = await make_key(session, world.org, active=False)
+    old.expired = True
+    await session.commit()
+    expired = error(await gql(client, activate, {"o": name, "id": old.id}, token=token))
+    assert expired["message"] == "Public key expired"
     assert expired["extensions"]["code"] == "expired"
+    assert expired["path"] == ["activateKey"]
     missing = error(await gql(client, activate, {"o": name, "id": 999999}, token=token))
+    assert missing["message"] == "Public key not found"
     assert missing["extensions"]["code"] == "not_found"
     bad = error(
         await gql(
@@ -174,6 +206,74 @@ async def test_keys_generate_activate_expire(
         )
     )
     assert bad["path"] == ["addKey", "public"]
+    assert bad["message"] == "Cannot decode public key using Base64"
+    short = error(
+        await gql(
+            client,
+            "mutation($o: String!) { addKey(orgName: $o, input: "
+            '{name: "x", public: "AAAA"}) { id } }',
+            {"o": name},
+            token=token,
+        )
+    )
+    assert (short["message"], short["path"]) == ("must be 256 bits", ["addKey", "public"])
+
+
+async def test_a_reactivated_key_seals_the_new_contacts(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    instance = await ensure_instance_org(session, "instance")
+    world = await make_world(session)
+    token, name, page = world.tokens["owner"], world.org.name, world.page.id
+    first_id, first_private = world.key.id, world.private_key
+    sign_public = NaclPublicKey(instance.key.public)
+    await session.commit()
+    generated = data(
+        await gql(
+            client,
+            'mutation($o: String!) { generateKey(orgName: $o, input: {name: "second"})'
+            " { id private } }",
+            {"o": name},
+            token=token,
+        )
+    )["generateKey"]
+    second_private = PrivateKey(base64url.decode(generated["private"]))
+    activate = "mutation($o: String!, $id: Int!) { activateKey(orgName: $o, id: $id) { status } }"
+
+    async def sign_as(email: str) -> tuple[int | None, str]:
+        body = await widget_post(
+            client, "addActionContact", ADD_ACTION_CONTACT, signature(page, email)
+        )
+        assert "errors" not in body, body
+        await session.rollback()
+        contact = (
+            await session.execute(select(Contact).order_by(Contact.id.desc()).limit(1))
+        ).scalar_one()
+        key = first_private if contact.public_key_id == first_id else second_private
+        assert contact.crypto_nonce is not None
+        clear = Box(key, sign_public).decrypt(contact.payload, contact.crypto_nonce)
+        return contact.public_key_id, json.loads(clear)["email"]
+
+    assert await sign_as("one@example.org") == (first_id, "one@example.org")
+    data(await gql(client, activate, {"o": name, "id": generated["id"]}, token=token))
+    assert await sign_as("two@example.org") == (generated["id"], "two@example.org")
+    data(await gql(client, activate, {"o": name, "id": first_id}, token=token))
+    assert await sign_as("three@example.org") == (first_id, "three@example.org")
+
+
+async def key_states(
+    client: httpx.AsyncClient, org: str, token: str
+) -> dict[int, tuple[bool, bool]]:
+    """Each key of the org: (active, expired)."""
+    keys = data(
+        await gql(
+            client,
+            "query($o: String!) { org(name: $o) { keys { id active expired } } }",
+            {"o": org},
+            token=token,
+        )
+    )["org"]["keys"]
+    return {k["id"]: (k["active"], k["expired"]) for k in keys}
 
 
 async def test_members_and_role_assignment(
@@ -204,21 +304,68 @@ async def test_members_and_role_assignment(
         client, add, {"o": org, "e": newcomer.email, "r": "campaigner"}, token=world.tokens["owner"]
     )
     assert data(again)["addOrgUser"]["status"] == "NOOP"
-    unknown = error(
-        await gql(
-            client, add, {"o": org, "e": newcomer.email, "r": "boss"}, token=world.tokens["owner"]
-        )
+    # a member already: nothing to do, whatever the role (as the original answers)
+    member = await gql(
+        client, add, {"o": org, "e": newcomer.email, "r": "boss"}, token=world.tokens["owner"]
     )
-    assert unknown["extensions"]["code"] == "bad_arg"
-    nobody = error(
-        await gql(
-            client,
-            add,
-            {"o": org, "e": "no@body.org", "r": "coordinator"},
-            token=world.tokens["owner"],
-        )
+    assert data(member)["addOrgUser"]["status"] == "NOOP"
+
+    async def refused(email: str, role: str, token: str) -> tuple[str, str, list[str]]:
+        got = error(await gql(client, add, {"o": org, "e": email, "r": role}, token=token))
+        return got["message"], got["extensions"]["code"], got["path"]
+
+    outsider = await make_user(session)
+    campaigner = await make_user(session, org=world.org, role="campaigner")
+    campaigner_token = await reset_api_token(session, campaigner)
+    await session.commit()
+    owner = world.tokens["owner"]
+    assert await refused("no@body.org", "coordinator", owner) == (
+        "User does not exist",
+        "not_found",
+        ["addOrgUser"],
     )
-    assert nobody["extensions"]["code"] == "not_found"
+    assert await refused("no@body.org", "boss", owner) == (
+        "User does not exist",
+        "not_found",
+        ["addOrgUser"],
+    )
+    assert await refused(outsider.email, "boss", owner) == (
+        "No such role",
+        "not_found",
+        ["addOrgUser"],
+    )
+    assert await refused(outsider.email, "owner", campaigner_token) == (
+        "User must have higher role",
+        "permission_denied",
+        ["addOrgUser"],
+    )
+    update = (
+        "mutation($o: String!, $e: String!, $r: String!) { updateOrgUser(orgName: $o, "
+        "input: {email: $e, role: $r}) { status } }"
+    )
+    for email, message in (
+        ("no@body.org", "User does not exist"),
+        (outsider.email, "User is not a member of this org"),
+    ):
+        got = error(await gql(client, update, {"o": org, "e": email, "r": "owner"}, token=owner))
+        assert (got["message"], got["extensions"]["code"], got["path"]) == (
+            message,
+            "not_found",
+            ["updateOrgUser"],
+        )
+    delete = (
+        "mutation($o: String!, $e: String!) { deleteOrgUser(orgName: $o, email: $e) { status } }"
+    )
+    for email, message in (
+        ("no@body.org", "User does not exist"),
+        (outsider.email, "User is not a member of this org"),
+    ):
+        got = error(await gql(client, delete, {"o": org, "e": email}, token=owner))
+        assert (got["message"], got["extensions"]["code"], got["path"]) == (
+            message,
+            "not_found",
+            ["deleteOrgUser"],
+        )
 
     # an instance admin joins as owner, then leaves
     admin = world.tokens["admin"]
@@ -243,6 +390,34 @@ async def test_members_and_role_assignment(
     assert left["deleteOrgUser"]["status"] == "SUCCESS"
     members = await session.execute(select(Staffer).where(Staffer.org_id == world.org.id))
     assert world.users["admin"].id not in {s.user_id for s in members.scalars()}
+
+
+async def test_update_user_does_not_tell_others_whether_an_address_has_an_account(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session, roles=("owner",), admin=True)
+    other = await make_user(session)
+    await session.commit()
+    doc = 'mutation($e: String!) { updateUser(email: $e, input: {jobTitle: "x"}) { email } }'
+    member = world.tokens["owner"]
+    answers = [
+        error(await gql(client, doc, {"e": email}, token=member))
+        for email in (other.email, "no@body.org")
+    ]
+    for got in answers:
+        assert (got["message"], got["extensions"]["code"], got["path"]) == (
+            "Only admin with manage_users permission can modify other users",
+            "permission_denied",
+            ["updateUser"],
+        )
+    mine = await gql(client, doc, {"e": world.users["owner"].email}, token=member)
+    assert data(mine)["updateUser"]["email"] == world.users["owner"].email
+    admin = world.tokens["admin"]
+    assert data(await gql(client, doc, {"e": other.email}, token=admin))["updateUser"] == {
+        "email": other.email
+    }
+    missing = error(await gql(client, doc, {"e": "no@body.org"}, token=admin))
+    assert (missing["message"], missing["extensions"]["code"]) == ("User not found", "not_found")
 
 
 async def test_services_and_templates(client: httpx.AsyncClient, session: AsyncSession) -> None:
@@ -270,6 +445,14 @@ async def test_services_and_templates(client: httpx.AsyncClient, session: AsyncS
         await gql(client, upsert, {"o": org, "id": first["id"], "i": {"name": "SQS"}}, token=token)
     )
     assert rename["path"] == ["upsertService", "name"]
+    missing = error(
+        await gql(client, upsert, {"o": org, "id": 999999, "i": {"name": "WEBHOOK"}}, token=token)
+    )
+    assert (missing["message"], missing["extensions"]["code"], missing["path"]) == (
+        "Cannot find service with 999999",
+        "not_found",
+        ["upsertService"],
+    )
     stored = await session.get(Service, first["id"])
     assert stored is not None and stored.password == "pw"
 

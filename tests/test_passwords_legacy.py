@@ -1,4 +1,4 @@
-"""Hashes from the original's former Pow library still log users in (spec §1.11)."""
+"""Hashes from the original's former Pow library still log users in."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Requests from callers who should not get what they ask: another caller's idempotent
-answer, a body too large, a malformed body, a flood of signatures (issue: trust)."""
+answer, a body too large, a malformed body, a flood of signatures (docs/security.md)."""
 
 from __future__ import annotations
 

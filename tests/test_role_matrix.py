@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.models import EmailTemplate, Service
 from proca_server.user.service import reset_api_token
 from tests.factories import (
     make_campaign,
@@ -50,6 +51,13 @@ async def build(session: AsyncSession) -> Matrix:
     spare_page = await make_page(session, campaign, org)
     await make_key(session, org, active=True)
     inactive, _ = await make_key(session, org, active=False)
+    # an org able to send supporter confirm emails: turning them on is then allowed
+    preview = Service(name="preview", org_id=org.id)
+    session.add(preview)
+    session.add(EmailTemplate(org_id=org.id, name="confirm", locale="en", subject="S", html="h"))
+    await session.flush()
+    org.email_backend_id = preview.id
+    org.supporter_confirm_template = "confirm"
     tokens = {}
     for role in STAFF:
         user = await make_user(session, org=org, role=role)

@@ -191,6 +191,10 @@ async def test_the_lane_and_the_general_path_answer_and_store_the_same(
     errors = [a for a in answers if "errors" in a]
     assert len(errors) == 4
     assert ["addActionContact", "email"] in [e["errors"][0].get("path") for e in errors]
+    missing = errors[1]["errors"][0]  # the unknown page
+    assert missing["message"] == "action_page_id: Cannot find Action Page with id=987654"
+    assert missing["path"] == ["addActionContact"]
+    assert missing["extensions"]["code"] == "not_found"
     rows = through_lane["rows"]
     # 6 warm-up + 5 lane + 2 general signatures; the one on the partner's page with the lead
     # org's consent gave the lead org a copy too
@@ -406,3 +410,25 @@ async def test_signatures_of_the_same_moment_share_a_commit_and_a_refused_one_fa
         select(func.count()).select_from(Action).where(Action.campaign_id == campaign)
     )
     assert actions == 12  # the warm-up's two and the ten
+
+
+async def test_mail_to_target_files_are_left_to_the_general_path_which_refuses_them(
+    client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
+) -> None:
+    from tests.test_mtt_files import NO_STORAGE, letter, mtt_world
+
+    world, targets = await mtt_world(session, bucket=None)
+    page = world.page.id
+    await warm_up(client, page, "warm@example.org")  # the lane would take a signature now
+    answers = []
+    for enabled in (True, False):
+        lane.enabled = enabled
+        taken = lane.answered
+        files = letter(page, targets, ["letters/photo.png"], "ann@example.org")
+        answers.append(await widget_post(client, "addActionContact", ADD_ACTION_CONTACT, files))
+        assert lane.answered == taken
+    assert answers[0] == answers[1]
+    (error,) = answers[0]["errors"]
+    assert (error["message"], error["path"]) == (NO_STORAGE, ["addActionContact", "files"])
+    await session.rollback()
+    assert await session.scalar(select(func.count()).select_from(Action)) == 2  # the warm-up

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
+from proca_server import db
 from proca_server.action.batcher import OutcomeUnknown, StatementBatcher
 from tests.conftest import create_pg_database, drop_pg_database, skip_without_pg
 
@@ -103,3 +105,21 @@ async def test_without_a_pool_nothing_is_sent(pool: asyncpg.Pool) -> None:
     with pytest.raises(OSError):
         await batcher.fetchrow(INSERT, [1])
     assert batcher.round_trips == 0
+
+
+async def test_a_slow_round_trip_counts_as_one_slow_query(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "SLOW_QUERY_SECONDS", 0.05)
+
+    def slow_queries() -> float:
+        return REGISTRY.get_sample_value("proca_repo_slow_queries_total") or 0.0
+
+    batcher = batcher_of(pool)
+    before = slow_queries()
+    await batcher.fetchrow(INSERT, [1])
+    assert slow_queries() == before
+    sleep = "SELECT pg_sleep($1::float8)::text AS slept, 1 AS v"
+    await asyncio.gather(*(batcher.fetchrow(sleep, [0.2]) for _ in range(3)))
+    assert batcher.round_trips == 2
+    assert slow_queries() == before + 1

@@ -1,5 +1,5 @@
 """Template names set on an org or a page must name a template of the org, once the org has an
-email backend to look them up in (spec §7.4)."""
+email backend to look them up in."""
 
 from __future__ import annotations
 

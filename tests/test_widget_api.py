@@ -1,4 +1,4 @@
-"""The widget's calls, sent as plain HTTP the way the widget sends them (clients spec §2)."""
+"""The widget's calls, sent as plain HTTP the way the widget sends them."""
 
 from __future__ import annotations
 
@@ -264,6 +264,19 @@ async def test_errors_carry_the_form_field_and_leave_nothing(
     )
     error = missing_page["errors"][0]
     assert error["message"] == "action_page_id: Cannot find Action Page with id=999999"
+    # the original's answer: the mutation alone in the path (not a form field)
+    assert error["path"] == ["addActionContact"]
+    assert error["extensions"]["code"] == "not_found"
+    missing_page = await widget_post(
+        client,
+        "addAction",
+        ADD_ACTION,
+        {"contact": "AAAA", "actionPage": 999999, "actionType": "share"},
+    )
+    error = missing_page["errors"][0]
+    assert error["message"] == "action_page_id: Cannot find Action Page with id=999999"
+    assert error["path"] == ["addAction"]
+    assert error["extensions"]["code"] == "not_found"
     bad_email = await widget_post(
         client, "addActionContact", ADD_ACTION_CONTACT, signature(ids.page, "not-an-email")
     )
@@ -278,7 +291,7 @@ async def test_errors_carry_the_form_field_and_leave_nothing(
     )
     error = bad_ref["errors"][0]
     assert error["message"] == "contact_ref: Cannot decode from Base64url"
-    assert error["path"][-1] == "contactRef"
+    assert error["path"] == ["addAction"]
     too_big = signature(ids.page, "c@example.org")
     too_big["action"] = {"actionType": "petition", "customFields": json.dumps({"x": "y" * 6000})}
     refused = await widget_post(client, "addActionContact", ADD_ACTION_CONTACT, too_big)
@@ -438,6 +451,12 @@ async def test_mail_to_target_stores_messages(
         for n in range(2)
     ]
     session.add_all(targets)
+    from proca_server.models import Service
+
+    storage = Service(name="supabase", host="https://files.example", org_id=world.org.id)
+    session.add(storage)
+    await session.flush()
+    world.org.storage_backend_id = storage.id  # the files are read from it when sending
     await session.commit()
     from proca_server.action.service import clear_page_cache
 
@@ -476,6 +495,48 @@ async def test_mail_to_target_stores_messages(
         },
     )
     assert anonymous["errors"][0]["message"] == "contact_ref: Cannot find contact for MTT action"
+    assert anonymous["errors"][0]["path"] == ["addAction"]
+
+
+LINK_ACTIONS = """mutation linkActions($actionPage: Int!, $contactRef: ID!, $linkRefs: [String!]) {
+  linkActions(actionPageId: $actionPage, contactRef: $contactRef, linkRefs: $linkRefs) {
+    contactRef
+  }
+}"""
+
+
+async def test_link_actions_has_one_answer_for_a_missing_page_or_contact(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    world = await make_world(session, roles=())
+    ids = Ids.of(world)
+    signed = await widget_post(client, "addActionContact", ADD_ACTION_CONTACT, signature(ids.page))
+    ref = signed["data"]["addActionContact"]["contactRef"]
+    before = await counts(session)
+    for page, contact_ref in (
+        (999999, ref),  # no such page
+        (ids.page, "%%%"),  # not base64url
+        (ids.page, base64url.encode(b"nobody-here-1234")),  # no such supporter
+    ):
+        body = await widget_post(
+            client,
+            "linkActions",
+            LINK_ACTIONS,
+            {"actionPage": page, "contactRef": contact_ref, "linkRefs": []},
+        )
+        assert body["data"] is None
+        [error] = body["errors"]
+        assert error["message"] == "ActionPage or contact not found"
+        assert error["path"] == ["linkActions"]
+        assert error["extensions"]["code"] == "not_found"
+    assert await counts(session) == before
+    linked = await widget_post(
+        client,
+        "linkActions",
+        LINK_ACTIONS,
+        {"actionPage": ids.page, "contactRef": ref, "linkRefs": []},
+    )
+    assert linked == {"data": {"linkActions": {"contactRef": ref}}}
 
 
 async def test_testing_actions_are_stored_but_not_counted(

@@ -20,6 +20,7 @@ from proca_server.action.velocity import SignatureVelocity
 from proca_server.auth.throttle import LoginThrottle
 from proca_server.config import Settings, get_settings
 from proca_server.confirm.links import router as confirm_links_router
+from proca_server.donation.webhooks import router as stripe_webhook_router
 from proca_server.email.reminders import reminder_loop
 from proca_server.email.webhooks import router as email_webhooks_router
 from proca_server.graphql import idempotency
@@ -34,10 +35,14 @@ from proca_server.migrations.migrate import is_up_to_date
 from proca_server.mtt.loop import mtt_loop
 from proca_server.processing.links import router as supporter_links_router
 from proca_server.processing.runtime import pipeline_running
+from proca_server.retention.loop import housekeeping_loop
 from proca_server.stats.maintenance import background as stats_background
 from proca_server.web.accounts import router as accounts_router
 from proca_server.web.body_limit import BodyLimitMiddleware
+from proca_server.web.explorer import ExplorerFiles
+from proca_server.web.explorer import router as explorer_router
 from proca_server.web.mailbox import router as mailbox_router
+from proca_server.web.rights import router as rights_router
 
 log = logging.getLogger("proca_server")
 
@@ -54,12 +59,13 @@ async def side_services(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[None]:
     """The confirm reminders' schedule (safe in several processes: each reminder is claimed),
-    the mail-to-target schedule (safe too: plans are leased, letters claimed), the purge of
-    expired idempotency keys, and the metrics exporter on METRICS_PORT when it is set (the
-    first process to bind it)."""
+    the mail-to-target schedule (safe too: plans are leased, letters claimed), the daily
+    housekeeping (safe too: each job is claimed), the purge of expired idempotency keys, and
+    the metrics exporter on METRICS_PORT when it is set (the first process to bind it)."""
     tasks = [
         asyncio.create_task(reminder_loop(settings, sessionmaker)),
         asyncio.create_task(purge_loop(sessionmaker)),
+        asyncio.create_task(housekeeping_loop(settings, sessionmaker)),
     ]
     if settings.mtt_enabled:
         tasks.append(asyncio.create_task(mtt_loop(settings, sessionmaker)))
@@ -132,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = db.create_sessionmaker(engine)
     app.state.response_cache = ResponseCache()
+    app.state.explorer_files = ExplorerFiles()
     app.state.velocity = SignatureVelocity.from_settings(settings)
     app.state.login_throttle = LoginThrottle.from_settings(settings)
     lane = app.state.signature_lane = SignatureLane(
@@ -150,12 +157,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=86400,
     )
     app.include_router(graphql_router)
+    app.include_router(explorer_router)
     app.include_router(socket_router)
     app.include_router(accounts_router)
     app.include_router(mailbox_router)
+    # before the confirm links: their `/link/{verb}/{code}` would take `/link/rights/...`
+    app.include_router(rights_router)
     app.include_router(confirm_links_router)
     app.include_router(supporter_links_router)
     app.include_router(email_webhooks_router)
+    app.include_router(stripe_webhook_router)
     app.include_router(metrics_router)
 
     @app.get("/health")

@@ -73,14 +73,22 @@ class Settings(BaseSettings):
     # message broker (broker/): failed messages come back after RETRY_DELAY_MS, RETRY_LIMIT times
     retry_limit: int = Field(10, ge=0, alias="RETRY_LIMIT")
     retry_delay_ms: int = Field(60000, ge=0, alias="RETRY_DELAY_MS")
+    # how long the detail worker waits for an org's detail backend (workers/detail.py)
+    detail_lookup_timeout_ms: int = Field(5000, gt=0, alias="DETAIL_LOOKUP_TIMEOUT_MS")
     # sender address rewriting of emails sent "as" someone else (email/message.py)
     email_srs_key: str | None = Field(None, alias="EMAIL_SRS_KEY")
     email_srs_prefix: str = Field("SRS0", alias="EMAIL_SRS_PREFIX")
     # the providers' bounce and tracking reports (/webhook/mailjet, /webhook/brevo) must carry
     # it when set (email/webhooks.py)
     email_webhook_secret: str | None = Field(None, alias="EMAIL_WEBHOOK_SECRET")
+    # where Stripe's API is reached (donation/stripe.py): Stripe's own when unset; a local
+    # stand-in (stripe-mock, the tests' server) otherwise
+    stripe_api_base: str | None = Field(None, alias="STRIPE_API_BASE")
     # seconds between two runs of the confirm reminders (email/reminders.py); 0 = never
     reminder_interval: int = Field(3600, ge=0, alias="REMINDER_INTERVAL")
+    # seconds between two looks for due housekeeping (retention/loop.py: ended campaigns
+    # closed, orgs' retention policies applied, each once a day); 0 = never
+    housekeeping_interval: int = Field(3600, ge=0, alias="HOUSEKEEPING_INTERVAL")
     # mail to target (mtt/): the drip cycle, the letters a cycle may plan per 10 targets of a
     # campaign, how often the senders look for due letters, how long a sender holds the letters
     # it claimed, how often a failed letter is tried; MTT_ENABLED=false runs no scheduler here

@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,10 @@ from sqlalchemy.ext.asyncio import (
 from proca_server.config import Settings
 from proca_server.errors import BadArgument
 from proca_server.kit.storable import dumps_for_sqlite, text_problem
+from proca_server.metrics import SLOW_QUERIES
+
+# a statement running longer is counted in proca_repo_slow_queries
+SLOW_QUERY_SECONDS = 10.0
 
 
 def sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -83,7 +88,46 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "handle_error", _scrub_error)
     event.listen(engine.sync_engine, "before_cursor_execute", _refuse_unstorable)
+    listen_for_slow_queries(engine)
     return engine
+
+
+def count_if_slow(started: float) -> None:
+    """Count a statement started at `started` (perf_counter) when it ran too long."""
+    if perf_counter() - started > SLOW_QUERY_SECONDS:
+        SLOW_QUERIES.inc()
+
+
+def listen_for_slow_queries(engine: AsyncEngine) -> None:
+    # one perf_counter() before and one after each statement; a statement that fails (a
+    # statement_timeout, a cancel) is timed too, in handle_error
+    event.listen(engine.sync_engine, "before_cursor_execute", _start_statement)
+    event.listen(engine.sync_engine, "after_cursor_execute", _end_statement)
+    event.listen(engine.sync_engine, "handle_error", _end_failed_statement)
+
+
+def _start_statement(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    if context is not None:
+        context.proca_started = perf_counter()
+
+
+def _end_statement(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    started = getattr(context, "proca_started", None)
+    if started is not None:
+        context.proca_started = None  # an error while fetching its rows counts it no more
+        count_if_slow(started)
+
+
+def _end_failed_statement(context: ExceptionContext) -> None:
+    execution = context.execution_context
+    started = getattr(execution, "proca_started", None)
+    if started is not None:
+        execution.proca_started = None  # type: ignore[union-attr]
+        count_if_slow(started)
 
 
 def _refuse_unstorable(

@@ -84,5 +84,15 @@ class TooManySignatures(ProcaError):
     code = "too_many_requests"
 
 
+class PaymentRefused(ProcaError):
+    """The payment provider refused a request (donation/stripe.py): the code is the
+    provider's error type (`card_error`, `invalid_request_error`, ...), as the original
+    answered, and the extensions carry the provider's details."""
+
+    def __init__(self, message: str, *, code: str, extensions: dict[str, Any]) -> None:
+        super().__init__(message, extensions=extensions)
+        self.code = code
+
+
 class UserInputError(Exception):
     """A CLI user's mistake: shown as one line, exit code 1."""

@@ -98,6 +98,11 @@ WORKER_DURATION = Histogram(
     ["worker"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# outcome: ok | not_found | timeout | unavailable | refused | invalid | no_backend
+# (workers/detail.py)
+DETAIL_LOOKUPS = Counter(
+    "proca_detail_lookups", "Supporter lookups in orgs' detail backends.", ["outcome"]
+)
 # reason: address | email (action/velocity.py)
 SIGNATURES_REFUSED = Counter(
     "proca_signatures_refused", "Signatures refused by the velocity limits.", ["reason"]
@@ -109,7 +114,7 @@ REQUEUED_ACTIONS = Counter(
     "proca_requeued_actions", "Actions sent again to a queue by requeueActions.", ["destination"]
 )
 
-# -- email (spec: email lag and reminder metrics) -----------------------------------------
+# -- email ---------------------------------------------------------------------------------
 
 _LAG_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 EMAIL_SUPPORTER_CONFIRM_LAG = Histogram(
@@ -133,7 +138,9 @@ EMAIL_LAG_UNKNOWN = Counter(
 EMAIL_REMINDER_CONFIRM = Counter(
     "proca_email_reminder_confirm", "Confirmation reminder emails sent."
 )
+# backend: smtp | mailjet | ses | brevo | hubspot | preview (email/backend.py: count_sent)
 EMAILS_SENT = Counter("proca_emails_sent", "Emails handed to an email backend.", ["backend"])
+_EMAIL_LAG = {"supporter_confirm": EMAIL_SUPPORTER_CONFIRM_LAG, "thank_you": EMAIL_THANK_YOU_LAG}
 
 # -- email provider webhooks ---------------------------------------------------------------
 
@@ -198,6 +205,7 @@ MTT_CAMPAIGN_LETTERS = Gauge(
 
 # -- database ------------------------------------------------------------------------------
 
+# db.SLOW_QUERY_SECONDS is the threshold
 SLOW_QUERIES = Counter("proca_repo_slow_queries", "Database queries that took over 10 s.")
 
 
@@ -207,6 +215,20 @@ def observe_processing_lag(stage: str, inserted_at: datetime, now: datetime | No
         inserted_at = inserted_at.replace(tzinfo=UTC)
     lag = ((now or datetime.now(UTC)) - inserted_at).total_seconds()
     PROCESSING_LAG.labels(stage=stage).observe(max(lag, 0.0))
+
+
+def observe_email_lag(
+    kind: str, org_id: int, inserted_at: datetime | None, now: datetime | None = None
+) -> None:
+    """Record a supporter email (`kind`: supporter_confirm | thank_you) handed to its backend:
+    the time since its action's insertion, or EMAIL_LAG_UNKNOWN without that time."""
+    if inserted_at is None:
+        EMAIL_LAG_UNKNOWN.labels(kind=kind).inc()
+        return
+    if inserted_at.tzinfo is None:
+        inserted_at = inserted_at.replace(tzinfo=UTC)
+    lag = ((now or datetime.now(UTC)) - inserted_at).total_seconds()
+    _EMAIL_LAG[kind].labels(org_id=str(org_id)).observe(max(lag, 0.0))
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The per-org topology computed from an org's configuration (spec §6.3)."""
+"""The per-org topology computed from an org's configuration."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pieces that let the real Proca CLIs drive a real proca-server (clients spec §1.2).
+"""The pieces that let the real Proca CLIs drive a real proca-server.
 
 - `serve_proca`: a fresh database, `proca-server setup`, an admin and its API token, and
   `proca-server serve` on a free port, as a user would run them.
@@ -384,7 +384,7 @@ class CampaignRef:
 
 
 async def arrange_org(server: ServedProca) -> OrgRef:
-    """An org the admin owns (an instance admin without membership is refused, spec §2.2)."""
+    """An org the admin owns (an instance admin without membership is refused)."""
     from tests.factories import make_org, unique
 
     from proca_server.auth.permissions import ROLES
@@ -572,7 +572,7 @@ async def _run(
 
 
 class NodeCli:
-    """npm `proca` 2.5.1, configured as `--env=local` in its own HOME (clients spec §1.2)."""
+    """npm `proca` 2.5.1, configured as `--env=local` in its own HOME."""
 
     def __init__(self, executable: Path, home: Path, server: ServedProca) -> None:
         self.executable = executable
@@ -598,7 +598,7 @@ class NodeCli:
 
 
 class PythonCli:
-    """PyPI `proca` 0.3.9 with a server named `local` in its own HOME (clients spec §1.2)."""
+    """PyPI `proca` 0.3.9 with a server named `local` in its own HOME."""
 
     def __init__(self, executable: Path, home: Path, server: ServedProca) -> None:
         self.executable = executable

@@ -1,4 +1,4 @@
-"""The real Node CLI (npm `proca` 2.5.1) drives a served proca-server (clients spec §1.2, §3.1).
+"""The real Node CLI (npm `proca` 2.5.1) drives a served proca-server.
 
 One scenario walks every covered command in the order an admin would use them; the smaller
 tests below run one command group each on a shared server, with what they need arranged in the

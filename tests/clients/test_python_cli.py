@@ -1,4 +1,4 @@
-"""The PyPI `proca` 0.3.9 CLI drives a served proca-server (clients spec §1.2, §3.2).
+"""The PyPI `proca` 0.3.9 CLI drives a served proca-server.
 
 It only installs on Python 3.10 (its aiohttp pin); without one these tests are skipped. Its
 output is human text, so the steps read that text (colours stripped, blanks squeezed) and keep

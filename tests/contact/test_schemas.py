@@ -1,4 +1,4 @@
-"""Contact input validation per contact schema (spec §4.1, §4.2): pure, no database."""
+"""Contact input validation per contact schema: pure, no database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The template directory (spec §7.4): provider template lists (local Mailjet and Brevo
+"""The template directory: provider template lists (local Mailjet and Brevo
 stand-ins, moto for SES), the lookup order and cache, and `processing.emailTemplates`."""
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from proca_server.email.backends import (
@@ -10,7 +12,7 @@ from proca_server.email.backends import (
     HubspotBackend,
     MailjetBackend,
 )
-from proca_server.email.message import EmailMessage, format_address
+from proca_server.email.message import Attachment, EmailMessage, format_address
 from tests.email.providers import (
     BREVO_KEY,
     HUBSPOT_AUTH,
@@ -232,3 +234,43 @@ async def test_hubspot_wrong_token_is_hidden() -> None:
     assert "Authentication credentials not found" in str(caught.value)
     assert "pat-Wrong-000" not in str(caught.value)
     assert caught.value.retryable
+
+
+# --- attachments ----------------------------------------------------------------------------------
+
+PHOTO = Attachment("photo.png", b"\x89PNG\r\n", "image/png", content_id="file1", inline=True)
+REPORT = Attachment("report.pdf", b"%PDF-1.4 \x00\xff", "application/pdf", content_id="file2")
+
+
+async def test_mailjet_and_brevo_carry_attachments_and_hubspot_refuses_them() -> None:
+    message = email(attachments=(PHOTO, REPORT))
+    app, seen = mailjet_app()
+    async with serve(app) as base:
+        await MailjetBackend(MAILJET_KEY, MAILJET_SECRET, base_url=base).deliver([message])
+    [sent] = seen.bodies[0]["Messages"]
+    assert sent["InlinedAttachments"] == [
+        {"ContentType": "image/png", "Filename": "photo.png", "ContentID": "file1",
+         "Base64Content": base64.b64encode(PHOTO.content).decode()},
+    ]  # fmt: skip
+    assert sent["Attachments"] == [
+        {"ContentType": "application/pdf", "Filename": "report.pdf",
+         "Base64Content": base64.b64encode(REPORT.content).decode()},
+    ]  # fmt: skip
+
+    app, brevo_seen = brevo_app()
+    async with serve(app) as base:
+        await BrevoBackend(BREVO_KEY, base_url=base).deliver([message])
+    assert brevo_seen.bodies[0]["attachment"] == [
+        {"name": a.filename, "content": base64.b64encode(a.content).decode()}
+        for a in (PHOTO, REPORT)
+    ]
+
+    app, hubspot_seen = hubspot_app()
+    async with serve(app) as base:
+        with pytest.raises(EmailDeliveryError) as caught:
+            await HubspotBackend(HUBSPOT_AUTH, base_url=base).deliver(
+                [email(template_ref="555", attachments=(REPORT,))]
+            )
+    assert hubspot_seen.requests == []
+    (failure,) = caught.value.failures
+    assert "cannot carry attachments" in failure.reason and not failure.retryable

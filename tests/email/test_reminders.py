@@ -1,4 +1,4 @@
-"""Confirm reminders (spec §10.5): due actions, dry run, the email and its spacing."""
+"""Confirm reminders: due actions, dry run, the email and its spacing."""
 
 from __future__ import annotations
 

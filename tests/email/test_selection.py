@@ -19,9 +19,9 @@ from proca_server.email.backends import (
     HubspotBackend,
     MailjetBackend,
     PreviewBackend,
-    SesBackend,
     SmtpBackend,
 )
+from proca_server.email.backends.ses import SesBackend
 from proca_server.email.message import EmailMessage
 from proca_server.email.preview import list_preview_emails
 from proca_server.models import Org, Service

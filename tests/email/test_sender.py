@@ -1,4 +1,4 @@
-"""Sender rules (spec §7.2): who an email is from, SRS rewriting and Reply-To; custom ids."""
+"""Sender rules: who an email is from, SRS rewriting and Reply-To; custom ids."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from moto.server import ThreadedMotoServer
 
 from proca_server.email.backends import EmailDeliveryError
 from proca_server.email.backends.ses import SesBackend
-from proca_server.email.message import EmailMessage, format_address
+from proca_server.email.message import Attachment, EmailMessage, format_address
 from tests.local_http import free_port
 
 REGION = "eu-west-1"
@@ -129,3 +129,25 @@ async def test_ses_rejection_fails_only_that_message(ses: str) -> None:
     assert failure.reason.startswith("MessageRejected: Did not have authority")
     assert "ses-Other-secret-999" not in str(caught.value)
     assert len(await sent(ses)) == 1
+
+
+async def test_ses_sends_attachments_in_the_raw_message_but_refuses_them_with_a_template(
+    ses: str,
+) -> None:
+    photo = Attachment(
+        "photo.png", b"\x89PNG\r\n\x00", "image/png", content_id="file1", inline=True
+    )
+    await backend(ses).deliver([email(3, attachments=(photo,))])
+    [raw] = await sent(ses)
+    mime = message_from_string(raw["raw_data"], policy=policy.default)
+    assert isinstance(mime, MimeMessage)
+    (part,) = mime.iter_attachments()
+    assert (part.get_filename(), part["Content-ID"]) == ("photo.png", "<file1>")
+    assert part.get_payload(decode=True) == photo.content
+
+    templated = email(4, template_ref="thank-you", attachments=(photo,))
+    with pytest.raises(EmailDeliveryError) as caught:
+        await backend(ses).deliver([templated])
+    (failure,) = caught.value.failures
+    assert "cannot carry attachments" in failure.reason and not failure.retryable
+    assert await sent(ses, "TemplateMessage") == []

@@ -1,4 +1,4 @@
-"""Bounce reports posted by Mailjet and Brevo reject the supporter (spec §7.6)."""
+"""Bounce reports posted by Mailjet and Brevo reject the supporter."""
 
 from __future__ import annotations
 

@@ -9,9 +9,11 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.kit.time import utcnow
+from proca_server.models import AuditLog
 from proca_server.models.enums import EmailStatus
 from proca_server.mtt.reports import EXPORT_HEADER
 from tests.factories import make_campaign, make_org
@@ -69,6 +71,15 @@ async def test_export_prints_csv_that_reads_back(
             "2026-12-06T12:00:00Z",
         ],
     ]
+    # the names and emails read are in the audit trail, one entry per org, nothing personal
+    await session.rollback()
+    entries = (
+        await session.scalars(select(AuditLog).where(AuditLog.resource == "mtt_export"))
+    ).all()
+    assert sorted((e.org_id, e.changeset["count"], e.actor_id) for e in entries) == sorted(
+        [(c.org.id, 1, "cli"), (trees.org.id, 1, "cli")]
+    )
+    assert "example" not in json.dumps([e.changeset for e in entries])
 
     rc, out, _ = await cli(
         "mtt",

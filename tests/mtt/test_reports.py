@@ -1,4 +1,4 @@
-"""The MTT export rows and the sending status (spec §10.4, `proca-server mtt status`)."""
+"""The MTT export rows and the sending status (`proca-server mtt export`, `mtt status`)."""
 
 from __future__ import annotations
 

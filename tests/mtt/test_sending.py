@@ -1,5 +1,5 @@
-"""Planning and sending of mail-to-target letters (spec §9.7), through the preview mailbox
-and a real SMTP server."""
+"""Planning and sending of mail-to-target letters (docs/mail-to-target.md), through the
+preview mailbox and a real SMTP server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mailjet and Brevo events about mail-to-target letters (`mtt:<message id>`, spec §7.6):
+"""Mailjet and Brevo events about mail-to-target letters (`mtt:<message id>`):
 message flags, the target address's status, soft bounces."""
 
 from __future__ import annotations

@@ -120,6 +120,7 @@ async def delete_org_entities(org_id: int) -> None:
             custom_action_confirm=True,
             custom_action_deliver=True,
             custom_event_deliver=True,
+            detail_backend=True,
         )
     )
     async with amqp_channel() as channel:

@@ -1,4 +1,4 @@
-"""Supporter and action lifecycle (spec §4.6) and its email_status events (§6.5)."""
+"""Supporter and action lifecycle and its email_status events."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`/link/s/...` and `/link/d/...` through the app (spec §8.5)."""
+"""`/link/s/...` and `/link/d/...` through the app."""
 
 from __future__ import annotations
 

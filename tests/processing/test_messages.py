@@ -1,4 +1,4 @@
-"""Action and event messages (spec §6.4 to §6.6, clients spec §4), built from real
+"""Action and event messages, as `@proca/queue` consumers read them, built from real
 signatures made through the widget API."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Planning and applying processing: stages, dupe rank and repeat, transient fields, the
-sweeper's selection and requeue (spec §4.4, §4.7, §6.1, §6.2, §6.9)."""
+sweeper's selection and requeue."""
 
 from __future__ import annotations
 

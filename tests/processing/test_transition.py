@@ -1,4 +1,4 @@
-"""The state machine over every (action status, supporter status) pair (spec §6.2)."""
+"""The state machine over every (action status, supporter status) pair."""
 
 from __future__ import annotations
 

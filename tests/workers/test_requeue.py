@@ -1,4 +1,4 @@
-"""requeueActions and `proca-server requeue` with the embedded queue (spec §6.9)."""
+"""requeueActions and `proca-server requeue` with the embedded queue."""
 
 from __future__ import annotations
 

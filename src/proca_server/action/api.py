@@ -1,12 +1,15 @@
-"""GraphQL: the export queries and GDPR erasure (spec §10.1, §10.2)."""
+"""GraphQL: the export queries (docs/export.md) and GDPR erasure."""
 
 from __future__ import annotations
+
+from time import perf_counter
 
 import strawberry
 from strawberry.types import Info
 
 from proca_server.action import export
 from proca_server.action.types import ActionType
+from proca_server.audit.api import audit_change, audit_read
 from proca_server.auth.permissions import Permission
 from proca_server.errors import BadArgument
 from proca_server.graphql.access import allow, auth_for
@@ -14,6 +17,7 @@ from proca_server.graphql.context import Context
 from proca_server.graphql.enums import StatusEnum
 from proca_server.graphql.scalars import DateTime
 from proca_server.kit import base64url
+from proca_server.metrics import EXPORT_ACTIONS_COUNT, EXPORT_ACTIONS_TIME
 from proca_server.org.service import access_org
 from proca_server.supporter.fingerprint import email_fingerprint
 
@@ -21,13 +25,37 @@ Ctx = Info[Context, None]
 
 
 async def _export(
-    info: Ctx, org_name: str, criteria: export.ExportFilter
+    info: Ctx, org_name: str, criteria: export.ExportFilter, *, metered: bool = False
 ) -> list[ActionType | None]:
+    """`metered`: an exportActions (or actions) call, counted in proca_export_actions and
+    timed in proca_export_actions_seconds (up to the rows; their fields resolve after)."""
+    started = perf_counter()
     ctx = info.context
     org = await access_org(ctx.session, org_name)
     allow(await auth_for(ctx, org.id), Permission.EXPORT_CONTACTS)
     rows = await export.export_actions(ctx.session, org, criteria)
+    audit_read(ctx, info.field_name, org.id, count=len(rows), details=_audit_details(criteria))
+    if metered:
+        EXPORT_ACTIONS_COUNT.labels(org_id=str(org.id)).inc(len(rows))
+        EXPORT_ACTIONS_TIME.labels(org_id=str(org.id)).observe(perf_counter() - started)
     return [ActionType(action=a, supporter=s, contact_row=c) for a, s, c in rows]
+
+
+def _audit_details(criteria: export.ExportFilter) -> dict[str, object]:
+    # the parameters of the read, never who was looked up (an email lookup is only flagged)
+    details: dict[str, object] = {
+        "campaignName": criteria.campaign_name,
+        "campaignId": criteria.campaign_id,
+        "start": criteria.start,
+        "after": criteria.after.isoformat() if criteria.after else None,
+        "limit": criteria.limit,
+        "onlyOptIn": criteria.only_opt_in,
+        "onlyDoubleOptIn": criteria.only_double_opt_in,
+        "includeTesting": criteria.include_testing,
+    }
+    if criteria.fingerprint is not None:
+        details["byEmail"] = True
+    return {k: v for k, v in details.items() if v is not None}
 
 
 def _criteria(
@@ -76,7 +104,7 @@ async def _actions(
         only_double_opt_in,
         include_testing,
     )
-    return await _export(info, org_name, criteria)
+    return await _export(info, org_name, criteria, metered=True)
 
 
 @strawberry.type
@@ -134,5 +162,6 @@ class ActionMutation:
             fingerprint = base64url.decode(contact_ref)
         except ValueError as exc:
             raise BadArgument("Cannot decode from Base64url", field="contactRef") from exc
-        await export.delete_contact(ctx.session, org, fingerprint)
+        deleted = await export.delete_contact(ctx.session, org, fingerprint)
+        audit_change(ctx, "deleteContact", org.id, count=deleted)
         return StatusEnum.SUCCESS

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 import asyncpg
 
-from proca_server.db import scrub
+from proca_server.db import count_if_slow, scrub
 
 # the most statements in one round trip (the rest go in the next group)
 MAX_GROUP = 64
@@ -105,12 +106,16 @@ class StatementBatcher:
         try:
             self.round_trips += 1
             self.statements += len(items)
+            # a slow round trip counts once in proca_repo_slow_queries, like one statement of
+            # the engine (db.count_if_slow)
+            started = perf_counter()
             try:
                 if len(items) == 1:
                     rows = [await connection.fetchrow(sql, *items[0][0])]
                 else:
                     rows = await connection.fetchmany(sql, [args for args, _ in items])
             except Exception as exc:
+                count_if_slow(started)
                 if not _refused(exc):
                     _fail(items, OutcomeUnknown(_name(exc)))
                 elif len(items) == 1:
@@ -124,6 +129,7 @@ class StatementBatcher:
             except BaseException:
                 _fail(items, OutcomeUnknown("cancelled with the statement in flight"))
                 raise
+            count_if_slow(started)
         finally:
             await pool.release(connection)
         if len(rows) != len(items):
@@ -138,11 +144,14 @@ class StatementBatcher:
     @staticmethod
     async def _alone(connection: asyncpg.Connection, sql: str, item: _Item) -> None:
         args, future = item
+        started = perf_counter()
         try:
             row = await connection.fetchrow(sql, *args)
         except Exception as exc:
+            count_if_slow(started)
             _fail([item], exc if _refused(exc) else OutcomeUnknown(_name(exc)))
             return
+        count_if_slow(started)
         if not future.done():
             future.set_result(row)
 

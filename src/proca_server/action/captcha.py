@@ -1,6 +1,6 @@
-"""Captcha for addActionContact, when the instance configures one (spec §11.6): hCaptcha
-(`HCAPTCHA_KEY`) or Procaptcha (`PROCAPTCHA_URL`). The code comes in `extensions.captcha`,
-the service in `extensions.captcha_service` (default `CAPTCHA_SERVICE`)."""
+"""Captcha for addActionContact, when the instance configures one (docs/configuration.md,
+"Captcha"): hCaptcha (`HCAPTCHA_KEY`) or Procaptcha (`PROCAPTCHA_URL`). The code comes in
+`extensions.captcha`, the service in `extensions.captcha_service` (default `CAPTCHA_SERVICE`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Export of an org's actions with its contact copies (spec §10.1) and GDPR erasure (§10.2)."""
+"""Export of an org's actions with its contact copies (docs/export.md) and GDPR erasure."""
 
 from __future__ import annotations
 
@@ -77,9 +77,10 @@ async def export_actions(
     return [(a, s, c) for a, s, c in result.all()]
 
 
-async def delete_contact(session: AsyncSession, org: Org, fingerprint: bytes) -> None:
+async def delete_contact(session: AsyncSession, org: Org, fingerprint: bytes) -> int:
     """Erase the org's copies of a person: clear the cleartext of accepted supporters on the
-    org's campaigns, and delete the org's contact rows. Actions stay, anonymous."""
+    org's campaigns, and delete the org's contact rows. Actions stay, anonymous. The number of
+    contact rows deleted."""
     led = select(Campaign.id).where(Campaign.org_id == org.id)
     await session.execute(
         update(Supporter)
@@ -91,7 +92,8 @@ async def delete_contact(session: AsyncSession, org: Org, fingerprint: bytes) ->
         .values(first_name=None, last_name=None, email=None, address=None)
     )
     same_person = select(Supporter.id).where(Supporter.fingerprint == fingerprint)
-    await session.execute(
+    deleted = await session.execute(
         delete(Contact).where(Contact.org_id == org.id, Contact.supporter_id.in_(same_person))
     )
     await session.flush()
+    return int(getattr(deleted, "rowcount", 0) or 0)

@@ -1,4 +1,5 @@
-"""Custom fields of an action: a flat JSON map, bounded in size (spec §1.5, §2.5)."""
+"""Custom fields of an action: a flat JSON map (strings, numbers, booleans, lists
+of strings or of numbers), at most `MAX_FIELDS_BYTES` (5 KB) once stored."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Actions from the widget: addActionContact, addAction, linkActions (spec §4.5, §2.5).
+"""Actions from the widget: addActionContact, addAction, linkActions.
 
 One transaction each: validate everything first, then write supporter, contacts and action,
 so invalid input leaves no row behind."""
@@ -22,6 +22,8 @@ from proca_server.action.fields import check_fields
 from proca_server.action.tracking import SourceKey
 from proca_server.contact.crypto import KeyRing, SealedContact, seal_for_org
 from proca_server.contact.schemas import ValidatedContact
+from proca_server.donation import currencies
+from proca_server.donation.reports import payment_ids
 from proca_server.errors import BadArgument, NotFound
 from proca_server.kit import base64url, storable
 from proca_server.kit.time import utcnow
@@ -40,11 +42,11 @@ from proca_server.models import (
 )
 from proca_server.models.enums import ContactSchema, DonationFrequencyUnit, DonationSchema
 from proca_server.org.templates import check_mustache
+from proca_server.service import storage
 from proca_server.stats import record as counters
 from proca_server.supporter.privacy import Consent, consents
 
 CURRENCY_RE = re.compile(r"[A-Z]{3}")
-FILE_RE = re.compile(r"^[-0-9a-zA-Z!_.*'()/]+$")
 MAX_SUBJECT = 1280
 MAX_BODY = 10240
 MAX_AMOUNT = 2**31 - 1  # donations.amount is a 32-bit integer
@@ -166,9 +168,9 @@ async def reload_page(session: AsyncSession, page_id: int) -> PageContext:
     ).first()
     if row is None:
         _pages.pop(key, None)
-        raise NotFound(
-            f"action_page_id: Cannot find Action Page with id={page_id}", field="actionPageId"
-        )
+        # the field name is in the message; the path is the mutation's alone (as the widget
+        # has always been answered)
+        raise NotFound(f"action_page_id: Cannot find Action Page with id={page_id}")
     ctx = PageContext(
         PageSnap(row[0], row[1], row[2], row[3]),
         CampaignSnap(row[2], row[4], row[5], row[6], bool(row[8])),
@@ -178,7 +180,13 @@ async def reload_page(session: AsyncSession, page_id: int) -> PageContext:
     return ctx
 
 
-def decode_ref(ref: str, field: str = "contactRef") -> bytes:
+LINK_NOT_FOUND = "ActionPage or contact not found"
+"""linkActions' one answer for a missing page, an unreadable contactRef or no such contact."""
+
+
+def decode_ref(ref: str, field: str | None = None) -> bytes:
+    """A contact reference from base64url; an error names `field` in its path when given
+    (the contactRef argument's errors name it in their message alone)."""
     try:
         decoded = base64url.decode(ref)
     except ValueError as exc:
@@ -219,12 +227,18 @@ def _donation_row(data: DonationInput) -> Donation:
     currency = (currency or "EUR").upper()
     if not CURRENCY_RE.fullmatch(currency):
         raise BadArgument("is not a currency code", field="currency")
+    if not currencies.exists(currency):
+        raise BadArgument("does not exist", field="currency")
+    # the Stripe payment the donation is followed by (donation/reports.py)
+    payment_id, subscription_id = payment_ids(payload)
     return Donation(
         schema=data.schema,
         payload=payload,
         amount=amount,
         currency=currency,
         frequency_unit=data.frequency_unit or DonationFrequencyUnit.ONE_OFF,
+        payment_id=payment_id,
+        subscription_id=subscription_id,
     )
 
 
@@ -246,8 +260,20 @@ async def _mtt_rows(
     check_mustache(body, "body")
     files = list(mtt.files or [])
     for name in files:
-        if not FILE_RE.match(name):
-            raise BadArgument("has invalid format", field="files")
+        problem = storage.key_problem(name)
+        if problem is not None:
+            raise BadArgument(problem, field="files")
+    if files:
+        # the sender reads them from the lead org's storage: without one they would be lost
+        service = await storage.get_storage_service(session, campaign.org_id)
+        if service is None:
+            raise BadArgument(
+                "cannot be attached: the campaign's org has no storage backend", field="files"
+            )
+        for name in files:
+            problem = storage.bucket_problem(service, name)
+            if problem is not None:
+                raise BadArgument(problem, field="files")
     try:
         ids = [uuid.UUID(t) for t in mtt.targets]
     except ValueError as exc:
@@ -322,7 +348,9 @@ async def _source_id(session: AsyncSession, key: SourceKey) -> tuple[int | None,
 
 
 def _cleartext(contact: ValidatedContact, org: OrgSnap, has_mtt: bool) -> dict[str, Any]:
-    """Which personal fields stay readable on the supporter row (spec §4.4)."""
+    """Which personal fields stay readable on the supporter row: the area only for a
+    high-security org; everything for a campaign with MTT (letters go as the supporter);
+    otherwise email, first name and area."""
     if org.high_security:
         return {"area": contact.area}
     if has_mtt:
@@ -377,7 +405,7 @@ async def add_action_contact(
 
 
 def receivers(ctx: PageContext, opt_in: bool | None, lead_opt_in: bool | None) -> list[Consent]:
-    """The orgs that get a copy of the contact, with their consents (spec §4.3)."""
+    """The orgs that get a copy of the contact, with their consents (supporter/privacy.py)."""
     page, campaign = ctx.page, ctx.campaign
     return consents(
         page_org_id=page.org_id,
@@ -522,7 +550,7 @@ async def add_action(
     check_action(data)
     supporter = await find_supporter(session, ctx.page.org_id, ref)
     if data.mtt is not None and supporter is None:
-        raise BadArgument("contact_ref: Cannot find contact for MTT action", field="contactRef")
+        raise BadArgument("contact_ref: Cannot find contact for MTT action")
     donation = _donation_row(data.donation) if data.donation else None
     mtt = await _mtt_rows(session, ctx.campaign, data.mtt) if data.mtt else None
     source_row = await source_id(session, source)
@@ -551,7 +579,7 @@ async def link_actions(
 ) -> tuple[Supporter, list[int]]:
     supporter = await find_supporter(session, ctx.page.org_id, ref)
     if supporter is None:
-        raise NotFound("contact_ref: Cannot find contact", field="contactRef")
+        raise NotFound(LINK_NOT_FOUND)
     linked: list[int] = []
     if link_refs:
         linked = await _link(

@@ -1,4 +1,4 @@
-"""UTM tracking and the page location taken from the Referer (spec §9.6)."""
+"""UTM tracking and the page location taken from the Referer."""
 
 from __future__ import annotations
 

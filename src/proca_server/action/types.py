@@ -1,4 +1,4 @@
-"""GraphQL types of exported actions (spec §2.9 Action)."""
+"""GraphQL types of exported actions (the `Action` type; docs/export.md)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from proca_server.action.types import DonationFrequencyUnitEnum, DonationSchemaE
 from proca_server.contact.crypto import KeyRing
 from proca_server.contact.keyrings import keyring_for
 from proca_server.contact.schemas import validate_contact
+from proca_server.errors import BadArgument, NotFound
 from proca_server.graphql.context import Context
 from proca_server.graphql.scalars import Date, Json
 from proca_server.graphql.transactions import in_own_transaction
@@ -207,8 +208,11 @@ class WidgetMutation:
         link_refs: list[str] | None = None,
     ) -> ContactReference:
         ctx = info.context
-        page = await service.load_page(ctx.session, action_page_id)
-        ref = service.decode_ref(contact_ref)
+        try:
+            page = await service.load_page(ctx.session, action_page_id)
+            ref = service.decode_ref(contact_ref)
+        except (NotFound, BadArgument) as exc:
+            raise NotFound(service.LINK_NOT_FOUND) from exc
         refs = [service.decode_ref(r, "linkRefs") for r in link_refs or []]
         supporter, linked = await service.link_actions(ctx.session, page, ref, refs)
         _hand_off(ctx, linked)

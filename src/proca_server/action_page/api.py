@@ -1,4 +1,4 @@
-"""GraphQL: action page queries and mutations (spec §2.3, §2.4, §9.2)."""
+"""GraphQL: action page queries and mutations."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from proca_server.action_page import service
 from proca_server.action_page.events import page_upserted
 from proca_server.action_page.types import ActionPageInterface, page_view
 from proca_server.auth.permissions import Permission
-from proca_server.campaign.service import get_campaign_by_name
-from proca_server.errors import NotFound
 from proca_server.graphql.access import allow, auth_for, load, one_identifier
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import StatusEnum
@@ -66,11 +64,10 @@ class ActionPageMutation:
         self, info: Ctx, org_name: str, campaign_name: str, input: ActionPageInput
     ) -> ActionPageInterface:
         ctx = info.context
+        # both named entities are loaded before the permission is checked, as in the original
         org = await access_org(ctx.session, org_name)
+        campaign = await load(ctx.session, Campaign, name=campaign_name)
         allow(await auth_for(ctx, org.id), Permission.MANAGE_ACTION_PAGES)
-        campaign = await get_campaign_by_name(ctx.session, campaign_name)
-        if campaign is None:
-            raise NotFound("Campaign not found", field="campaignName")
         page = await service.add_action_page(ctx.session, org, campaign, input.attrs())
         page_upserted(ctx, page)
         return await page_view(ctx, page)
@@ -92,10 +89,8 @@ class ActionPageMutation:
     ) -> ActionPageInterface:
         ctx = info.context
         org = await access_org(ctx.session, org_name)
+        source = await load(ctx.session, ActionPage, name=from_name)
         allow(await auth_for(ctx, org.id), Permission.MANAGE_ACTION_PAGES)
-        source = await service.get_page_by_name(ctx.session, from_name)
-        if source is None:
-            raise NotFound("Action page not found", field="fromName")
         page = await service.copy_action_page(ctx.session, org, name, source)
         page_upserted(ctx, page)
         return await page_view(ctx, page)
@@ -106,10 +101,8 @@ class ActionPageMutation:
     ) -> ActionPageInterface:
         ctx = info.context
         org = await access_org(ctx.session, org_name)
+        campaign = await load(ctx.session, Campaign, name=from_campaign_name)
         allow(await auth_for(ctx, org.id), Permission.MANAGE_ACTION_PAGES)
-        campaign = await get_campaign_by_name(ctx.session, from_campaign_name)
-        if campaign is None:
-            raise NotFound("Campaign not found", field="fromCampaignName")
         source = await service.newest_lead_page(ctx.session, campaign)
         page = await service.copy_action_page(ctx.session, org, name, source)
         page_upserted(ctx, page)

@@ -1,4 +1,4 @@
-"""Action pages: names, creation, copies, launch and deletion (spec §9.2)."""
+"""Action pages: names, creation, copies, launch and deletion."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.email import readiness
 from proca_server.email.directory import check_template_name
 from proca_server.errors import BadArgument, NotFound
 from proca_server.models import Action, ActionPage, Campaign, Org, Supporter
@@ -93,6 +94,7 @@ async def add_action_page(
     _apply(page, attrs)
     session.add(page)
     await session.flush()
+    await readiness.warn_page_gaps(session, org, page)
     return page
 
 
@@ -107,6 +109,9 @@ async def update_action_page(
         await _check_templates(session, org, attrs)
     _apply(page, attrs)
     await session.flush()
+    if org is not None and any(attrs.get(k) is not None for k in ("locale", *_TEMPLATE_FIELDS)):
+        # a template name kept without an email backend, or a locale the template lacks
+        await readiness.warn_page_gaps(session, org, page)
     return page
 
 
@@ -126,6 +131,7 @@ async def copy_action_page(
     )
     session.add(page)
     await session.flush()
+    await readiness.warn_page_gaps(session, org, page)
     return page
 
 
@@ -138,7 +144,7 @@ async def newest_lead_page(session: AsyncSession, campaign: Campaign) -> ActionP
     )
     page = result.scalar_one_or_none()
     if page is None:
-        raise NotFound("Campaign has no action page to copy")
+        raise NotFound(f"Campaign {campaign.name} does not have action pages")
     return page
 
 

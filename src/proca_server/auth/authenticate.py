@@ -1,4 +1,4 @@
-"""Who is calling (spec §3.1): the session cookie of the HTML pages, then the Authorization
+"""Who is calling: the session cookie of the HTML pages, then the Authorization
 header: HTTP Basic, an API token (`Bearer API-…`) or a JWT (`Bearer ey…`).
 
 A header, when present, decides: bad credentials there are an error even with a valid

@@ -1,4 +1,5 @@
-"""JWT bearer tokens from an identity provider (spec §3.1).
+"""JWT bearer tokens from an identity provider (`Authorization: Bearer ey…`; settings in
+docs/configuration.md).
 
 HS* tokens are checked with JWT_SECRET; RS*, PS*, ES* and EdDSA tokens with the key of the
 token's `kid` in the key set at JWKS_URL (https:// or file://). The key set is cached per URL
@@ -319,6 +320,7 @@ async def user_for_identity(session: AsyncSession, identity: Identity) -> User:
             raise JwtRejected("Cannot register the JWT user") from None
         return user
     log.info("registered a user from a JWT")
+    service.note_registered(session, created.user.email)
     return created.user
 
 

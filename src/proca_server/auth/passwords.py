@@ -104,7 +104,8 @@ def _verify_pow_pbkdf2(password: str, hashed: str) -> bool:
 
 
 def password_problems(password: str) -> list[str]:
-    """What the password policy (spec §3.3) finds wrong; empty when the password is fine."""
+    """What the password policy finds wrong (12 to 80 characters, a lower-case and an
+    upper-case letter, a digit or a symbol); empty when the password is fine."""
     problems = []
     if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
         problems.append(f"should be {MIN_LENGTH} to {MAX_LENGTH} characters")

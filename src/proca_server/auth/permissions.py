@@ -1,4 +1,5 @@
-"""Permission bits, bit-exact with the original (spec §3.4), and the named roles (§3.5)."""
+"""Permission bits, bit-exact with the Proca server's (a stored `perms` integer means the
+same in both), and the named roles, strongest first."""
 
 from __future__ import annotations
 

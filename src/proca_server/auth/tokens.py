@@ -1,4 +1,4 @@
-"""API tokens (spec §3.2): `API-` prefix bytes + 32 random bytes, base64url; SHA-256 stored."""
+"""API tokens: `API-` prefix bytes + 32 random bytes, base64url; SHA-256 stored."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The per-org message topology: exchanges, queues and bindings, computed from an org's
-configuration (spec §6.3).
+configuration, named and bound as the Proca tools (`@proca/queue`) expect them.
 
 Per org N:
 
@@ -13,6 +13,8 @@ Per org N:
     org.N.event              topic   wrk.N.sqs / wrk.N.webhook  event backend kind
                                      cus.N.deliver          #   custom_event_deliver
                                      system.deliver  system.*   always (global queue)
+    (default exchange)               wrk.N.detail               detail backend (lookup requests,
+                                                                sent by queue name)
     org.N.fail               fanout  org.N.fail                 always; dead-letters to org.N.retry
     org.N.retry              direct  each declared queue, by its own name
     org.N.delay              fanout  org.N.delay                always; dead-letters to org.N.retry
@@ -69,6 +71,7 @@ class OrgConfig:
     custom_action_confirm: bool = False
     custom_action_deliver: bool = False
     custom_event_deliver: bool = False
+    detail_backend: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,8 @@ def org_topology(config: OrgConfig) -> OrgTopology:
         Binding(event, custom_queue(n, "deliver"), STAGE_PATTERN, config.custom_event_deliver),
     ]
     declared = list(dict.fromkeys(b.queue for b in stage if b.enabled))
+    if config.detail_backend:
+        declared.append(worker_queue(n, "detail"))
     queues = [
         Queue(fail, {"x-dead-letter-exchange": retry}),
         Queue(delay, {"x-dead-letter-exchange": retry}),
@@ -234,6 +239,7 @@ async def load_org_config(session: AsyncSession, org_id: int) -> OrgConfig:
         custom_action_confirm=org.custom_action_confirm,
         custom_action_deliver=org.custom_action_deliver,
         custom_event_deliver=org.custom_event_deliver,
+        detail_backend=org.detail_backend_id is not None,
     )
 
 

@@ -1,4 +1,4 @@
-"""GraphQL: campaign queries and mutations (spec §2.3, §2.4)."""
+"""GraphQL: campaign queries and mutations."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from proca_server.graphql.access import allow, auth_for, load, one_identifier
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import CampaignStatusEnum, ContactSchemaEnum, StatusEnum
 from proca_server.graphql.scalars import Date, DateTime, Json
-from proca_server.models import Campaign
+from proca_server.models import Campaign, Org
 from proca_server.org.service import access_org
+from proca_server.processing import events
 from proca_server.processing.handoff import org_changed_after_commit
 
 Ctx = Info[Context, None]
@@ -117,6 +118,11 @@ def _confirm_changed(ctx: Context, attrs: dict[str, Any], org_id: int | None) ->
         org_changed_after_commit(ctx.pipeline, ctx.after_commit, org_id)
 
 
+async def _campaign_updated(ctx: Context, campaign: Campaign, lead: Org | None = None) -> None:
+    publications = await events.campaign_updated(ctx.session, campaign, lead)
+    events.publish_after_commit(ctx.pipeline, ctx.after_commit, publications)
+
+
 @strawberry.type
 class CampaignMutation:
     @strawberry.mutation
@@ -143,6 +149,7 @@ class CampaignMutation:
         for page in pages:
             page_upserted(ctx, page)
         _confirm_changed(ctx, attrs, campaign.org_id)
+        await _campaign_updated(ctx, campaign, org)
         return await campaign_view(ctx, campaign)
 
     @strawberry.mutation
@@ -158,6 +165,7 @@ class CampaignMutation:
         attrs.pop("action_pages", None)
         await service.update_campaign(ctx.session, campaign, attrs)
         _confirm_changed(ctx, attrs, campaign.org_id)
+        await _campaign_updated(ctx, campaign)
         return await campaign_view(ctx, campaign)
 
     @strawberry.mutation
@@ -181,6 +189,7 @@ class CampaignMutation:
             ctx.session, campaign, {k: v for k, v in given.items() if v is not strawberry.UNSET}
         )
         org_changed_after_commit(ctx.pipeline, ctx.after_commit, campaign.org_id)
+        await _campaign_updated(ctx, campaign)
         return await campaign_view(ctx, campaign)
 
     @strawberry.mutation

@@ -1,4 +1,5 @@
-"""Campaigns: creation, upsert with pages, settings, deletion (spec §2.4, §9.1, §9.3)."""
+"""Campaigns: creation, upsert with pages, settings (MTT included), deletion (refused while
+partners' pages remain)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action_page import service as pages
+from proca_server.email import readiness
 from proca_server.email.directory import check_template_name
 from proca_server.errors import BadArgument
 from proca_server.models import ActionPage, Campaign, Mtt, Org, Target
@@ -76,10 +78,34 @@ async def _apply(session: AsyncSession, campaign: Campaign, attrs: dict[str, Any
     start: date | None = campaign.start_date
     end: date | None = campaign.end_date
     if start is not None and end is not None and not start < end:
-        raise BadArgument("must be before the end date", field="start")
+        raise BadArgument("must be after start", field="end")
 
 
-async def add_campaign(session: AsyncSession, org: Org, attrs: dict[str, Any]) -> Campaign:
+async def _check_email_settings(
+    session: AsyncSession, campaign: Campaign, attrs: dict[str, Any]
+) -> None:
+    """Refuse `supporterConfirm` set to true while the confirm emails of the campaign's pages
+    could not go out (email/readiness.py); log it when a changed template breaks them."""
+    if attrs.get("supporter_confirm") is True:
+        await session.flush()
+        gap = await readiness.supporter_confirm_gap(session, campaign=campaign)
+        if gap is not None:
+            raise BadArgument(gap, field="supporterConfirm")
+    elif "supporter_confirm_template" in attrs and campaign.supporter_confirm is not False:
+        await session.flush()
+        pages = await session.execute(
+            select(ActionPage, Org)
+            .join(Org, Org.id == ActionPage.org_id)
+            .where(ActionPage.campaign_id == campaign.id)
+            .order_by(ActionPage.id)
+        )
+        for page, org in pages.all():
+            await readiness.warn_page_gaps(session, org, page)
+
+
+async def add_campaign(
+    session: AsyncSession, org: Org, attrs: dict[str, Any], *, check: bool = True
+) -> Campaign:
     name = attrs.get("name")
     if not name:
         raise BadArgument("can't be blank", field="name")
@@ -96,6 +122,8 @@ async def add_campaign(session: AsyncSession, org: Org, attrs: dict[str, Any]) -
     await session.flush()
     if attrs.get("mtt") is not None:
         await set_mtt(session, campaign, attrs["mtt"])
+    if check:
+        await _check_email_settings(session, campaign, attrs)
     return campaign
 
 
@@ -110,7 +138,7 @@ async def _check_external_id_free(
 
 
 async def update_campaign(
-    session: AsyncSession, campaign: Campaign, attrs: dict[str, Any]
+    session: AsyncSession, campaign: Campaign, attrs: dict[str, Any], *, check: bool = True
 ) -> Campaign:
     if attrs.get("external_id") is not None and campaign.org_id is not None:
         await _check_external_id_free(session, campaign.org_id, attrs["external_id"], campaign.id)
@@ -118,6 +146,8 @@ async def update_campaign(
     await session.flush()
     if attrs.get("mtt") is not None:
         await set_mtt(session, campaign, attrs["mtt"])
+    if check:
+        await _check_email_settings(session, campaign, attrs)
     return campaign
 
 
@@ -137,10 +167,11 @@ async def upsert_campaign(
         campaign = await session.scalar(
             select(Campaign).where(Campaign.org_id == org.id, Campaign.name == attrs["name"])
         )
+    # checked once its pages are in: one of them may bring the template
     if campaign is None:
-        campaign = await add_campaign(session, org, attrs)
+        campaign = await add_campaign(session, org, attrs, check=False)
     else:
-        campaign = await update_campaign(session, campaign, attrs)
+        campaign = await update_campaign(session, campaign, attrs, check=False)
     touched = []
     for index, page_attrs in enumerate(attrs.get("action_pages") or []):
         try:
@@ -148,6 +179,7 @@ async def upsert_campaign(
         except BadArgument as exc:
             exc.field = ["actionPages", str(index), *exc.field]
             raise
+    await _check_email_settings(session, campaign, attrs)
     return campaign, touched
 
 

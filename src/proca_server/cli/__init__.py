@@ -12,16 +12,19 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server import db
+from proca_server.audit.cli import audit
 from proca_server.broker.cli import queue_app
+from proca_server.campaign.cli import campaigns_app
 from proca_server.config import ConfigError, Settings, get_settings
 from proca_server.email.cli import reminders
 from proca_server.errors import ProcaError, UserInputError
 from proca_server.kit.logs import configure_logging
 from proca_server.mtt.cli import mtt_app
 from proca_server.processing.requeue_cli import requeue_app
+from proca_server.retention.cli import retention
 
 T = TypeVar("T")
 
@@ -39,6 +42,9 @@ app.add_typer(queue_app, name="queue")
 app.add_typer(requeue_app)
 app.command("reminders")(reminders)
 app.add_typer(mtt_app, name="mtt")
+app.command("retention")(retention)
+app.add_typer(campaigns_app, name="campaigns")
+app.command("audit")(audit)
 
 
 def fail(message: str) -> None:
@@ -66,6 +72,21 @@ async def in_transaction(s: Settings, work: Callable[[AsyncSession], Awaitable[T
             raise UserInputError("the database is not migrated: run `proca-server setup`")
         async with db.transaction(db.create_sessionmaker(engine)) as session:
             return await work(session)
+    finally:
+        await engine.dispose()
+
+
+async def with_database(
+    s: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
+) -> T:
+    """Run `work`, which opens its own transactions, on a migrated database."""
+    from proca_server.migrations.migrate import is_up_to_date
+
+    engine = db.create_engine(s)
+    try:
+        if not await is_up_to_date(engine):
+            raise UserInputError("the database is not migrated: run `proca-server setup`")
+        return await work(db.create_sessionmaker(engine))
     finally:
         await engine.dispose()
 

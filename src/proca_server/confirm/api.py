@@ -1,4 +1,4 @@
-"""GraphQL: accepting and rejecting confirms, and inviting users to an org (spec §2.6, §2.7)."""
+"""GraphQL: accepting and rejecting confirms, and inviting users to an org."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from proca_server.auth.permissions import Permission
 from proca_server.confirm import service
 from proca_server.confirm.service import Acceptor, ConfirmOutcome, Verb
 from proca_server.confirm.types import ConfirmType
-from proca_server.errors import PermissionDenied
 from proca_server.graphql.access import allow, allow_staffer, auth_for, require_user
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import StatusEnum
 from proca_server.org.api import OrgUserInput
-from proca_server.org.service import access_org, can_assign_role, check_role
+from proca_server.org.service import access_org, assignable_role
 
 if TYPE_CHECKING:
     from proca_server.action_page.types import ActionPageInterface
@@ -113,10 +112,6 @@ class ConfirmMutation:
         ctx = info.context
         org = await access_org(ctx.session, org_name)
         auth = allow(await auth_for(ctx, org.id), Permission.CHANGE_ORG_USERS)
-        bits = check_role(input.role)
-        if not can_assign_role(auth.perms, auth.staffer, bits):
-            raise PermissionDenied(
-                f"You cannot assign the {input.role} role", extensions={"required": [input.role]}
-            )
+        bits = assignable_role(auth.perms, auth.staffer, input.role)
         confirm = await service.invite_staffer(ctx, org, auth.user, input.email, bits, message)
         return ConfirmType.of(confirm)

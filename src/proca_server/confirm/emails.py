@@ -1,4 +1,4 @@
-"""Notification emails about a new confirm (spec §8.4).
+"""Notification emails about a new confirm.
 
 They are sent from the instance org with its local template named after the operation
 (`launch_page`, `add_partner`, `add_staffer`, `confirm_action`, `join_campaign`); when the

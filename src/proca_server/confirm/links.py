@@ -1,4 +1,4 @@
-"""`GET /link/<accept|reject>/<code>`: the links of confirm notification emails (spec §8.5).
+"""`GET /link/<accept|reject>/<code>`: the links of confirm notification emails.
 
 The caller is identified as on /api (Authorization header or session cookie). Without a
 user an operation that needs one answers 401 with a Basic challenge, so a browser asks for
@@ -26,6 +26,8 @@ from proca_server.confirm.service import (
 from proca_server.errors import AuthenticationFailed, ProcaError, Unauthorized
 from proca_server.graphql.context import Context
 from proca_server.models import Org, Staffer, User
+from proca_server.processing import events
+from proca_server.processing.handoff import pipeline_of
 
 log = logging.getLogger("proca_server.confirm.links")
 router = APIRouter()
@@ -100,7 +102,9 @@ async def confirm_link(request: Request, verb: str, code: str) -> Response:
             response = _error(exc.http_status, exc.message, exc.code)
             response.headers.update(exc.headers)
             return response
-        ctx = Context(session=session, settings=state.settings, user=user)
+        pipeline = pipeline_of(state)
+        await events.commit_registrations(session, state.settings, pipeline)
+        ctx = Context(session=session, settings=state.settings, user=user, pipeline=pipeline)
         staffer = await _staffer_for(session, user, params.get("org")) if user else None
         try:
             await run_confirm(

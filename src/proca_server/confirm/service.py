@@ -1,4 +1,4 @@
-"""Confirms: operations deferred until a second party accepts or rejects them (spec §8).
+"""Confirms: operations deferred until a second party accepts or rejects them.
 
 A confirm is found by its code plus the email it was sent to, or plus its object id, or by
 the code alone when it has neither (an open code). Accepting spends one charge and runs the
@@ -37,7 +37,7 @@ from proca_server.action_page.events import page_upserted
 from proca_server.action_page.service import copy_action_page, get_page_by_name
 from proca_server.auth.permissions import Permission
 from proca_server.config import Settings
-from proca_server.confirm.emails import compose_notifications
+from proca_server.confirm.emails import compose_notifications, merge_fields
 from proca_server.email import EmailMessage
 from proca_server.email.instance import deliver_instance_emails
 from proca_server.errors import BadArgument, NotFound, PermissionDenied, ProcaError, Unauthorized
@@ -45,6 +45,9 @@ from proca_server.graphql.context import Context
 from proca_server.models import Action, ActionPage, Campaign, Confirm, Org, Staffer, User
 from proca_server.models.enums import ActionProcessingStatus, ConfirmOperation
 from proca_server.org.service import EMAIL_RE, get_staffer
+from proca_server.processing import events
+from proca_server.processing.handoff import Pipeline
+from proca_server.processing.messages import Publication, confirm_created_publication
 
 CODE_DIGITS = 8
 # Eight random digits collide rarely; a long run of collisions means something else is wrong.
@@ -92,6 +95,8 @@ class ConfirmOutcome:
     message: str | None = None
     # pages whose state changed (their subscribers are told after commit)
     changed_pages: list[ActionPage] = field(default_factory=list)
+    # events to publish after commit
+    publications: list[Publication] = field(default_factory=list)
 
 
 # --- creation -----------------------------------------------------------------------------------
@@ -216,8 +221,9 @@ def _require_user(acceptor: Acceptor) -> User:
 
 
 def _denied(*perms: Permission) -> PermissionDenied:
+    # what accepting a confirm without the permission has always answered
     return PermissionDenied(
-        "You do not have the required permission",
+        "User does not have sufficient permissions",
         extensions={"required": [p.name.lower() for p in perms if p.name]},
     )
 
@@ -348,9 +354,19 @@ async def _accept_join_campaign(
         page.live = True
         changed.append(page)
     await session.flush()
-    # Hook: the `join_campaign` system event (spec §6.6) goes to the lead org's event
-    # exchange here once system events exist.
-    return ConfirmOutcome(campaign=campaign, changed_pages=changed)
+    # the event names the partner's most recent page in the campaign, live before or not
+    latest = await session.scalar(
+        select(ActionPage)
+        .where(ActionPage.org_id == org.id, ActionPage.campaign_id == campaign.id)
+        .order_by(ActionPage.id.desc())
+        .limit(1)
+    )
+    publications = []
+    if latest is not None:
+        publications = await events.join_campaign(
+            session, creator_id=confirm.creator_id, org=org, campaign=campaign, page=latest
+        )
+    return ConfirmOutcome(campaign=campaign, changed_pages=changed, publications=publications)
 
 
 async def _accept_launch_page(
@@ -365,9 +381,15 @@ async def _accept_launch_page(
     await _require_lead_manager(session, acceptor, campaign)
     page.live = True
     await session.flush()
-    # Hook: for a partner's page (page.org_id != campaign.org_id) the `join_campaign` system
-    # event (spec §6.6) is emitted here once system events exist.
-    return ConfirmOutcome(action_page=page, changed_pages=[page])
+    publications = []
+    if page.org_id != campaign.org_id:
+        # a partner's page: its org joins the campaign
+        partner = await session.get(Org, page.org_id) if page.org_id is not None else None
+        if partner is not None:
+            publications = await events.join_campaign(
+                session, creator_id=confirm.creator_id, org=partner, campaign=campaign, page=page
+            )
+    return ConfirmOutcome(action_page=page, changed_pages=[page], publications=publications)
 
 
 Operation = Callable[[AsyncSession, Confirm, Acceptor], Awaitable[ConfirmOutcome]]
@@ -405,6 +427,7 @@ async def run_confirm(
     ctx.staffers.clear()
     for page in outcome.changed_pages:
         page_upserted(ctx, page)
+    events.publish_after_commit(ctx.pipeline, ctx.after_commit, outcome.publications)
     return outcome
 
 
@@ -418,13 +441,31 @@ def _sessionmaker_of(session: AsyncSession) -> async_sessionmaker[AsyncSession]:
     return db.create_sessionmaker(engine)
 
 
-async def notify_created(
-    session: AsyncSession, settings: Settings, after_commit: AfterCommit, confirm: Confirm
-) -> list[EmailMessage]:
-    """Compose the notification emails now and deliver them once the transaction committed.
+async def _created_event(
+    session: AsyncSession, settings: Settings, confirm: Confirm
+) -> list[Publication]:
+    """`confirm_created.<operation>`: to the campaign's lead org for launch_page (none when
+    the campaign is gone), to the instance org for the other operations."""
+    if confirm.operation is ConfirmOperation.LAUNCH_PAGE:
+        campaign = await session.get(Campaign, confirm.subject_id)
+        org_id = campaign.org_id if campaign is not None else None
+    else:
+        org_id = await events.instance_org_id(session, settings)
+    if org_id is None:
+        return []
+    fields = await merge_fields(session, settings, confirm)
+    return [confirm_created_publication(confirm, fields, org_id)]
 
-    Hook: the `confirm_created.<operation>` event (spec §6.5; the lead org for launch_page,
-    else the instance org) will be published here, after commit, once events exist."""
+
+async def notify_created(
+    session: AsyncSession,
+    settings: Settings,
+    after_commit: AfterCommit,
+    confirm: Confirm,
+    pipeline: Pipeline,
+) -> list[EmailMessage]:
+    """Compose the notification emails and the `confirm_created` event now; deliver and
+    publish them once the transaction committed."""
     messages = await compose_notifications(session, settings, confirm)
     if messages:
         sessionmaker = _sessionmaker_of(session)
@@ -433,6 +474,8 @@ async def notify_created(
             await deliver_instance_emails(sessionmaker, settings, messages)
 
         after_commit.append(deliver)
+    publications = await _created_event(session, settings, confirm)
+    events.publish_after_commit(pipeline, after_commit, publications)
     return messages
 
 
@@ -440,7 +483,7 @@ async def _create_and_notify(
     ctx: Context, operation: ConfirmOperation, subject_id: int, **fields: Any
 ) -> Confirm:
     confirm = await create_confirm(ctx.session, operation, subject_id, **fields)
-    await notify_created(ctx.session, ctx.settings, ctx.after_commit, confirm)
+    await notify_created(ctx.session, ctx.settings, ctx.after_commit, confirm, ctx.pipeline)
     return confirm
 
 

@@ -1,6 +1,6 @@
 """Encryption of personal data: the only module that handles contact ciphertext.
 
-Map (spec §5, clients spec §4.3):
+Map (docs/export.md shows an org opening its exported contacts):
 
 - A contact's payload is the compact UTF-8 JSON of its data. It is sealed with NaCl
   `crypto_box` (Curve25519 + XSalsa20-Poly1305): the sender is the instance org's active key
@@ -302,7 +302,7 @@ async def seal_for_org(
     keyring: KeyRing, session: AsyncSession, org_id: int, payload: dict[str, Any]
 ) -> SealedContact:
     """The org's copy of a contact: encrypted for its active key by the instance sign key, or
-    cleartext JSON with null nonce and key ids when either key is missing (spec §5), which
+    cleartext JSON with null nonce and key ids when either key is missing (docs/security.md), which
     `keyring.require_encryption` refuses (BadArgument, naming the org, no personal data)."""
     recipient = await keyring.org_key(session, org_id)
     sender = None if recipient is None else await keyring.sign_key(session)

@@ -174,7 +174,8 @@ DOCUMENT_NUMBER_LAYOUTS: Final[dict[tuple[str, str], str]] = {
 
 # Postcode patterns by country of residence, matched after spaces and hyphens are removed
 # (and the postcode upper-cased). Countries not listed take DEFAULT_POSTCODE_FORMAT. These follow
-# spec §4.2: the original's older table had the same digit rules but `.*` for NL and the rest.
+# the Proca server's current validation; its older table had the same digit rules but `.*` for
+# NL and the rest.
 POSTCODE_FORMATS: Final[dict[str, str]] = {
     "DE": r"^[0-9]{5}$",
     "DK": r"^[0-9]{4}$",
@@ -187,8 +188,8 @@ POSTCODE_FORMATS: Final[dict[str, str]] = {
 }
 DEFAULT_POSTCODE_FORMAT: Final = r"^[A-Z0-9]{1,10}$"
 
-# The original table has AT, EE, MT 16 and GR 17; Germany joined the 16-year-olds in 2024 (spec
-# §4.2 lists DE with them).
+# The original table has AT, EE, MT 16 and GR 17; Germany joined the 16-year-olds in 2024 (the
+# Proca server's validation lists DE with them).
 AGE_LIMITS: Final[dict[str, int]] = {"AT": 16, "DE": 16, "EE": 16, "MT": 16, "GR": 17}
 DEFAULT_AGE_LIMIT: Final = 18
 

@@ -1,6 +1,6 @@
 """Contact input (GraphQL `ContactInput`): normalisation, validation, stored payload, fingerprint.
 
-Map (spec §4.1, §4.2):
+Map:
 
 1. Common rules, whatever the schema: every text is trimmed and an empty one is absent (the
    widget sends "" for empty fields), one with a NUL or a lone surrogate is refused; names,
@@ -84,9 +84,9 @@ _DEFAULT_POSTCODE_PATTERN: Final = re.compile(eci_rules.DEFAULT_POSTCODE_FORMAT)
 @dataclass(frozen=True)
 class ValidatedContact:
     payload: dict[str, Any]
-    """The stored payload: camelCase JSON keys, absent values omitted (spec §4.2)."""
+    """The stored payload: camelCase JSON keys, absent values omitted."""
     fingerprint: bytes
-    """32 bytes, SHA-256(seed ‖ identity) (spec §4.1)."""
+    """32 bytes, SHA-256(seed ‖ identity), the identity string depending on the schema."""
     first_name: str | None
     last_name: str | None
     email: str | None

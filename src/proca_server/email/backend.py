@@ -1,4 +1,4 @@
-"""Which backend sends an org's email (spec §7.1, §7.3).
+"""Which backend sends an org's email.
 
 - An org sends through its `email_backend` service. Borrowing the instance org's backend
   (`SYSTEM`) stores the instance org's service there, so the service's owner may be another
@@ -27,8 +27,10 @@ from proca_server.email.backends import (
     backend_for_service,
     batch_size,
 )
+from proca_server.email.backends.base import EmailDeliveryError
 from proca_server.email.message import EmailMessage, SenderRules
 from proca_server.email.preview import PreviewBackend
+from proca_server.metrics import EMAILS_SENT
 from proca_server.models import Org, Service
 from proca_server.models.enums import ExternalService
 from proca_server.org.repository import get_org_by_name
@@ -86,7 +88,22 @@ class OrgEmailBackend:
         )
 
     async def deliver(self, messages: Sequence[EmailMessage]) -> None:
-        await self.backend.deliver(messages)
+        try:
+            await self.backend.deliver(messages)
+        except EmailDeliveryError as exc:
+            if exc.failures:
+                # the provider answered per message: the others were accepted
+                count_sent(self.name, len(messages) - len({f.index for f in exc.failures}))
+            raise
+        count_sent(self.name, len(messages))
+
+
+def count_sent(backend: str, count: int) -> None:
+    """Count emails a backend accepted (proca_emails_sent). Every email goes through
+    OrgEmailBackend.deliver, which counts, except the letters that mtt/sender.py hands to
+    the SMTP or preview backend itself, which it counts."""
+    if count > 0:
+        EMAILS_SENT.labels(backend=backend).inc(count)
 
 
 def _sessionmaker_of(session: AsyncSession) -> async_sessionmaker[AsyncSession]:

@@ -1,4 +1,5 @@
-"""`proca-server reminders [--dry-run]`: send the confirm reminders due now (spec §10.5)."""
+"""`proca-server reminders [--dry-run]`: send the confirm reminders due now
+(`REMINDER_INTERVAL` in docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The template directory (spec §7.4): which template a name means for an org.
+"""The template directory: which template a name means for an org.
 
 Lookup of (org, name, locale):
 1. the org's local `email_templates` row for that name and locale (without a locale, any one

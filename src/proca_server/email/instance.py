@@ -1,4 +1,4 @@
-"""The instance org's own emails (account emails, confirm notifications, spec §8.4): sent
+"""The instance org's own emails (account emails, confirm notifications): sent
 through its transactional or email backend, else stored in the preview mailbox."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Merge tags of the supporter emails (spec §7.5) and the links they carry (§6.7, §8.5).
+"""Merge tags of the supporter emails and the links they carry (`/link/s/…` and `/link/d/…`,
+processing/links.py).
 
 Variables are nested (`campaign.title`, `privacy.optIn`) for local mustache templates;
 `templates.flatten_variables` makes them one level for provider templates."""

@@ -1,4 +1,4 @@
-"""An outgoing email, its custom id, and who it is sent from (spec §7.2).
+"""An outgoing email, its custom id, and who it is sent from.
 
 Sender rules, for a message sent through a backend (the org's own or one borrowed from the
 instance org):
@@ -29,6 +29,17 @@ CUSTOM_ID_KINDS = ("action", "mtt", "user")
 
 
 @dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes = field(repr=False)
+    content_type: str = "application/octet-stream"
+    # the HTML part may show it as `cid:<content_id>`
+    content_id: str | None = None
+    # shown in the message (an image) rather than offered as a file
+    inline: bool = False
+
+
+@dataclass(frozen=True)
 class EmailMessage:
     to: str
     # the From header (`from` is a Python keyword); "" while the sender rules have not run
@@ -47,6 +58,8 @@ class EmailMessage:
     variables: Mapping[str, Any] = field(default_factory=dict)
     # carbon copies, each `Name <address>` or a bare address like `to`; never a Bcc
     cc: tuple[str, ...] = ()
+    # files sent with the message (a backend that cannot carry them fails the message)
+    attachments: tuple[Attachment, ...] = ()
 
 
 def format_address(name: str | None, address: str) -> str:

@@ -28,7 +28,7 @@ class PreviewBackend:
 
 def _headers(message: EmailMessage) -> dict[str, str]:
     """The headers a provider would see: Cc, Reply-To, the custom id and the provider
-    template."""
+    template; the attachments are listed (name, type, size), their content is not kept."""
     headers = dict(message.headers)
     if message.cc:
         headers["Cc"] = ", ".join(message.cc)
@@ -38,6 +38,10 @@ def _headers(message: EmailMessage) -> dict[str, str]:
         headers["X-Proca-Custom-Id"] = message.custom_id
     if message.template_ref:
         headers["X-Proca-Template"] = message.template_ref
+    if message.attachments:
+        headers["X-Proca-Attachments"] = ", ".join(
+            f"{a.filename} ({a.content_type}, {len(a.content)} bytes)" for a in message.attachments
+        )
     return headers
 
 

@@ -1,4 +1,4 @@
-"""Confirm reminders (spec §10.5): supporters who have not clicked their confirm link get the
+"""Confirm reminders: supporters who have not clicked their confirm link get the
 confirm email again, every `delay_days`, at most `max_count` times.
 
 An org takes part when it opted in (`config.reminder.enabled` true), asks supporters to
@@ -37,6 +37,7 @@ from proca_server.email.supporter import (
     confirm_template_name,
 )
 from proca_server.kit.time import utcnow
+from proca_server.metrics import EMAIL_REMINDER_CONFIRM
 from proca_server.models import Action, ActionPage, Campaign, Org, Supporter
 from proca_server.models.enums import SupporterProcessingStatus
 from proca_server.processing.loader import load_actions_for_processing
@@ -259,8 +260,11 @@ async def _remind_org(
                 else:
                     report.failed.append(action_id)
                     failed[action_id] = claimed[action_id]
+            if failures:
+                EMAIL_REMINDER_CONFIRM.inc(len(chunk) - len({f.index for f in failures}))
             continue
         report.sent.extend(action_id for action_id, _ in chunk)
+        EMAIL_REMINDER_CONFIRM.inc(len(chunk))
     await _release(sessionmaker, failed)
 
 

@@ -1,9 +1,11 @@
-"""Supporter emails of an action (spec §6.7, §10.5): which one is due, with which template,
-and the message itself, ready for the org's backend.
+"""Supporter emails of an action (and of the confirm reminders): which one is due, with which
+template, and the message itself, ready for the org's backend.
 
-Templates are looked up page → campaign → org for the confirm email, on the page for the
-thank-you and duplicate emails, in the page's locale. Every supporter email carries the
-custom id `action:<id>` so that a bounce report finds the supporter again."""
+Templates are looked up in the page's locale: page → campaign → org for the confirm email; on
+the page for the thank-you and the duplicate email, and for the duplicate email then the
+campaign's and the org's `config.duplicateTemplate` when the campaign's `config.duplicateEmail`
+is on. Every supporter email carries the custom id `action:<id>` so that a bounce report
+finds the supporter again, and the `rightsLink` of the supporter's page (supporter/rights.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,6 +40,7 @@ from proca_server.email.templates import (
 from proca_server.kit import base64url
 from proca_server.models.enums import ActionProcessingStatus
 from proca_server.processing.loader import LoadedAction
+from proca_server.supporter.rights import rights_link
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,11 @@ class EmailKind(enum.StrEnum):
     THANK_YOU = "thank_you"
     CONFIRM = "confirm"
     DUPLICATE = "duplicate"
+
+
+# the emails whose lag from the action's insertion is measured, by their metrics' kind label
+# (metrics.observe_email_lag): a repeat signature's confirm email counts as a confirm email
+LAG_KINDS = {EmailKind.CONFIRM: "supporter_confirm", EmailKind.THANK_YOU: "thank_you"}
 
 
 class TemplateMissing(Exception):
@@ -82,11 +90,58 @@ def srs_key(settings: Settings) -> str:
     return _generated_srs_key
 
 
-def confirm_template_name(loaded: LoadedAction) -> str | None:
+class _HasConfirmTemplate(Protocol):
+    supporter_confirm_template: str | None
+
+
+def confirm_template(
+    page: _HasConfirmTemplate | None,
+    campaign: _HasConfirmTemplate | None,
+    org: _HasConfirmTemplate,
+) -> str | None:
+    """The confirm template name of a page: its own, else its campaign's, else its org's
+    (the page's org: a partner's page falls back to the partner's template)."""
     return (
-        loaded.page.supporter_confirm_template
-        or loaded.campaign.supporter_confirm_template
-        or loaded.org.supporter_confirm_template
+        (page.supporter_confirm_template if page is not None else None)
+        or (campaign.supporter_confirm_template if campaign is not None else None)
+        or org.supporter_confirm_template
+    )
+
+
+def confirm_template_name(loaded: LoadedAction) -> str | None:
+    return confirm_template(loaded.page, loaded.campaign, loaded.org)
+
+
+def confirm_lacks_template(loaded: LoadedAction, stage: str) -> bool:
+    """A confirm email is asked for but no template is named anywhere: the supporter waits
+    for an email that never comes (`due_email` gives None)."""
+    return (
+        stage == "supporter_confirm"
+        and loaded.supporter is not None
+        and bool(loaded.action.with_consent)
+        and confirm_template_name(loaded) is None
+    )
+
+
+def duplicate_email_on(loaded: LoadedAction) -> bool:
+    """The campaign's `config.duplicateEmail` is `true`: a supporter who signed the campaign
+    before gets the duplicate email instead of the thank-you (docs/supporter-rights.md)."""
+    config = loaded.campaign.config
+    return isinstance(config, Mapping) and config.get("duplicateEmail") is True
+
+
+def _config_template(config: object) -> str | None:
+    name = config.get("duplicateTemplate") if isinstance(config, Mapping) else None
+    return name if isinstance(name, str) and name.strip() else None
+
+
+def duplicate_template_name(loaded: LoadedAction) -> str | None:
+    """The page's duplicate template, else the campaign's `config.duplicateTemplate`, else
+    the page org's `config.duplicateTemplate`."""
+    return (
+        loaded.page.duplicate_template
+        or _config_template(loaded.campaign.config)
+        or _config_template(loaded.org.config)
     )
 
 
@@ -101,6 +156,11 @@ def due_email(loaded: LoadedAction, stage: str) -> DueEmail | None:
         return DueEmail(EmailKind.CONFIRM, confirm_template) if confirm_template else None
     if stage != "deliver":
         return None
+    if (loaded.supporter.dupe_rank or 0) > 0 and duplicate_email_on(loaded):
+        # any earlier signature of the campaign, on this page (a repeat) or another one
+        duplicate = duplicate_template_name(loaded)
+        if duplicate:
+            return DueEmail(EmailKind.DUPLICATE, duplicate, transactional=False)
     if action.processing_status is ActionProcessingStatus.REPEAT:
         if page.duplicate_template:
             return DueEmail(EmailKind.DUPLICATE, page.duplicate_template, transactional=False)
@@ -159,6 +219,7 @@ async def compose_email(
         links = confirm_links(settings, action.id, ref, reminder=reminder)
     else:
         links = doi_links(settings, action.id, ref)
+    links["rightsLink"] = rights_link(settings, action.id, bytes(supporter.fingerprint))
     variables = await merge_variables(
         session, loaded, org.id, contact=_recipient_fields(contact), links=links
     )

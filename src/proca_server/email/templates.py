@@ -1,5 +1,5 @@
 """Mustache templates: an org's `email_templates` rows, rendered locally, and the template
-directory of the supporter emails (spec §7.4).
+directory of the supporter emails (email/directory.py).
 
 A template is found by (org, name, locale): a local row without `external_id` is rendered
 here; a row with `external_id` names a provider template, which the provider renders with

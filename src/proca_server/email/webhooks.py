@@ -1,4 +1,5 @@
-"""Event reports of the email providers (spec §7.6): `POST /webhook/mailjet` and
+"""Event reports of the email providers (docs/security.md, "Provider reports"):
+`POST /webhook/mailjet` and
 `POST /webhook/brevo`.
 
 The providers call these without credentials (as their webhooks are configured), so the

@@ -1,4 +1,4 @@
-"""The email supporter worker (queue `wrk.N.email.supporter`, spec §6.7): thank-you,
+"""The email supporter worker (queue `wrk.N.email.supporter`): thank-you,
 confirm, duplicate and repeat-confirm emails of the `deliver` and `supporter_confirm` stages.
 
 A batch is composed in one transaction (templates, merge tags, backend choice and its
@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -25,12 +26,16 @@ from proca_server.email.backend import OrgEmailBackend
 from proca_server.email.backends.base import EmailConfigError, EmailDeliveryError
 from proca_server.email.message import EmailMessage
 from proca_server.email.supporter import (
+    LAG_KINDS,
     EmailKind,
     TemplateMissing,
     compose_email,
+    confirm_lacks_template,
     due_email,
     select_backend,
 )
+from proca_server.metrics import observe_email_lag
+from proca_server.models import Org
 from proca_server.models.email_sent import EmailSent
 from proca_server.processing.loader import load_actions_for_processing
 from proca_server.workers import WorkerDeps
@@ -52,6 +57,8 @@ class _Outgoing:
     action_id: int
     kind: EmailKind
     message: EmailMessage
+    org_id: int
+    inserted_at: datetime | None
 
 
 def _decode(delivery: Delivery, index: int) -> _Request:
@@ -91,6 +98,17 @@ async def record_sent(
                 continue
 
 
+def _warn_no_confirm_template(deps: WorkerDeps, org: Org) -> None:
+    # once in a while per org, not per message: the supporters of its pages without a confirm
+    # template (on the page, its campaign or the org) never get the email they wait for
+    if deps.notices.first(("confirm_template", org.id)):
+        log.warning(
+            "org %s: supporter confirmation is on but a page has no confirm template (page, "
+            "campaign or org supporterConfirmTemplate): its supporters stay unconfirmed",
+            org.name,
+        )
+
+
 async def _compose_batch(
     deps: WorkerDeps,
     requests: list[_Request],
@@ -106,6 +124,8 @@ async def _compose_batch(
             if found is None:
                 continue  # the action was deleted: nothing to send
             due = due_email(found, request.stage)
+            if due is None and confirm_lacks_template(found, request.stage):
+                _warn_no_confirm_template(deps, found.org)
             if due is None or (request.action_id, due.kind.value) in done:
                 continue
             try:
@@ -128,11 +148,26 @@ async def _compose_batch(
                 continue
             key = (backend.service.id if backend.service else None, backend.transactional)
             group = groups.setdefault(key, (backend, []))
-            group[1].append(_Outgoing(request.index, request.action_id, due.kind, message))
+            group[1].append(
+                _Outgoing(
+                    request.index,
+                    request.action_id,
+                    due.kind,
+                    message,
+                    found.org.id,
+                    found.action.inserted_at,
+                )
+            )
             done.add((request.action_id, due.kind.value))
         # the transactional budget counted the emails above
         await session.commit()
     return list(groups.values())
+
+
+def _handed_over(item: _Outgoing) -> None:
+    lag_kind = LAG_KINDS.get(item.kind)
+    if lag_kind is not None:
+        observe_email_lag(lag_kind, item.org_id, item.inserted_at)
 
 
 async def _deliver(
@@ -151,8 +186,11 @@ async def _deliver(
             for position, item in enumerate(chunk):
                 failure = failed.get(position)
                 if exc.failures and (failure is None or failure.recipient):
-                    # a refused recipient address: no retry can send it, nothing left to do
+                    # accepted; or a refused recipient address: no retry can send it, nothing
+                    # left to do
                     accepted.append((item.action_id, item.kind.value))
+                    if failure is None:
+                        _handed_over(item)
                     continue
                 retryable = failure.retryable if failure is not None else exc.retryable
                 reason = failure.reason if failure is not None else exc.reason
@@ -165,6 +203,8 @@ async def _deliver(
                 results[item.index] = RetryableError(f"{backend.name}: {type(exc).__name__}")
             continue
         accepted.extend((o.action_id, o.kind.value) for o in chunk)
+        for item in chunk:
+            _handed_over(item)
     return accepted
 
 

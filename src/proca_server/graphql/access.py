@@ -1,4 +1,4 @@
-"""Authorization as the original's middleware chain (spec §2.2): load the entity named by
+"""Authorization as the Proca server's middleware chain: load the entity named by
 exactly one identifier argument, determine the caller's auth context for it (their staffer
 membership in the org that is responsible), then `allow` by `:user`, `:staffer` or any-of a
 list of permissions (instance_owner always passes)."""
@@ -90,7 +90,7 @@ def allow_staffer(auth: Auth | None) -> Auth:
 
 
 def one_identifier(**given: Any) -> tuple[str, Any]:
-    """The single identifier argument that was given (spec §2.2 `load`)."""
+    """The single identifier argument that was given; none or several is a `bad_arg` error."""
     present = [(k, v) for k, v in given.items() if v is not None]
     if len(present) != 1:
         raise BadArgument("Provide exactly one identifier argument")

@@ -36,6 +36,9 @@ class Context:
     idempotency_reserved: bool = False
     # set by a resolver whose answer carries a secret (a private key): not kept for replays
     answer_has_secret: bool = False
+    # the audit entries of personal data this document read (audit/api.py), written again
+    # when a failing field rolls the document's writes back
+    audited_reads: list[dict[str, Any]] = field(default_factory=list)
     # callbacks to run after the transaction commits (publishes, emails)
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # where committed actions and events go next (processing/handoff.py); the app's

@@ -8,6 +8,7 @@ from graphql import GraphQLError
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionResult
 
+from proca_server.audit import service as audit
 from proca_server.graphql.context import Context
 from proca_server.graphql.schema import schema
 
@@ -27,6 +28,11 @@ async def run_document(
         result = ExecutionResult(data=None, errors=[GraphQLError(exc.as_http_error_reason())])
     if result.errors:
         await context.session.rollback()
+        if context.audited_reads:
+            # the personal data was read all the same: its entries stay
+            for entry in context.audited_reads:
+                audit.record(context.session, **entry)
+            await context.session.commit()
     else:
         await context.session.commit()
     return result

@@ -1,4 +1,5 @@
-"""snake_case and camelCase names are interchangeable (clients spec §2.2, §5).
+"""snake_case and camelCase names are interchangeable (clients send both; see
+docs/clients/recorded-operations.md).
 
 The original matches field, argument and input-object key names after converting them to
 snake_case, so `external_id` and `externalId` are the same. Here the document is rewritten

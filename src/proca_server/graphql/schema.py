@@ -17,6 +17,7 @@ from proca_server.action_page.types import PrivateActionPage, PublicActionPage
 from proca_server.campaign.api import CampaignMutation, CampaignQuery
 from proca_server.campaign.types import PrivateCampaign, PublicCampaign
 from proca_server.confirm.api import ConfirmMutation
+from proca_server.donation.api import DonationMutation
 from proca_server.graphql.errors import is_expected, log
 from proca_server.graphql.limits import DocumentLimits
 from proca_server.graphql.scalars import SCALAR_MAP
@@ -44,6 +45,7 @@ class Mutation(
     TargetMutation,
     ActionMutation,
     WidgetMutation,
+    DonationMutation,
     ConfirmMutation,
     RequeueMutation,
 ):

@@ -1,4 +1,4 @@
-"""The subscription root (spec §2.8): `actionPageUpserted(orgName)`.
+"""The subscription root: `actionPageUpserted(orgName)`.
 
 A subscription outlives the request that started it, so it holds no session while it waits:
 each event is loaded and resolved in a session of its own, which the event's field resolvers

@@ -8,6 +8,7 @@ import importlib.util
 # extra -> the modules it brings that the code imports
 EXTRAS: dict[str, tuple[str, ...]] = {
     "aws": ("aiobotocore", "botocore"),
+    "stripe": ("stripe",),
 }
 
 

@@ -19,6 +19,7 @@ from proca_server.models.org import Org
 from proca_server.models.preview_email import PreviewEmail
 from proca_server.models.public_key import PublicKey
 from proca_server.models.queue import BrokerBinding, BrokerExchange, BrokerMessage, BrokerQueue
+from proca_server.models.scheduled_run import ScheduledRun
 from proca_server.models.service import Service
 from proca_server.models.source import Source
 from proca_server.models.staffer import Staffer
@@ -51,6 +52,7 @@ __all__ = [
     "Org",
     "PreviewEmail",
     "PublicKey",
+    "ScheduledRun",
     "SendStatus",
     "Service",
     "Source",

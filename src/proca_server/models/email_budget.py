@@ -10,7 +10,8 @@ from proca_server.models.base import ID, Base, UTCDateTime
 
 
 class TransactionalEmailUsage(Base):
-    """Emails an org sent through its transactional backend since the last reset (§7.3).
+    """Emails an org sent through its transactional backend since the last reset
+    (service/budget.py).
 
     Kept in the database so that every server process counts against the same budget."""
 

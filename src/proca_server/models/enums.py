@@ -1,4 +1,5 @@
-"""Enums with the original's integer values (spec §1.1)."""
+"""Enums with the Proca server's integer values, so that a database it laid out reads the
+same here (ARCHITECTURE.md, "Serving a database laid out by the original server")."""
 
 from __future__ import annotations
 

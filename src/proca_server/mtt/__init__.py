@@ -1,1 +1,2 @@
-"""Mail to target: planning, sending and tracking of the letters to targets (spec §9.7)."""
+"""Mail to target: planning, sending and tracking of the letters to targets
+(docs/mail-to-target.md)."""

@@ -1,4 +1,4 @@
-"""`proca-server mtt export` (spec §10.4) and `proca-server mtt status`.
+"""`proca-server mtt export` and `proca-server mtt status` (docs/mail-to-target.md).
 
 The export writes RFC 4180 CSV (Python's csv defaults: minimal quoting, `\\r\\n` line ends)
 to stdout as the rows come from the database; the progress bar, when there is one, goes to
@@ -18,8 +18,10 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.audit import service as audit
 from proca_server.errors import UserInputError
 from proca_server.kit.progress import Progress
+from proca_server.kit.table import format_table
 from proca_server.kit.time import utcnow
 from proca_server.mtt.reports import (
     EXPORT_HEADER,
@@ -28,6 +30,7 @@ from proca_server.mtt.reports import (
     TargetMttStatus,
     campaign_status,
     count_export,
+    count_export_by_org,
     export_pages,
     get_campaign_id,
     target_status,
@@ -116,6 +119,20 @@ async def _write_csv(session: AsyncSession, where: ExportFilter) -> int:
             writer.writerows(rows)
             progress.advance(len(rows))
         out.flush()
+    if progress.done:
+        # supporters' names and emails were read: one audit entry per org concerned
+        for org_id, count in (await count_export_by_org(session, where)).items():
+            audit.record(
+                session,
+                actor=audit.CLI,
+                action="mtt_export",
+                org_id=org_id,
+                count=count,
+                details={
+                    "campaign_id": where.campaign_id,
+                    "targets": len(where.emails) + len(where.target_ids),
+                },
+            )
     return progress.done
 
 
@@ -229,21 +246,3 @@ def _target_row(t: TargetMttStatus) -> list[Any]:
         t.undeliverable,
         "yes" if t.has_usable_email else "no",
     ]
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    """Columns padded to their widest cell, numbers to the right; never wrapped, so that a
-    narrow terminal or a pipe sees the same lines."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(str(cell)))
-
-    def line(cells: Sequence[Any]) -> str:
-        parts = [
-            str(c).rjust(w) if isinstance(c, int) else str(c).ljust(w)
-            for c, w in zip(cells, widths, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    return [line(headers), line(["-" * w for w in widths]), *(line(row) for row in rows)]

@@ -1,4 +1,4 @@
-"""Which letters go, and when (spec §9.7): the ranking of duplicates and the plans of the
+"""Which letters go, and when: the ranking of duplicates and the plans of the
 running campaigns. The senders (mtt/sender.py) then send what is due.
 
 - Ranking: a letter whose action was delivered (its supporter accepted) gets its `dupe_rank`,

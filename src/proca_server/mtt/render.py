@@ -1,4 +1,4 @@
-"""A letter as an email (spec §9.7, "Sending details").
+"""A letter as an email (docs/mail-to-target.md, "What happens to a letter").
 
 - With the campaign's `message_template` (looked up for the target's locale, `en` by default,
   in the lead org's templates, then its provider's): the template renders the email, with the
@@ -10,7 +10,8 @@
   (email/message.py: SRS or `<org>@domain`, Reply-To the supporter). To: the target's first
   usable address. CC: the campaign's `cc_contacts`, and the supporter with `cc_sender`.
 - A test letter goes to the supporter, CC the campaign's `test_email`, its subject prefixed
-  `[TEST] `, never to the target."""
+  `[TEST] `, never to the target.
+- `files`: the names of the letter's files, which the sender attaches (mtt/attachments.py)."""
 
 from __future__ import annotations
 
@@ -137,7 +138,8 @@ async def compose(
     variables: dict[str, Any] = {
         **base_variables,
         "target": target_variables(target),
-        "files": list(letter.message.files or []),
+        # the names of the letter's files (attached by the sender: mtt/attachments.py)
+        "files": [key.rpartition("/")[2] for key in letter.message.files or []],
     }
     subject = " ".join(render_mustache(content.subject, variables, html=False).split())
     body = render_mustache(content.body, variables, html=False)

@@ -1,6 +1,6 @@
 """What the operator reads about mail to target: the CSV of the letters a target received
-(spec §10.4) and where each campaign's sending stands (`proca-server mtt status`, and the
-Prometheus gauges).
+(`proca-server mtt export`) and where each campaign's sending stands (`proca-server mtt
+status`, and the Prometheus gauges).
 
 Status counts come from two places: the outcomes (sent, failed, ...) from `mtt_target_counts`,
 the tally of the planner and the senders; what still waits (pending, duplicates, unranked)
@@ -103,6 +103,20 @@ async def count_export(session: AsyncSession, where: ExportFilter) -> int:
         where,
     )
     return int(await session.scalar(stmt) or 0)
+
+
+async def count_export_by_org(session: AsyncSession, where: ExportFilter) -> dict[int, int]:
+    """How many of the export's rows belong to each campaign's org (for the audit trail)."""
+    stmt = _export_where(
+        select(Campaign.org_id, func.count())
+        .select_from(Message)
+        .join(Target, Target.id == Message.target_id)
+        .join(Campaign, Campaign.id == Target.campaign_id)
+        .group_by(Campaign.org_id),
+        where,
+    )
+    rows = (await session.execute(stmt)).all()
+    return {org_id: int(n) for org_id, n in rows if org_id is not None}
 
 
 def iso_utc(value: datetime | None) -> str:

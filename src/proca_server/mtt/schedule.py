@@ -1,4 +1,4 @@
-"""When letters may go, and how many (spec §9.7): the arithmetic of both delivery modes, free
+"""When letters may go, and how many: the arithmetic of both delivery modes, free
 of any database so that it can be read and tested on its own.
 
 Drip (`drip_delivery`, the default): the campaign's window is cut into cycles of

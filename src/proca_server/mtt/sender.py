@@ -1,4 +1,4 @@
-"""Sending the letters that are due (spec §9.7), exactly once where the backend allows it.
+"""Sending the letters that are due, exactly once where the backend allows it.
 
 The life of a letter (`messages.send_status`, models/message.py): PENDING, with no send time
 until a planner gives it one (mtt/planner.py); due once that time has come. A sender claims
@@ -8,7 +8,9 @@ two senders never hold the same letter. The claimed letters are composed (render
 through the campaign lead org's email backend, then settled: SENT, FAILED (refused for good,
 or after `MTT_MAX_ATTEMPTS` tries), back to PENDING with a later send time (a failure that may
 pass: the delay doubles from one minute to an hour), CANCELLED (empty subject or body),
-UNDELIVERABLE (the target has no usable address) or IN_DOUBT.
+UNDELIVERABLE (the target has no usable address) or IN_DOUBT. A letter with files gets them
+from the lead org's storage while it is composed; one whose files cannot be read fails like a
+refused letter, and is never sent without them (mtt/attachments.py).
 
 When is a send recorded? Before the provider takes the letter, or with it:
 - SMTP: in the instant between the letter's last byte and the end-of-data mark that alone
@@ -30,14 +32,14 @@ import asyncio
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from proca_server.config import Settings
-from proca_server.email.backend import OrgEmailBackend, get_org_email_backend
+from proca_server.email.backend import OrgEmailBackend, count_sent, get_org_email_backend
 from proca_server.email.backends.base import EmailConfigError, EmailDeliveryError
 from proca_server.email.backends.smtp import SmtpBackend
 from proca_server.email.merge import merge_variables
@@ -49,6 +51,7 @@ from proca_server.kit.time import utcnow
 from proca_server.models import Mtt, Org
 from proca_server.models.message import SendStatus
 from proca_server.mtt import repository as repo
+from proca_server.mtt.attachments import AttachmentFailed, Attachments, OverBudget
 from proca_server.mtt.render import Letter, NothingToSend, TemplateMissing, compose, find_template
 from proca_server.mtt.repository import Claim
 from proca_server.processing.loader import load_actions_for_processing
@@ -142,14 +145,19 @@ class Sender:
         report.claimed = len(claims)
         if not claims:
             return report
-        async with self.sessionmaker() as session:
-            groups = await self._compose(session, claims, now, report)
+        async with self.sessionmaker() as session, Attachments(session) as files:
+            groups = await self._compose(session, claims, now, report, files)
         for backend, items in groups:
             await self._deliver(backend, items, report)
         return report
 
     async def _compose(
-        self, session: AsyncSession, claims: Sequence[Claim], now: datetime, report: SendReport
+        self,
+        session: AsyncSession,
+        claims: Sequence[Claim],
+        now: datetime,
+        report: SendReport,
+        files: Attachments,
     ) -> list[tuple[OrgEmailBackend, list[_Item]]]:
         loaded = await _load(session, claims)
         by_campaign: dict[int, list[tuple[_Item, Mtt, Org]]] = defaultdict(list)
@@ -161,6 +169,8 @@ class Sender:
         groups: list[tuple[OrgEmailBackend, list[_Item]]] = []
         settle: dict[tuple[SendStatus, str], list[_Item]] = defaultdict(list)
         release: list[_Item] = []
+        unattached: list[tuple[_Item, AttachmentFailed]] = []
+        next_batch: list[_Item] = []
         for entries in by_campaign.values():
             _, mtt, org = entries[0]
             try:
@@ -221,14 +231,32 @@ class Sender:
                         )
                     settle[(status, exc.reason)].append(item)
                     continue
+                if letter.message.files and item.email is not None:
+                    # a letter goes with all its files or not at all (mtt/attachments.py)
+                    try:
+                        attached = await files.for_letter(org, letter.message.files)
+                    except OverBudget:
+                        next_batch.append(item)
+                        continue
+                    except AttachmentFailed as exc:
+                        unattached.append((item, exc))
+                        continue
+                    item.email = replace(item.email, attachments=attached)
                 ready.append(item)
             if ready:
                 groups.append((backend, ready))
         for (status, reason), items in settle.items():
             await self._settle(session, items, status, reason, now)
             report.by_status[status.name.lower()] += len(items)
+        for item, failure in unattached:
+            log.warning("letter %d not sent: its files: %s", item.letter.message.id, failure.reason)
+            again = await self._fail_in(session, item, failure.reason, failure.retryable, False)
+            report.retried += int(again)
         if release:
             await self._release(session, release, now + BLOCKED_DELAY)
+        if next_batch:
+            # the batch holds enough files: these go with the next one
+            await self._release(session, next_batch, now)
         await session.commit()
         return groups
 
@@ -274,6 +302,7 @@ class Sender:
                 await store_preview_emails(session, messages)
                 await self._settle(session, chunk, SendStatus.SENT, None, utcnow())
                 await session.commit()
+            count_sent(backend.name, len(messages))
             report.sent += len(chunk)
             return chunk
         recorded: set[int] = set()
@@ -285,6 +314,8 @@ class Sender:
             recorded.add(index)
 
         sent: list[_Item] = []
+        # OrgEmailBackend.deliver counts what it sends (proca_emails_sent), SMTP is counted here
+        smtp = isinstance(inner, SmtpBackend)
         try:
             if isinstance(inner, SmtpBackend):
                 await inner.deliver(messages, before_final=before_final)
@@ -305,6 +336,8 @@ class Sender:
                 reason = failure.reason if failure is not None else exc.reason
                 report.retried += int(await self._fail(item, reason, retryable, index in recorded))
             await self._settle_sent(late)
+            if smtp:
+                count_sent(backend.name, len(sent))
             report.sent += len(sent)
             log.warning(
                 "%s: %d letters not sent: %s", backend.name, len(failed) or len(chunk), exc.reason
@@ -317,8 +350,12 @@ class Sender:
                     sent.append(item)
                 else:
                     report.retried += int(await self._fail(item, "unexpected error", True, False))
+            if smtp:
+                count_sent(backend.name, len(sent))
             report.sent += len(sent)
             return sent
+        if smtp:
+            count_sent(backend.name, len(messages))
         await self._settle_sent([item for index, item in enumerate(chunk) if index not in recorded])
         report.sent += len(chunk)
         return chunk
@@ -336,29 +373,35 @@ class Sender:
 
     async def _fail(self, item: _Item, reason: str, retryable: bool, was_sent: bool) -> bool:
         """Settle a letter the provider refused; True when it will be tried again."""
+        async with self.sessionmaker() as session:
+            again = await self._fail_in(session, item, reason, retryable, was_sent)
+            await session.commit()
+        return again
+
+    async def _fail_in(
+        self, session: AsyncSession, item: _Item, reason: str, retryable: bool, was_sent: bool
+    ) -> bool:
         again = retryable and item.claim.attempts < self.settings.mtt_max_attempts
         reason = reason[:255]
-        async with self.sessionmaker() as session:
-            if was_sent:
-                await self._unsettle_sent(session, item)
-            if again:
-                later = utcnow() + retry_delay(item.claim.attempts)
-                await repo.settle_letters(
-                    session,
-                    [item.letter.message.id],
-                    {
-                        "send_status": SendStatus.PENDING,
-                        "claimed_until": None,
-                        "scheduled_at": later,
-                        "error": reason,
-                    },
-                    only_pending=False,
-                )
-            else:
-                await self._settle(
-                    session, [item], SendStatus.FAILED, reason, utcnow(), only_pending=False
-                )
-            await session.commit()
+        if was_sent:
+            await self._unsettle_sent(session, item)
+        if again:
+            later = utcnow() + retry_delay(item.claim.attempts)
+            await repo.settle_letters(
+                session,
+                [item.letter.message.id],
+                {
+                    "send_status": SendStatus.PENDING,
+                    "claimed_until": None,
+                    "scheduled_at": later,
+                    "error": reason,
+                },
+                only_pending=False,
+            )
+        else:
+            await self._settle(
+                session, [item], SendStatus.FAILED, reason, utcnow(), only_pending=False
+            )
         return again
 
     async def _unsettle_sent(self, session: AsyncSession, item: _Item) -> None:

@@ -1,4 +1,4 @@
-"""What Mailjet and Brevo report about mail-to-target letters (spec §7.6): the events of emails
+"""What Mailjet and Brevo report about mail-to-target letters: the events of emails
 whose custom id is `mtt:<message id>`.
 
 - Delivery and engagement set the message's flags, which only ever turn on: `delivered`;

@@ -1,5 +1,5 @@
 """GraphQL: org queries and mutations — settings, processing, members, keys, services,
-templates (spec §2.3, §2.6)."""
+templates."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from proca_server.audit.api import audit_change
 from proca_server.auth.permissions import Permission
 from proca_server.contact.keyrings import keyring_for
 from proca_server.email.directory import check_template_name
-from proca_server.errors import BadArgument, NotFound, PermissionDenied
+from proca_server.errors import BadArgument, NotFound
 from proca_server.graphql.access import (
     Auth,
     allow,
@@ -34,6 +35,7 @@ from proca_server.org.types import (
     PrivateOrg,
     ServiceType,
 )
+from proca_server.processing import events
 from proca_server.processing.handoff import org_changed_after_commit
 from proca_server.service import budget
 from proca_server.service.service import upsert_service
@@ -184,6 +186,11 @@ class OrgMutation:
         user = require_user(ctx)
         org = await service.add_org(ctx.session, user, input.attrs(), ctx.settings.org_name)
         org_changed_after_commit(ctx.pipeline, ctx.after_commit, org.id)
+        events.publish_after_commit(
+            ctx.pipeline,
+            ctx.after_commit,
+            await events.new_org(ctx.session, ctx.settings, user, org),
+        )
         ctx.staffers.pop((user.id, org.id), None)
         return PrivateOrg(m=org)
 
@@ -237,7 +244,16 @@ class OrgMutation:
         ):
             if given.get(flag) is not None:
                 setattr(org, flag, bool(given[flag]))
-        await ctx.session.flush()
+        # the emails these settings ask for must be able to go out (email/readiness.py)
+        await service.check_email_settings(
+            ctx.session,
+            org,
+            given,
+            sending_changed=any(
+                k in given
+                for k in ("email_backend", "supporter_confirm_template", "custom_supporter_confirm")
+            ),
+        )
         org_changed_after_commit(ctx.pipeline, ctx.after_commit, org.id)
         return PrivateOrg(m=org)
 
@@ -262,10 +278,13 @@ class OrgMutation:
     async def add_org_user(self, info: Ctx, org_name: str, input: OrgUserInput) -> ChangeUserStatus:
         ctx = info.context
         org, auth = await org_access(ctx, org_name, Permission.CHANGE_ORG_SETTINGS)
-        bits = _assignable(auth, input.role)
         user = await users.get_user_by_email(ctx.session, input.email)
         if user is None:
-            raise NotFound("User not found", field="email")
+            raise NotFound(service.NO_SUCH_USER)
+        if await service.get_staffer(ctx.session, org.id, user.id) is not None:
+            # a member already: nothing changes, whatever role was asked for
+            return ChangeUserStatus(status=StatusEnum.NOOP)
+        bits = _assignable(auth, input.role)
         status = await service.set_member(ctx.session, org, user, bits, create=True, update=False)
         return ChangeUserStatus(status=StatusEnum(status))
 
@@ -275,10 +294,12 @@ class OrgMutation:
     ) -> ChangeUserStatus:
         ctx = info.context
         org, auth = await org_access(ctx, org_name, Permission.CHANGE_ORG_SETTINGS)
-        bits = _assignable(auth, input.role)
         user = await users.get_user_by_email(ctx.session, input.email)
         if user is None:
-            raise NotFound("User not found", field="email")
+            raise NotFound(service.NO_SUCH_USER)
+        if await service.get_staffer(ctx.session, org.id, user.id) is None:
+            raise NotFound(service.NOT_A_MEMBER)
+        bits = _assignable(auth, input.role)
         status = await service.change_member_role(
             ctx.session, org, user, bits, caller_perms=auth.perms, staffer=auth.staffer
         )
@@ -298,7 +319,7 @@ class OrgMutation:
             # change_org_settings
             allow(auth, Permission.CHANGE_ORG_SETTINGS)
         if auth is None or user is None:
-            raise NotFound("User not found", field="email")
+            raise NotFound(service.NO_SUCH_USER)
         await service.remove_member(
             ctx.session, org, user, caller_perms=auth.perms, staffer=auth.staffer
         )
@@ -315,6 +336,7 @@ class OrgMutation:
             ctx.session, org, input.name, keep_private=org.name == ctx.settings.org_name
         )
         ctx.answer_has_secret = True  # never kept for an idempotent replay
+        audit_change(ctx, "generateKey", org.id, resource_id=key.id)
         return KeyWithPrivateType(
             id=key.id,
             name=key.name,
@@ -329,13 +351,16 @@ class OrgMutation:
     async def add_key(self, info: Ctx, org_name: str, input: AddKeyInput) -> KeyType:
         ctx = info.context
         org, _ = await org_access(ctx, org_name, *KEY_PERMISSIONS)
-        return KeyType.of(await keys.add_key(ctx.session, org, input.name, input.public))
+        added = await keys.add_key(ctx.session, org, input.name, input.public)
+        audit_change(ctx, "addKey", org.id, resource_id=added.id)
+        return KeyType.of(added)
 
     @strawberry.mutation
     async def activate_key(self, info: Ctx, org_name: str, id: int) -> ActivateKeyResult:
         ctx = info.context
         org, _ = await org_access(ctx, org_name, *KEY_PERMISSIONS)
         await keys.activate_key(ctx.session, org, id)
+        audit_change(ctx, "activateKey", org.id, resource_id=id)
         _forget_keys_after_commit(ctx, org.id)
         return ActivateKeyResult(status=StatusEnum.SUCCESS)
 
@@ -344,6 +369,7 @@ class OrgMutation:
         ctx = info.context
         org, _ = await org_access(ctx, org_name, *KEY_PERMISSIONS)
         await keys.deactivate_all_keys(ctx.session, org)
+        audit_change(ctx, "deactivateAllKeys", org.id)
         _forget_keys_after_commit(ctx, org.id)
         return ActivateKeyResult(status=StatusEnum.SUCCESS)
 
@@ -384,9 +410,4 @@ def _forget_keys_after_commit(ctx: Context, org_id: int) -> None:
 
 
 def _assignable(auth: Auth, role: str) -> Permission:
-    bits = service.check_role(role)
-    if not service.can_assign_role(auth.perms, auth.staffer, bits):
-        raise PermissionDenied(
-            f"You cannot assign the {role} role", extensions={"required": [role]}
-        )
-    return bits
+    return service.assignable_role(auth.perms, auth.staffer, role)

@@ -11,11 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth.permissions import ROLES, Permission, has_all, is_owner, outranks
+from proca_server.email import readiness
 from proca_server.errors import BadArgument, NotFound, PermissionDenied
 from proca_server.models import Org, PublicKey, Staffer, User
 from proca_server.models.enums import ContactSchema
 from proca_server.org.repository import get_org_by_name as get_org_by_name
 from proca_server.org.repository import lock_staff
+from proca_server.retention.policy import check_org_config
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
@@ -78,6 +80,24 @@ async def _check_name_free(session: AsyncSession, name: str, org_id: int | None)
         raise BadArgument("has already been taken", field="name")
 
 
+async def check_email_settings(
+    session: AsyncSession, org: Org, attrs: dict[str, Any], *, sending_changed: bool
+) -> None:
+    """Refuse `supporterConfirm` or `doiThankYou` turned on (given true) while their emails
+    could not go out (email/readiness.py); after another change of what sending depends on
+    (`sending_changed`: a backend, a template name), log what no longer works."""
+    await session.flush()
+    refusals = (
+        ("supporter_confirm", "supporterConfirm", readiness.supporter_confirm_gap),
+        ("doi_thank_you", "doiThankYou", readiness.doi_thank_you_gap),
+    )
+    for key, field, gap_of in refusals:
+        if attrs.get(key) is True and (gap := await gap_of(session, org)) is not None:
+            raise BadArgument(gap, field=field)
+    if sending_changed:
+        await readiness.warn_org_gaps(session, org)
+
+
 def _apply_settings(org: Org, attrs: dict[str, Any]) -> None:
     if "title" in attrs:
         if not attrs["title"]:
@@ -91,6 +111,7 @@ def _apply_settings(org: Org, attrs: dict[str, Any]) -> None:
     if "supporter_confirm_template" in attrs:
         org.supporter_confirm_template = attrs["supporter_confirm_template"]
     if attrs.get("config") is not None:
+        check_org_config(attrs["config"])
         org.config = attrs["config"]
 
 
@@ -114,7 +135,7 @@ async def add_org(
     session.add(org)
     await session.flush()
     session.add(Staffer(org_id=org.id, user_id=user.id, perms=int(ROLES["owner"])))
-    await session.flush()
+    await check_email_settings(session, org, attrs, sending_changed=False)
     return org
 
 
@@ -123,7 +144,9 @@ async def update_org(session: AsyncSession, org: Org, attrs: dict[str, Any]) -> 
         await _check_name_free(session, attrs["name"], org.id)
         org.name = attrs["name"]
     _apply_settings(org, attrs)
-    await session.flush()
+    await check_email_settings(
+        session, org, attrs, sending_changed="supporter_confirm_template" in attrs
+    )
     return org
 
 
@@ -133,10 +156,25 @@ def validate_email_from(value: str | None) -> str | None:
     return value
 
 
+# The answers of the member mutations, as the Proca CLIs have always shown them.
+NO_SUCH_USER = "User does not exist"
+NOT_A_MEMBER = "User is not a member of this org"
+NO_SUCH_ROLE = "No such role"
+HIGHER_ROLE = "User must have higher role"
+
+
 def check_role(role: str) -> Permission:
     bits = ROLES.get(role)
     if bits is None:
-        raise BadArgument(f"unknown role {role}; use one of {', '.join(ROLES)}", field="role")
+        raise NotFound(NO_SUCH_ROLE)
+    return bits
+
+
+def assignable_role(caller_perms: int, staffer: Staffer | None, role: str) -> Permission:
+    """The role's bits, once the caller may hand it out."""
+    bits = check_role(role)
+    if not can_assign_role(caller_perms, staffer, bits):
+        raise PermissionDenied(HIGHER_ROLE, extensions={"required": [role]})
     return bits
 
 
@@ -170,7 +208,7 @@ async def set_member(
     staffer = await get_staffer(session, org.id, user.id)
     if staffer is None:
         if not create:
-            raise NotFound("User is not a member of this org")
+            raise NotFound(NOT_A_MEMBER)
         session.add(Staffer(org_id=org.id, user_id=user.id, perms=int(role_bits)))
         await session.flush()
         return "success"
@@ -198,7 +236,7 @@ async def _locked_member(
     staff = list(await lock_staff(session, org.id))
     member = next((s for s in staff if s.user_id == user.id), None)
     if member is None:
-        raise NotFound("User is not a member of this org")
+        raise NotFound(NOT_A_MEMBER)
     # the caller's own membership was reloaded by the lock: judge by its current bits
     if not can_manage_member(caller_perms, staffer, member):
         raise PermissionDenied("You cannot change or remove a member whose role is stronger")

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from proca_server.audit.api import AuditEntryType, audit_log
 from proca_server.auth.permissions import Permission, role_of
 from proca_server.email.directory import directory as template_directory
 from proca_server.errors import BadArgument, NotFound
 from proca_server.graphql.access import auth_for
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import ContactSchemaEnum, ServiceNameEnum
-from proca_server.graphql.scalars import Json, NaiveDateTime
+from proca_server.graphql.scalars import DateTime, Json, NaiveDateTime
 from proca_server.kit import base64url
 from proca_server.models import ActionPage, Campaign, Org, PublicKey, Service
 from proca_server.org import repository
@@ -331,6 +332,13 @@ class PrivateOrg(OrgInterface):
         if page.org_id != self.m.id:
             raise NotFound("Entity not found")
         return await page_view(ctx, page)
+
+    # the org's audit trail, newest first, for its owners and instance admins (an addition)
+    @strawberry.field
+    async def audit_log(
+        self, info: Ctx, since: DateTime | None = None, limit: int | None = None
+    ) -> list[AuditEntryType]:
+        return await audit_log(info.context, self.m.id, since, limit)
 
 
 async def org_view(ctx: Context, org: Org, *, private: bool = False) -> OrgInterface:

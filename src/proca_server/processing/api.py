@@ -1,4 +1,4 @@
-"""GraphQL: `requeueActions` (spec §6.9), sending actions' messages again to one of the
+"""GraphQL: `requeueActions`, sending actions' messages again to one of the
 org's queues."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Supporter and action lifecycle operations (spec §4.6): confirm, reject, email status.
+"""Supporter and action lifecycle operations: confirm, reject, email status.
 
 Each runs in the caller's transaction (flush, no commit) and returns an `Outcome`: the
 `email_status` events to publish after commit (one per org holding a contact of the
@@ -87,15 +87,17 @@ async def set_email_status(
     status: EmailStatus,
     *,
     now: datetime | None = None,
+    changed_at: datetime | None = None,
 ) -> Outcome:
     """Set the supporter's email status (shared by every org receiving them); when it
-    changes to anything but `none`, tell each of those orgs."""
+    changes to anything but `none`, tell each of those orgs. `changed_at`: when it changed,
+    when that was before now (a detail backend's answer)."""
     supporter = _supporter(loaded)
     if supporter.email_status is status:
         return Outcome()
     now = now or utcnow()
     supporter.email_status = status
-    supporter.email_status_changed = now
+    supporter.email_status_changed = changed_at or now
     supporter.updated_at = now
     await session.flush()
     return Outcome(changed=True, publications=email_status_publications(loaded))

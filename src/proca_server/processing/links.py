@@ -1,4 +1,4 @@
-"""The supporter's links from confirm and thank-you emails (spec §8.5).
+"""The supporter's links from confirm and thank-you emails.
 
 - `GET|POST /link/s/<action id>/<accept|reject>/<contact ref>`: confirm the supporter (or
   say "it wasn't me"); `doi=1` also sets double opt-in; `redir` sends the browser on.

@@ -1,7 +1,7 @@
 """Queue messages: actions (`proca:action:2`, legacy `proca:action:1`), events
-(`proca:event:2`) and system events (spec §6.4 to §6.6, clients spec §4).
+(`proca:event:2`) and system events, as `@proca/queue` consumers read them.
 
-Keys are camelCase and come in the order of the spec's tables; dates are ISO 8601 UTC with
+Keys are camelCase and come in a fixed order; dates are ISO 8601 UTC with
 a `Z` (to the second for stored times, to the microsecond for "now", as the original
 writes them). A per-org message is built from that org's contact: an encrypted contact
 travels as `personalInfo` (base64url without padding), a cleartext one has its JSON keys

@@ -1,4 +1,5 @@
-"""The running pipeline: processor, sweeper, topology and built-in workers (spec §6.1-§6.3).
+"""The running pipeline: processor, sweeper, topology and built-in workers (ARCHITECTURE.md,
+"Processing pipeline and broker").
 
 `PipelineRuntime` is the `Pipeline` (handoff.py) of a process:
 
@@ -45,13 +46,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server import metrics
 from proca_server.broker import open_broker
-from proca_server.broker.base import Broker, BrokerError, Consumer, ExchangeNotFound
+from proca_server.broker.base import (
+    Broker,
+    BrokerError,
+    Consumer,
+    ExchangeNotFound,
+    QueueNotFound,
+)
 from proca_server.broker.rabbitmq import RabbitBroker
 from proca_server.broker.topology import load_org_topology, queue_org_id
 from proca_server.config import Settings
+from proca_server.kit.once import Once
 from proca_server.models import Org
 from proca_server.processing.messages import Publication
 from proca_server.processing.service import Plan, apply_plans, find_unprocessed, process_actions
+from proca_server.processing.transition import Stage
 from proca_server.pubsub import PubSub, pubsub
 from proca_server.workers import WorkerDeps, batch_handler_for
 
@@ -125,6 +134,10 @@ class PipelineRuntime:
         self._drain: asyncio.Task[None] | None = None
         self._stopping = False
         self._postgres = False
+        # orgs whose topology to apply again after the batch (a lookup queue was missing)
+        self._missing_topology: set[int] = set()
+        # warnings about an org's settings, said once in a while rather than per action
+        self.notices = Once()
 
     @property
     def processes(self) -> bool:
@@ -266,18 +279,26 @@ class PipelineRuntime:
             if not plans:
                 return 0
             if embedded:
+                published = []
                 for plan in plans:
+                    sent = True
                     for p in plan.publications:
-                        await self.broker.publish(
+                        routed = await self.broker.publish(
                             p.exchange, p.routing_key, p.body, session=session
                         )
-                published = plans
+                        if not routed:
+                            sent = self._note_unrouted(plan) and sent
+                    if sent:
+                        published.append(plan)
             else:
                 published = await self._publish_plans(plans)
             await apply_plans(session, published)
             applied = published
+        while self._missing_topology:
+            await self._apply_topology(self._missing_topology.pop())
         now = datetime.now(UTC)
         for plan in applied:
+            self._note_unsent_thanks(plan)
             stage = plan.stage.value if plan.stage is not None else plan.action_status.name.lower()
             metrics.ACTIONS_PROCESSED.labels(stage=stage).inc()
             metrics.observe_processing_lag(stage, plan.loaded.action.inserted_at, now)
@@ -299,6 +320,8 @@ class PipelineRuntime:
             failed: BrokerError | None = None
             for p in plan.publications:
                 outcome = next(outcomes)
+                if outcome is False and not self._note_unrouted(plan):
+                    failed = failed or QueueNotFound(f"queue {p.routing_key} does not exist")
                 if isinstance(outcome, BrokerError):
                     metrics.PUBLISH_FAILURES.labels(exchange=_exchange_kind(p.exchange)).inc()
                     failed = failed or outcome
@@ -315,6 +338,49 @@ class PipelineRuntime:
         if missing is not None:
             raise missing
         return published
+
+    def _note_unrouted(self, plan: Plan) -> bool:
+        """A message no queue took; whether the plan may be applied all the same.
+
+        A detail lookup request must reach the org's lookup queue (a topology not applied
+        yet): the plan is left to the sweeper and the topology applied again. A supporter
+        confirm message no queue took (the org has no email backend and no
+        customSupporterConfirm queue): its supporter waits for an email nobody sends. Said
+        once an hour per org and process, not per signature."""
+        org = plan.loaded.org
+        if plan.detail_lookup:
+            log.warning(
+                "action %d: org %s has no detail lookup queue yet; the sweeper retries",
+                plan.action_id,
+                org.name,
+            )
+            self._missing_topology.add(org.id)
+            return False
+        if plan.stage is Stage.SUPPORTER_CONFIRM and self.notices.first(("confirm", org.id)):
+            log.warning(
+                "org %s: supporter confirmation is on but its confirm messages go nowhere "
+                "(no email backend, no customSupporterConfirm queue): its supporters stay "
+                "unconfirmed",
+                org.name,
+            )
+        return True
+
+    def _note_unsent_thanks(self, plan: Plan) -> None:
+        """A delivered action of a page with a thank-you template while the org has no email
+        backend: the thank-you email is not sent (once an hour per org and process)."""
+        page, org = plan.loaded.page, plan.loaded.org
+        if (
+            plan.stage is Stage.DELIVER
+            and page.thank_you_template
+            and org.email_backend_id is None
+            and self.notices.first(("thank_you", org.id))
+        ):
+            log.warning(
+                "org %s: page %s has a thank-you template but the org has no email backend: "
+                "no thank-you email is sent",
+                org.name,
+                page.name,
+            )
 
     # -- the sweeper ---------------------------------------------------------------------
 
@@ -430,7 +496,7 @@ class PipelineRuntime:
             for queue in sorted(self._consumers):
                 if queue not in wanted or queue_org_id(queue) == restart_org:
                     await self._consumers.pop(queue).stop()
-            deps = WorkerDeps(self.settings, self.sessionmaker, self.broker)
+            deps = WorkerDeps(self.settings, self.sessionmaker, self.broker, self.notices)
             for queue in sorted(wanted - set(self._consumers)):
                 handler = batch_handler_for(queue, deps)
                 if handler is None:

@@ -1,5 +1,5 @@
-"""Processing of actions: plan (statuses, rank, messages), then apply (spec §6.1, §6.2, §4.4,
-§4.7, §6.9).
+"""Processing of actions: plan (statuses, rank, messages), then apply; the sweeper's
+selection and requeue.
 
 The split follows "side effects after commit": `plan_processing` decides and renders the
 messages without writing anything; the caller publishes `Plan.publications`, then calls
@@ -25,6 +25,7 @@ from proca_server.kit.time import utcnow
 from proca_server.models import Action, Contact, Supporter
 from proca_server.models.enums import ActionProcessingStatus as A
 from proca_server.models.enums import SupporterProcessingStatus as S
+from proca_server.processing.detail import lookup_publication
 from proca_server.processing.loader import LoadedAction, load_actions_for_processing
 from proca_server.processing.messages import (
     Publication,
@@ -53,6 +54,9 @@ class Plan:
     stage: Stage | None
     dupe_rank: int | None
     publications: list[Publication] = field(default_factory=list)
+    # the publication is a detail lookup request (processing/detail.py): the stage messages
+    # and the clearing of transient fields wait for the lookup
+    detail_lookup: bool = False
 
     @property
     def action_id(self) -> int:
@@ -123,7 +127,7 @@ async def plan_processing(session: AsyncSession, batch: Sequence[LoadedAction]) 
     action id order. Reads the accepted supporters of the same people in one statement and
     writes nothing.
 
-    dupe_rank (§4.7): the number of accepted supporter rows of the same fingerprint in the
+    dupe_rank: the number of accepted supporter rows of the same fingerprint in the
     campaign with a smaller id. An action that would be delivered becomes `repeat` when one
     of those rows was signed on the action's own page. Several actions of one batch are
     ranked as if processed one after the other (a supporter accepted by an earlier plan
@@ -166,7 +170,11 @@ async def plan_processing(session: AsyncSession, batch: Sequence[LoadedAction]) 
                 sid != supporter.id for sid, _ in people.rows
             ):
                 people.rows.append((supporter.id, supporter.action_page_id))
-            plan.publications = _publications(loaded, move.stage, plan.dupe_rank)
+            if loaded.org.detail_backend_id is not None:
+                plan.publications = [lookup_publication(loaded, move.stage)]
+                plan.detail_lookup = True
+            else:
+                plan.publications = _publications(loaded, move.stage, plan.dupe_rank)
         plans.append(plan)
     return plans
 
@@ -192,8 +200,26 @@ def _publications(loaded: LoadedAction, stage: Stage, dupe_rank: int) -> list[Pu
     ]
 
 
+def emission_plan(loaded: LoadedAction, stage: Stage) -> Plan:
+    """The plan that emits the stage messages of an action already moved to `stage` whose
+    detail lookup is done: its statuses and rank stay, the transient fields are cleared at
+    delivery."""
+    supporter = loaded.supporter
+    dupe_rank = supporter.dupe_rank if supporter is not None else None
+    return Plan(
+        loaded=loaded,
+        action_status=loaded.action.processing_status,
+        supporter_status=None,
+        stage=stage,
+        dupe_rank=None,
+        publications=_publications(loaded, stage, dupe_rank or 0),
+    )
+
+
 def transient_supporter_fields(loaded: LoadedAction) -> tuple[str, ...]:
-    """Cleartext columns cleared at delivery (§4.4), by the page owner org's settings."""
+    """Cleartext columns cleared at delivery, by the page owner org's settings (a
+    high-security org keeps only the area; a campaign with MTT keeps everything to send as
+    the supporter; otherwise the first name and area stay)."""
     if loaded.org.high_security:
         return ("email", "first_name", "last_name", "address")
     if loaded.campaign_has_mtt:
@@ -236,7 +262,7 @@ async def apply_plans(session: AsyncSession, plans: Sequence[Plan]) -> None:
             change.status = plan.supporter_status
         if plan.dupe_rank is not None:
             change.dupe_rank = plan.dupe_rank
-        if plan.stage is Stage.DELIVER:
+        if plan.stage is Stage.DELIVER and not plan.detail_lookup:
             change.cleared.update(transient_supporter_fields(plan.loaded))
 
     postgres = is_postgres(session)
@@ -246,7 +272,7 @@ async def apply_plans(session: AsyncSession, plans: Sequence[Plan]) -> None:
         )
     for plan in plans:
         set_committed_value(plan.loaded.action, "processing_status", plan.action_status)
-        if plan.stage is Stage.DELIVER:
+        if plan.stage is Stage.DELIVER and not plan.detail_lookup:
             await _drop_transient_action_fields(session, plan.loaded, now)
 
     groups: dict[tuple[S | None, int | None, tuple[str, ...]], list[_SupporterUpdate]] = {}
@@ -325,7 +351,7 @@ async def process_actions(
     return await plan_processing(session, loaded)
 
 
-# -- the sweeper's selection (§6.1) ----------------------------------------------------------
+# -- the sweeper's selection (ARCHITECTURE.md, "Sweeper") ---------------------------------
 
 # (action status, supporter statuses) pairs the sweeper retries
 _SWEPT: tuple[tuple[A, tuple[S, ...]], ...] = (
@@ -360,7 +386,7 @@ async def find_unprocessed(
     return sorted(found)[:limit]
 
 
-# -- requeue (§6.9) --------------------------------------------------------------------------
+# -- requeue (requeueActions, `proca-server requeue`) -----------------------------------------
 
 
 class RequeueDestination(enum.Enum):

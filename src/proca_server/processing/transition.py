@@ -1,4 +1,4 @@
-"""The processing state machine (spec §6.2): a pure function of the statuses.
+"""The processing state machine: a pure function of the statuses.
 
 An action moves through the pipeline together with its supporter:
 
@@ -12,7 +12,7 @@ An action moves through the pipeline together with its supporter:
     a rejected supporter drags its new or pending actions to rejected
 
 `transition` answers `None` for "nothing to do". Every pair of statuses has an answer here:
-the pairs the table of §6.2 leaves out are no-ops unless noted at their rule, so that a
+the pairs the diagram above leaves out are no-ops unless noted at their rule, so that a
 sweep over odd rows (edited by hand, left by a crash, made by an older server) never fails.
 """
 

@@ -1,4 +1,4 @@
-"""The transactional email budget (spec §7.3): an org's transactional backend is used while
+"""The transactional email budget: an org's transactional backend is used while
 the emails sent since the last reset, plus the batch, stay within the service's budget;
 then emails fall back to the org's ordinary backend."""
 

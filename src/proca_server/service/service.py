@@ -1,4 +1,5 @@
-"""Services: an org's external APIs (spec §1.14, §7.1)."""
+"""Services: an org's external APIs (email providers, webhooks, SQS, …) and their
+credentials (stored encrypted: docs/configuration.md, "Encryption at rest")."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from proca_server.org.repository import latest_service
 
 # services that talk to AWS through the `aws` extra's libraries
 AWS_SERVICES = frozenset({"ses", "sqs"})
+# donations through Stripe, with the `stripe` extra's library (donation/stripe.py)
+STRIPE_SERVICES = frozenset({"stripe", "test_stripe"})
 
 FIELDS = ("host", "user", "password", "path", "sending_from", "transactional_email_budget")
 
@@ -26,10 +29,12 @@ async def upsert_service(
         raise BadArgument("SYSTEM is not a service of its own", field="name")
     if name in AWS_SERVICES and not extras.installed("aws"):
         raise BadArgument(str(extras.MissingExtra(f"the {name} service", "aws")), field="name")
+    if name in STRIPE_SERVICES and not extras.installed("stripe"):
+        raise BadArgument(str(extras.MissingExtra(f"the {name} service", "stripe")), field="name")
     if service_id is not None:
         service = await session.get(Service, service_id)
         if service is None or service.org_id != org.id:
-            raise NotFound("Service not found")
+            raise NotFound(f"Cannot find service with {service_id}")
         if service.name != name:
             raise BadArgument("cannot be changed", field="name")
     else:

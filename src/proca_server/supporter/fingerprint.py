@@ -1,4 +1,5 @@
-"""Supporter fingerprints (contactRef, spec §4.1): SHA-256 of the seed and an identity."""
+"""Supporter fingerprints (contactRef): SHA-256 of the seed and an identity, raw 32 bytes
+(base64url without padding in the API and messages)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Who receives a supporter's contact, and with which consent (spec §4.3)."""
+"""Who receives a supporter's contact, and with which consent: the page's org, and the
+campaign's lead org when it is another org; each copy carries its delivery and communication
+consents, and one with neither is not made."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GraphQL: upsertTargets (spec §9.5)."""
+"""GraphQL: upsertTargets (docs/mail-to-target.md, "Setting it up")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MTT targets: upsert by external id, with their emails (spec §9.5)."""
+"""MTT targets: upsert by external id, with their emails (docs/mail-to-target.md)."""
 
 from __future__ import annotations
 

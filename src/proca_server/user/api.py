@@ -9,7 +9,7 @@ from strawberry.types import Info
 from proca_server import __version__
 from proca_server.auth import tokens
 from proca_server.auth.permissions import Permission, is_admin, role_of
-from proca_server.errors import NotFound
+from proca_server.errors import NotFound, PermissionDenied
 from proca_server.graphql.access import allow, auth_for, require_user
 from proca_server.graphql.context import Context
 from proca_server.graphql.scalars import NaiveDateTime
@@ -63,7 +63,8 @@ class UserType:
 
     @strawberry.field
     async def roles(self, info: Ctx) -> list[UserRole]:
-        # Orgs reached through one's own roles are shown privately (spec §2.2).
+        # Orgs reached through one's own roles are shown privately (`PrivateOrg`), whatever the
+        # permissions: a member sees the org they belong to.
         memberships = await user_memberships(info.context.session, self.user_id)
         return [UserRole(org=PrivateOrg(m=org), role=role_of(s.perms)) for s, org in memberships]
 
@@ -146,10 +147,19 @@ class UserMutation:
                 found = await ctx.session.get(User, id)
             else:
                 found = await repository.get_user_by_email(ctx.session, email or "")
+            if found is None or found.id != caller.id:
+                # someone else, or no one: the same refusal, so that whether an address has an
+                # account stays unsaid to those who may not manage users
+                auth = await auth_for(ctx, None)
+                if auth is None or not (
+                    auth.can(Permission.MANAGE_USERS) or auth.can(Permission.INSTANCE_OWNER)
+                ):
+                    raise PermissionDenied(
+                        "Only admin with manage_users permission can modify other users",
+                        extensions={"required": ["manage_users"]},
+                    )
             if found is None:
                 raise NotFound("User not found")
-            if found.id != caller.id:
-                allow(await auth_for(ctx, None), Permission.MANAGE_USERS)
             target = found
         for name in ("picture_url", "job_title", "phone"):
             value = getattr(input, name)

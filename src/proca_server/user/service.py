@@ -61,6 +61,21 @@ async def create_user(
     return CreatedUser(user, generated)
 
 
+# the session.info key of the users registered in a session's transaction, to announce
+_REGISTERED = "proca.registered_users"
+
+
+def note_registered(session: AsyncSession, email: str) -> None:
+    """Authentication registered this user on the way (a JWT's first use): the boundary
+    commits it and announces it (processing/events.py)."""
+    session.info.setdefault(_REGISTERED, []).append(email)
+
+
+def take_registered(session: AsyncSession) -> list[str]:
+    registered: list[str] = session.info.pop(_REGISTERED, [])
+    return registered
+
+
 async def reset_api_token(session: AsyncSession, user: User, *, keep_others: bool = False) -> str:
     """Issue a new API token and delete the user's older ones (unless `keep_others`)."""
     if not keep_others:

@@ -1,4 +1,4 @@
-"""Local accounts (spec §3.3): registration, log-in sessions, email tokens, confirmation,
+"""Local accounts: registration, log-in sessions, email tokens, confirmation,
 password reset and change, email change.
 
 Email tokens: 32 random bytes, base64url in the link, SHA-256 stored with the address they

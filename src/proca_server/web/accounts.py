@@ -1,4 +1,4 @@
-"""Account pages (spec §3.3): plain server-rendered forms.
+"""Account pages under `/users/`: plain server-rendered forms.
 
 Every form posts urlencoded with a CSRF token; PUT and DELETE arrive as POST with a
 `_method` field (browsers send no other methods), or as themselves. Each request is one
@@ -19,6 +19,8 @@ from proca_server.auth.authenticate import (
     unsign,
 )
 from proca_server.errors import BadArgument, TooManyAttempts
+from proca_server.processing import events
+from proca_server.processing.handoff import pipeline_of
 from proca_server.user import repository as user_repository
 from proca_server.web import account_service as accounts
 from proca_server.web.cookies import clear_session_cookies, put_session_cookies
@@ -138,7 +140,9 @@ async def register(page: Page = Depends(page_context)) -> Response:
         return page.render("Register", _register_form(page, email, _errors(exc)), status=422)
     message = await accounts.confirmation_instructions(page.session, page.settings, user)
     token = await accounts.create_session_token(page.session, user)
+    registered = await events.new_user(page.session, page.settings, user.email)
     await page.session.commit()
+    events.publish_soon(pipeline_of(page.request.app.state), registered)
     await page.send([message])
     page.flash("info", "User created successfully.")
     response = page.redirect("/")

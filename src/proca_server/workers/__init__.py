@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.broker.base import BatchHandler, Broker, Delivery
 from proca_server.config import Settings
 from proca_server.kit import extras
+from proca_server.kit.once import Once
 
 log = logging.getLogger("proca_server.workers")
 
@@ -23,6 +24,8 @@ class WorkerDeps:
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     broker: Broker
+    # warnings about an org's settings, said once in a while rather than per message
+    notices: Once = field(default_factory=Once)
 
 
 def _worker_queue_parts(queue: str) -> tuple[int, str] | None:
@@ -45,6 +48,10 @@ def batch_handler_for(queue: str, deps: WorkerDeps) -> BatchHandler | None:
         from proca_server.workers.webhook import webhook_batch_handler
 
         return webhook_batch_handler(deps, org_id)
+    if name == "detail":
+        from proca_server.workers.detail import detail_batch_handler
+
+        return detail_batch_handler(deps, org_id)
     if name == "sqs":
         if not extras.installed("aws"):
             return _refusing_handler(extras.MissingExtra("the sqs worker", "aws"))

@@ -44,13 +44,15 @@ def decode_message(delivery: Delivery) -> dict[str, Any]:
 
 
 def backend_kind(message: dict[str, Any]) -> BackendKind:
-    """Events go to the org's event backend, actions (system events too) to its push backend."""
+    """Events go to the org's event backend, actions to its push backend. System events are
+    action-shaped (`proca:action:2`, stage `system`) but come through the event exchange,
+    where only the event backend's binding brought them: they go to the event backend."""
     schema = message.get("schema")
     if isinstance(schema, str):
         if schema.startswith("proca:event"):
             return "event"
         if schema.startswith("proca:action"):
-            return "push"
+            return "event" if message.get("stage") == "system" else "push"
     raise PermanentError(f"unknown message schema {str(schema)[:40]!r}")
 
 

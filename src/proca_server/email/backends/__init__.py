@@ -1,4 +1,4 @@
-"""Email backends made from an org's service (spec §7.1): SMTP, Mailjet, SES, Brevo, HubSpot,
+"""Email backends made from an org's service: SMTP, Mailjet, SES, Brevo, HubSpot,
 and the preview mailbox.
 
 | service  | host                       | user          | password                 | batch |
@@ -10,7 +10,7 @@ and the preview mailbox.
 | hubspot  | —                          | —             | `Authorization` value    | 1     |
 | preview  | —                          | —             | —                        | 100   |
 
-`testmail`, the test double of the spec, stores to the preview mailbox too."""
+`testmail`, the Proca server's test-double service, stores to the preview mailbox too."""
 
 from __future__ import annotations
 

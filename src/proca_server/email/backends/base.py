@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.charset import QP, Charset
+from email.encoders import encode_base64
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -24,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from proca_server.email.message import EmailMessage, split_address
+from proca_server.email.message import Attachment, EmailMessage, split_address
 
 # Header carrying the custom id where the provider has no field of its own for it.
 CUSTOM_ID_HEADER = "X-Proca-Custom-Id"
@@ -151,9 +152,28 @@ def _part(text: str, subtype: str) -> Message:
     return part
 
 
+def _attachment_part(attachment: Attachment) -> Message:
+    maintype, _, subtype = attachment.content_type.partition("/")
+    if not maintype or not subtype:
+        maintype, subtype = "application", "octet-stream"
+    part = MIMENonMultipart(maintype, subtype)
+    part.set_payload(attachment.content)
+    encode_base64(part)
+    name: Any = attachment.filename
+    if not name.isascii():
+        name = ("utf-8", "", name)  # RFC 2231
+    part.add_header(
+        "Content-Disposition", "inline" if attachment.inline else "attachment", filename=name
+    )
+    if attachment.content_id:
+        part["Content-ID"] = f"<{attachment.content_id}>"
+    return part
+
+
 def build_mime(message: EmailMessage) -> Message:
-    """The message as MIME: text and HTML as alternatives, Cc, Reply-To, extra headers, a
-    Message-Id made from the custom id, and the custom id as is in `CUSTOM_ID_HEADER`.
+    """The message as MIME: text and HTML as alternatives, then any attachments (the whole
+    being multipart/mixed), Cc, Reply-To, extra headers, a Message-Id made from the custom id,
+    and the custom id as is in `CUSTOM_ID_HEADER`.
 
     Built with the email package's classic (compat32) classes: the modern API parses every
     header it is given again, which was most of the CPU of sending a letter."""
@@ -165,6 +185,10 @@ def build_mime(message: EmailMessage) -> Message:
         mime = _part(message.html, "html")
     else:
         mime = _part(message.text or "", "plain")
+    if message.attachments:
+        mime = MIMEMultipart(
+            "mixed", _subparts=[mime, *(_attachment_part(a) for a in message.attachments)]
+        )
     mime["From"] = _address_header(message.sender)
     mime["To"] = _address_header(message.to)
     if message.cc:

@@ -14,16 +14,19 @@
 |                       | and the `X-Mailin-custom` header (also echoed in events)     |
 | template_ref          | `templateId` (a number)                                      |
 | variables             | `params` (with a template)                                   |
+| attachments           | `attachment [{name, content}]` (base64; Brevo has no inline  |
+|                       | parts and takes the type from the name's extension)          |
 
 Brevo answers 201 `{"messageId": …}`; an error is 4xx/5xx `{"code", "message"}`, quoted
 without the recipients' addresses.
 
-`list_templates` reads the active templates for the template directory (spec §7.4):
+`list_templates` reads the active templates for the template directory (email/directory.py):
 `GET {base}/v3/smtp/templates?templateStatus=true&limit=50&offset=n`, answer
 `{"count", "templates": [{"id", "name", …}]}`."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -83,6 +86,11 @@ def brevo_email(message: EmailMessage) -> dict[str, Any]:
         headers["X-Mailin-custom"] = message.custom_id
     if headers:
         body["headers"] = headers
+    if message.attachments:
+        body["attachment"] = [
+            {"name": a.filename, "content": base64.b64encode(a.content).decode("ascii")}
+            for a in message.attachments
+        ]
     return body
 
 

@@ -2,7 +2,8 @@
 
 `POST {base}/marketing/transactional/2026-03/single-email/send`, with the service's `password`
 as the whole `Authorization` header (e.g. `Bearer <token>`). HubSpot only sends its own
-templates, so a message without a numeric `template_ref` is refused here.
+templates, so a message without a numeric `template_ref` is refused here, as is one with
+attachments (the single-send API takes none).
 
 | message      | HubSpot                                              |
 | ------------ | ---------------------------------------------------- |
@@ -48,6 +49,8 @@ ACCEPTED_RESULTS = frozenset({"SENT", "QUEUED"})
 
 
 def hubspot_email(message: EmailMessage) -> dict[str, Any]:
+    if message.attachments:
+        raise ValueError("HubSpot's single-send API cannot carry attachments")
     email_id = template_number(message)
     if email_id is None:
         raise ValueError("HubSpot sends its own templates only: a numeric email id is required")

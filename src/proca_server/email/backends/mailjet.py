@@ -14,6 +14,8 @@
 | custom_id             | `CustomID` (echoed in Mailjet's event webhooks)             |
 | template_ref          | `TemplateID` (a number) with `TemplateLanguage: true`       |
 | variables             | `Variables`                                                 |
+| attachments           | `Attachments [{ContentType, Filename, Base64Content}]`; an  |
+|                       | inline one in `InlinedAttachments`, with its `ContentID`    |
 
 The answer lists one `{Status: "success" | "error", Errors: [...]}` per message, in order, both
 with HTTP 200 and 400. An error whose `ErrorRelatedTo` names a recipient field (`To[0].Email`,
@@ -24,10 +26,11 @@ A call refused as a whole (bad keys: 401 with `ErrorMessage`) fails the batch. M
 refused address in its error message: errors are logged and reported with every recipient
 address blanked out.
 
-`list_templates` reads the account's templates for the template directory (spec §7.4)."""
+`list_templates` reads the account's templates for the template directory (email/directory.py)."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Sequence
@@ -95,6 +98,17 @@ def mailjet_message(message: EmailMessage) -> dict[str, Any]:
         entry["Headers"] = headers
     if message.custom_id:
         entry["CustomID"] = message.custom_id
+    for attachment in message.attachments:
+        item = {
+            "ContentType": attachment.content_type,
+            "Filename": attachment.filename,
+            "Base64Content": base64.b64encode(attachment.content).decode("ascii"),
+        }
+        if attachment.inline and attachment.content_id:
+            item["ContentID"] = attachment.content_id
+            entry.setdefault("InlinedAttachments", []).append(item)
+        else:
+            entry.setdefault("Attachments", []).append(item)
     return entry
 
 

@@ -9,14 +9,15 @@ custom id in the `X-Proca-Custom-Id` header (SES replaces the Message-Id with it
 notifications configured to include the original headers carry it back). A message with a
 `template_ref` is sent with `SendTemplatedEmail` (Destination = ToAddresses and, when there are
 any, CcAddresses; Template = the SES template name, TemplateData = its variables as JSON,
-ReplyToAddresses); SES gives such a call no place for the custom id. Errors are reported
-without the recipients' addresses.
+ReplyToAddresses); SES gives such a call no place for the custom id, nor for attachments: a
+templated message with attachments fails, for good. Errors are reported without the
+recipients' addresses.
 
 `MessageRejected`, an unverified sender and invalid parameters fail their message for good;
 throttling, SES-side faults and refused credentials may pass on a retry.
 
 `list_templates` reads the account's templates with `ListTemplates`, page by page (ref = the
-template name), for the template directory (spec §7.4)."""
+template name), for the template directory (email/directory.py)."""
 
 from __future__ import annotations
 
@@ -143,6 +144,9 @@ class SesBackend:
         destination: dict[str, list[str]] = {"ToAddresses": [message.to]}
         if message.cc:
             destination["CcAddresses"] = list(message.cc)
+        if message.template_ref and message.attachments:
+            reason = "an SES template cannot carry attachments"
+            return DeliveryFailure(index, message.custom_id, reason, retryable=False)
         try:
             if message.template_ref:
                 answer = await client.send_templated_email(
