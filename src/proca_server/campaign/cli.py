@@ -16,8 +16,12 @@ from proca_server.campaign.housekeeping import (
     auto_close,
     backfill_dates,
     close_ended,
+    count_ended,
+    count_live,
+    count_undated,
 )
 from proca_server.errors import UserInputError
+from proca_server.kit.progress import Progress
 from proca_server.kit.time import utcnow
 from proca_server.retention.policy import MONTHS_RULE, parse_months
 
@@ -57,7 +61,10 @@ def auto_close_command(
         raise UserInputError(f"--months {MONTHS_RULE}") from None
 
     async def work(session: AsyncSession) -> AutoCloseReport:
-        return await auto_close(session, utcnow(), months=chosen, dry_run=dry_run)
+        with Progress("live campaigns", await count_live(session)) as progress:
+            return await auto_close(
+                session, utcnow(), months=chosen, dry_run=dry_run, on_progress=progress.advance
+            )
 
     report = run(in_transaction(settings(), work))
     for change in report.with_actions:
@@ -84,7 +91,10 @@ def backfill_dates_command(dry_run: DryRun = False) -> None:
     from proca_server.cli import in_transaction, run, settings
 
     async def work(session: AsyncSession) -> BackfillReport:
-        return await backfill_dates(session, utcnow(), dry_run=dry_run)
+        with Progress("undated campaigns", await count_undated(session)) as progress:
+            return await backfill_dates(
+                session, utcnow(), dry_run=dry_run, on_progress=progress.advance
+            )
 
     report = run(in_transaction(settings(), work))
     for change in report.changes:
@@ -99,7 +109,9 @@ def close_ended_command(dry_run: DryRun = False) -> None:
     from proca_server.cli import in_transaction, run, settings
 
     async def work(session: AsyncSession) -> list[str]:
-        return await close_ended(session, utcnow().date(), dry_run=dry_run)
+        today = utcnow().date()
+        with Progress("ended campaigns", await count_ended(session, today)) as progress:
+            return await close_ended(session, today, dry_run=dry_run, on_progress=progress.advance)
 
     names = run(in_transaction(settings(), work))
     for name in names:

@@ -14,15 +14,19 @@ and filling in missing start and end dates from the campaigns' actions.
   status changes.
 
 Dates are days in UTC. A filled pair always keeps the start before the end (the API refuses
-to save a campaign otherwise): an end filled on the start's day moves a day later."""
+to save a campaign otherwise): an end filled on the start's day moves a day later.
+
+Each works through its campaigns `BATCH` at a time and tells `on_progress` (the commands'
+progress bar) how many it has looked at; `count_*` say how many there are."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.kit.time import months_before
@@ -32,6 +36,10 @@ from proca_server.models.enums import CampaignStatus
 DAY = timedelta(days=1)
 AUTO_CLOSE_MONTHS = 3
 QUIET_MONTHS = 1
+# campaigns per statement: the steps of the commands' progress, and few parameters a statement
+BATCH = 500
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,21 +82,77 @@ class BackfillReport:
         return sum(1 for c in self.changes if c.end_date)
 
 
-async def close_ended(session: AsyncSession, today: date, *, dry_run: bool = False) -> list[str]:
+def _ended(today: date) -> tuple[ColumnElement[bool], ...]:
+    return (Campaign.status == CampaignStatus.LIVE, Campaign.end_date < today)
+
+
+def _live() -> tuple[ColumnElement[bool], ...]:
+    return (Campaign.status == CampaignStatus.LIVE,)
+
+
+def _undated() -> tuple[ColumnElement[bool], ...]:
+    return (or_(Campaign.start_date.is_(None), Campaign.end_date.is_(None)),)
+
+
+async def _count(session: AsyncSession, where: tuple[ColumnElement[bool], ...]) -> int:
+    return await session.scalar(select(func.count()).select_from(Campaign).where(*where)) or 0
+
+
+async def count_ended(session: AsyncSession, today: date) -> int:
+    """How many campaigns `close_ended` looks at."""
+    return await _count(session, _ended(today))
+
+
+async def count_live(session: AsyncSession) -> int:
+    """How many campaigns `auto_close` looks at."""
+    return await _count(session, _live())
+
+
+async def count_undated(session: AsyncSession) -> int:
+    """How many campaigns `backfill_dates` looks at."""
+    return await _count(session, _undated())
+
+
+def _batches(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), BATCH):
+        yield items[start : start + BATCH]
+
+
+def _tell(on_progress: Callable[[int], None] | None, count: int) -> None:
+    if on_progress is not None and count:
+        on_progress(count)
+
+
+async def close_ended(
+    session: AsyncSession,
+    today: date,
+    *,
+    dry_run: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[str]:
     """Close the live campaigns that ended before `today`; their names."""
-    ended = (Campaign.status == CampaignStatus.LIVE, Campaign.end_date < today)
+    ended = _ended(today)
     if dry_run:
-        return list(
+        names = list(
             await session.scalars(select(Campaign.name).where(*ended).order_by(Campaign.id))
         )
-    names = await session.scalars(
-        update(Campaign)
-        .where(*ended)
-        .values(status=CampaignStatus.CLOSED)
-        .returning(Campaign.name)
-        .execution_options(synchronize_session=False)
-    )
-    return sorted(names)
+        _tell(on_progress, len(names))
+        return names
+    ids = list(await session.scalars(select(Campaign.id).where(*ended).order_by(Campaign.id)))
+    closed: list[str] = []
+    for batch in _batches(ids):
+        # `ended` again: a campaign another process changed meanwhile is left as it is
+        closed.extend(
+            await session.scalars(
+                update(Campaign)
+                .where(Campaign.id.in_(batch), *ended)
+                .values(status=CampaignStatus.CLOSED)
+                .returning(Campaign.name)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        _tell(on_progress, len(batch))
+    return sorted(closed)
 
 
 async def _activity(
@@ -147,53 +211,57 @@ async def auto_close(
     *,
     months: int = AUTO_CLOSE_MONTHS,
     dry_run: bool = False,
+    on_progress: Callable[[int], None] | None = None,
 ) -> AutoCloseReport:
     cutoff = months_before(now, months)
-    live = list(
-        await session.scalars(
-            select(Campaign).where(Campaign.status == CampaignStatus.LIVE).order_by(Campaign.id)
-        )
-    )
-    activity = await _activity(session, (c.id for c in live))
+    live = list(await session.scalars(select(Campaign).where(*_live()).order_by(Campaign.id)))
     report = AutoCloseReport()
-    for campaign in live:
-        seen = activity.get(campaign.id)
-        if seen is not None:
-            first, last = seen
-            if last < cutoff:
-                start, end = _fill(campaign, first, last)
-                report.with_actions.append(
-                    Change(campaign.id, campaign.name, True, start, end, last)
-                )
-        elif campaign.inserted_at < cutoff:
-            report.without_actions.append(Change(campaign.id, campaign.name, close=True))
-    if not dry_run:
-        await _apply(session, [*report.with_actions, *report.without_actions])
+    for batch in _batches(live):
+        activity = await _activity(session, (c.id for c in batch))
+        changes = []
+        for campaign in batch:
+            seen = activity.get(campaign.id)
+            if seen is not None:
+                first, last = seen
+                if last < cutoff:
+                    start, end = _fill(campaign, first, last)
+                    change = Change(campaign.id, campaign.name, True, start, end, last)
+                    report.with_actions.append(change)
+                    changes.append(change)
+            elif campaign.inserted_at < cutoff:
+                change = Change(campaign.id, campaign.name, close=True)
+                report.without_actions.append(change)
+                changes.append(change)
+        if not dry_run:
+            await _apply(session, changes)
+        _tell(on_progress, len(batch))
     return report
 
 
 async def backfill_dates(
-    session: AsyncSession, now: datetime, *, dry_run: bool = False
+    session: AsyncSession,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    on_progress: Callable[[int], None] | None = None,
 ) -> BackfillReport:
     quiet_since = months_before(now, QUIET_MONTHS)
-    undated = list(
-        await session.scalars(
-            select(Campaign)
-            .where((Campaign.start_date.is_(None)) | (Campaign.end_date.is_(None)))
-            .order_by(Campaign.id)
-        )
-    )
-    activity = await _activity(session, (c.id for c in undated))
+    undated = list(await session.scalars(select(Campaign).where(*_undated()).order_by(Campaign.id)))
     report = BackfillReport()
-    for campaign in undated:
-        seen = activity.get(campaign.id)
-        if seen is None:
-            continue
-        first, last = seen
-        ends = last < quiet_since and campaign.status != CampaignStatus.LIVE
-        start, end = _fill(campaign, first, last if ends else None)
-        if start or end:
-            report.changes.append(Change(campaign.id, campaign.name, False, start, end, last))
-    if not dry_run:
-        await _apply(session, report.changes)
+    for batch in _batches(undated):
+        activity = await _activity(session, (c.id for c in batch))
+        changes = []
+        for campaign in batch:
+            seen = activity.get(campaign.id)
+            if seen is None:
+                continue
+            first, last = seen
+            ends = last < quiet_since and campaign.status != CampaignStatus.LIVE
+            start, end = _fill(campaign, first, last if ends else None)
+            if start or end:
+                changes.append(Change(campaign.id, campaign.name, False, start, end, last))
+        report.changes.extend(changes)
+        if not dry_run:
+            await _apply(session, changes)
+        _tell(on_progress, len(batch))
     return report

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from proca_server.email.reminders import ReminderReport, run_reminders
+from proca_server.kit.progress import Progress
 
 
 def report_lines(report: ReminderReport) -> list[str]:
@@ -43,7 +44,14 @@ def reminders(
         try:
             if not await is_up_to_date(engine):
                 raise UserInputError("the database is not migrated: run `proca-server setup`")
-            return await run_reminders(s, db.create_sessionmaker(engine), dry_run=dry_run)
+            # the total is only known org by org: the bar counts the due actions done with
+            with Progress("reminders") as progress:
+                return await run_reminders(
+                    s,
+                    db.create_sessionmaker(engine),
+                    dry_run=dry_run,
+                    on_progress=progress.advance,
+                )
         finally:
             await engine.dispose()
 

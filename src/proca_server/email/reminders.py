@@ -11,13 +11,17 @@ consent, it was last touched more than `delay_days` ago and made less than
 Sending claims each action first by moving its `updated_at` to now, in one conditional
 UPDATE: of two processes running at once only one sends a given reminder, and the next one
 is due `delay_days` later. A reminder that could not be sent gets its old `updated_at` back,
-to be tried again on the next run. The links carry `?reminder=1`."""
+to be tried again on the next run. The links carry `?reminder=1`.
+
+`on_progress` (the command's progress bar) hears of the due actions as they are done with:
+sent or failed a batch at a time, and the rest of an org's (not claimed, no template, no
+backend, a dry run) once the org is done."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -206,6 +210,7 @@ async def _remind_org(
     *,
     dry_run: bool,
     now: datetime,
+    advance: Callable[[int], None],
 ) -> None:
     before = now - timedelta(days=reminder.delay_days)
     outgoing: list[tuple[int, EmailMessage]] = []
@@ -262,9 +267,11 @@ async def _remind_org(
                     failed[action_id] = claimed[action_id]
             if failures:
                 EMAIL_REMINDER_CONFIRM.inc(len(chunk) - len({f.index for f in failures}))
+            advance(len(chunk))
             continue
         report.sent.extend(action_id for action_id, _ in chunk)
         EMAIL_REMINDER_CONFIRM.inc(len(chunk))
+        advance(len(chunk))
     await _release(sessionmaker, failed)
 
 
@@ -274,6 +281,7 @@ async def run_reminders(
     *,
     dry_run: bool = False,
     now: datetime | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> ReminderReport:
     """Send the confirm reminders due now; `dry_run` only finds them."""
     now = now or utcnow()
@@ -283,13 +291,39 @@ async def run_reminders(
     for org_id, name, reminder in orgs:
         org_report = OrgReminders(name)
         report.orgs.append(org_report)
+        counted = _Counted(on_progress)
         try:
             await _remind_org(
-                settings, sessionmaker, org_id, reminder, org_report, dry_run=dry_run, now=now
+                settings,
+                sessionmaker,
+                org_id,
+                reminder,
+                org_report,
+                dry_run=dry_run,
+                now=now,
+                advance=counted,
             )
         except Exception:
             log.exception("org %s: reminders failed", name)
+        counted.up_to(len(org_report.due))
     return report
+
+
+class _Counted:
+    """Passes counts on to `on_progress`, remembering their sum for `up_to`."""
+
+    def __init__(self, on_progress: Callable[[int], None] | None) -> None:
+        self.on_progress = on_progress
+        self.count = 0
+
+    def __call__(self, count: int) -> None:
+        self.count += count
+        if self.on_progress is not None:
+            self.on_progress(count)
+
+    def up_to(self, total: int) -> None:
+        if total > self.count:
+            self(total - self.count)
 
 
 async def reminder_loop(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:

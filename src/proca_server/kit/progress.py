@@ -1,6 +1,9 @@
 """Progress of a long command on stderr: a rich progress bar on a terminal, plain lines
 (at most one every `PLAIN_EVERY` seconds, and one at the end) otherwise, so a log file or a
-pipe gets a readable record rather than control characters."""
+pipe gets a readable record rather than control characters.
+
+Nothing goes to stdout, which may be the command's data (a CSV piped elsewhere). Work of
+known size zero draws nothing and prints nothing."""
 
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ PLAIN_EVERY = 10.0
 
 
 class Progress:
-    """`with Progress("exporting", total) as bar: bar.advance(n)`; total may be None."""
+    """`with Progress("exporting", total) as bar: bar.advance(n)`; total may be None.
+
+    `bar.advance` is the `on_progress` callback services take."""
 
     def __init__(
         self, label: str, total: int | None = None, *, stream: TextIO | None = None
@@ -29,17 +34,24 @@ class Progress:
         self._rich: RichProgress | None = None
         self._task: TaskID | None = None
         self._last_line = 0.0
+        self._printed: int | None = None
 
     @property
     def interactive(self) -> bool:
         return self._stream.isatty()
 
     def __enter__(self) -> Progress:
-        if self.interactive:
+        if self.interactive and self.total != 0:
             from rich.console import Console
             from rich.progress import Progress as RichProgress
 
-            bar = RichProgress(console=Console(file=self._stream), transient=True)
+            bar = RichProgress(
+                console=Console(file=self._stream),
+                transient=True,
+                # stdout stays the command's own; other stderr writes print above the bar
+                redirect_stdout=False,
+                redirect_stderr=self._stream is sys.stderr,
+            )
             self._task = bar.add_task(self.label, total=self.total)
             bar.start()
             self._rich = bar
@@ -59,6 +71,7 @@ class Progress:
         of = f" of {self.total:,}" if self.total is not None else ""
         print(f"{self.label}: {self.done:,}{of}", file=self._stream, flush=True)
         self._last_line = time.monotonic()
+        self._printed = self.done
 
     def __exit__(
         self,
@@ -68,5 +81,5 @@ class Progress:
     ) -> None:
         if self._rich is not None:
             self._rich.stop()
-        elif exc_type is None and self.done:
+        elif exc_type is None and self.done and self._printed != self.done:
             self._line()

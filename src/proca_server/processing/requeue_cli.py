@@ -4,19 +4,23 @@ org's queues, as `requeueActions` does, by ids or by a query (`--campaign`, `--s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.errors import UserInputError
+from proca_server.kit.progress import Progress
 from proca_server.models import Action, Campaign, Contact, Org, Supporter
 from proca_server.models.enums import ActionProcessingStatus
 from proca_server.processing.service import RequeueDestination
+
+if TYPE_CHECKING:
+    from proca_server.broker.base import Broker
 
 requeue_app = typer.Typer(
     help="Send actions' messages again to one of an org's queues.",
@@ -80,6 +84,28 @@ def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
     return [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
 
 
+async def requeue_found(
+    session: AsyncSession,
+    broker: Broker,
+    org_id: int,
+    action_ids: Sequence[int],
+    destination: RequeueDestination,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Requeue `action_ids` a chunk at a time, telling `on_progress` how many each chunk
+    took; the count selected and the count that failed."""
+    from proca_server.processing.api import requeue_actions
+
+    count = failed = 0
+    for chunk in _chunks(action_ids):
+        outcome = await requeue_actions(session, broker, org_id, chunk, destination)
+        count += outcome.count
+        failed += outcome.failed
+        if on_progress is not None:
+            on_progress(len(chunk))
+    return count, failed
+
+
 @requeue_app.command("requeue")
 def requeue(
     org: Annotated[str, typer.Argument(help="The org's name.")],
@@ -105,7 +131,6 @@ def requeue(
     from proca_server.broker import open_broker
     from proca_server.cli import fail, run, settings
     from proca_server.migrations.migrate import is_up_to_date
-    from proca_server.processing.api import requeue_actions
 
     destination = DESTINATIONS.get(queue.lower())
     if destination is None:
@@ -128,14 +153,13 @@ def requeue(
             sessionmaker = db.create_sessionmaker(engine)
             broker = await open_broker(s, sessionmaker)
             try:
-                count = failed = 0
                 async with db.transaction(sessionmaker) as session:
                     org_id = await get_org_id(session, org)
-                    for chunk in _chunks(await find_action_ids(session, org_id, query)):
-                        outcome = await requeue_actions(session, broker, org_id, chunk, destination)
-                        count += outcome.count
-                        failed += outcome.failed
-                return count, failed
+                    found = await find_action_ids(session, org_id, query)
+                    with Progress("actions", len(found)) as progress:
+                        return await requeue_found(
+                            session, broker, org_id, found, destination, progress.advance
+                        )
             finally:
                 await broker.close()
         finally:
