@@ -14,13 +14,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from proca_server import db
+from proca_server import db, error_reporting
 from proca_server.action.lane import SignatureLane, SignatureLaneMiddleware
 from proca_server.action.velocity import SignatureVelocity
 from proca_server.auth.throttle import LoginThrottle
 from proca_server.config import Settings, get_settings
 from proca_server.confirm.links import router as confirm_links_router
 from proca_server.donation.webhooks import router as stripe_webhook_router
+from proca_server.eci.http import build_endpoints as eci_endpoints
+from proca_server.eci.http import router as eci_router
 from proca_server.email.reminders import reminder_loop
 from proca_server.email.webhooks import router as email_webhooks_router
 from proca_server.graphql import idempotency
@@ -156,17 +158,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         max_age=86400,
     )
-    app.include_router(graphql_router)
-    app.include_router(explorer_router)
-    app.include_router(socket_router)
-    app.include_router(accounts_router)
-    app.include_router(mailbox_router)
-    # before the confirm links: their `/link/{verb}/{code}` would take `/link/rights/...`
-    app.include_router(rights_router)
-    app.include_router(confirm_links_router)
-    app.include_router(supporter_links_router)
-    app.include_router(email_webhooks_router)
-    app.include_router(stripe_webhook_router)
+    # outermost: sees every request, and what escapes them (SENTRY_DSN)
+    error_reporting.instrument(app, settings)
+    if settings.enable_eci:
+        # the ECI build: its two GraphQL routes, /metrics and /health, nothing else (docs/eci.md)
+        app.state.eci = eci_endpoints()
+        app.include_router(eci_router)
+    else:
+        app.include_router(graphql_router)
+        app.include_router(explorer_router)
+        app.include_router(socket_router)
+        app.include_router(accounts_router)
+        app.include_router(mailbox_router)
+        # before the confirm links: their `/link/{verb}/{code}` would take `/link/rights/...`
+        app.include_router(rights_router)
+        app.include_router(confirm_links_router)
+        app.include_router(supporter_links_router)
+        app.include_router(email_webhooks_router)
+        app.include_router(stripe_webhook_router)
     app.include_router(metrics_router)
 
     @app.get("/health")

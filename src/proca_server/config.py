@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     sso_home_url: str | None = Field(None, alias="SSO_HOME_URL")
     local_auth_enable: bool = Field(True, alias="LOCAL_AUTH_ENABLE")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # error reporting (error_reporting.py, the `sentry` extra): off while the DSN is unset;
+    # the environment defaults to PROCA_ENV
+    sentry_dsn: str | None = Field(None, alias="SENTRY_DSN")
+    sentry_environment: str | None = Field(None, alias="SENTRY_ENVIRONMENT")
     # where the homepage links for this project's documentation (web/home.py)
     docs_url: str | None = Field(None, alias="DOCS_URL")
     # campaign counters (ARCHITECTURE.md, "Counters")
@@ -70,6 +74,9 @@ class Settings(BaseSettings):
     hcaptcha_url: str = Field("https://api.hcaptcha.com/siteverify", alias="HCAPTCHA_URL")
     procaptcha_url: str | None = Field(None, alias="PROCAPTCHA_URL")
     captcha_service: str = Field("procaptcha", alias="CAPTCHA_SERVICE")
+    # the ECI build (docs/eci.md): /api serves only what a signature page needs, with a
+    # captcha on every signature; the staff API moves to /private/api
+    enable_eci: bool = Field(False, alias="ENABLE_ECI")
     # message broker (broker/): failed messages come back after RETRY_DELAY_MS, RETRY_LIMIT times
     retry_limit: int = Field(10, ge=0, alias="RETRY_LIMIT")
     retry_delay_ms: int = Field(60000, ge=0, alias="RETRY_DELAY_MS")
@@ -162,7 +169,10 @@ class Settings(BaseSettings):
         return [o.strip() for o in self.cors_allow_origin.split(",") if o.strip()] or ["*"]
 
     def check(self) -> None:
-        """Refuse to run in production without the secrets it must not invent."""
+        """Refuse to run in production without the secrets it must not invent, and in the
+        ECI build without a captcha."""
+        if self.enable_eci and not (self.hcaptcha_key or self.procaptcha_url):
+            raise ConfigError("ENABLE_ECI requires a captcha: set HCAPTCHA_KEY or PROCAPTCHA_URL")
         if not self.production:
             return
         missing = [

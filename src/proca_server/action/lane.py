@@ -193,7 +193,11 @@ class SignatureLane:
         self.answered = 0  # signatures the lane stored (the general path's are not counted)
 
     def start(self) -> None:
-        """Open the pool in the background (a request that comes first opens it itself)."""
+        """Open the pool in the background (a request that comes first opens it itself).
+        Not while a captcha is configured (always in the ECI build): every signature then
+        goes the general way, which verifies it."""
+        if captcha.enabled(self.settings):
+            return
         if self.enabled and self._pool is None and self._opening is None:
             self._opening = asyncio.get_running_loop().create_task(self._connections())
 

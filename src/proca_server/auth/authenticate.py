@@ -3,6 +3,8 @@ header: HTTP Basic, an API token (`Bearer API-…`) or a JWT (`Bearer ey…`).
 
 A header, when present, decides: bad credentials there are an error even with a valid
 cookie. A cookie that does not hold (unsigned, unknown or expired token) is just anonymous.
+A route may accept only some of these methods (`AuthMethod`; the ECI build's /private/api
+takes Basic and API tokens only) and refuse anonymous callers.
 
 Cookies carry a session token signed with HMAC-SHA256 under a key derived from
 SECRET_KEY_BASE and the cookie's name. The token is stored as is in `users_tokens`
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hashlib
 import hmac
 import logging
@@ -49,6 +52,47 @@ class MalformedCredentials(AuthenticationFailed):
     http_status = 400
 
 
+class AuthMethod(enum.Flag):
+    """The ways a caller may identify themselves."""
+
+    SESSION = enum.auto()  # the log-in cookies of the HTML pages
+    BASIC = enum.auto()
+    API_TOKEN = enum.auto()
+    JWT = enum.auto()
+
+
+ANY_METHOD = AuthMethod.SESSION | AuthMethod.BASIC | AuthMethod.API_TOKEN | AuthMethod.JWT
+_METHOD_NAMES = {
+    AuthMethod.BASIC: "HTTP Basic",
+    AuthMethod.API_TOKEN: "an API token",
+    AuthMethod.JWT: "a JWT",
+    AuthMethod.SESSION: "a session cookie",
+}
+
+
+class AuthenticationRequired(AuthenticationFailed):
+    """An anonymous call to a route that needs a caller: HTTP 401, with a Basic challenge
+    when the route takes Basic."""
+
+    def __init__(self, methods: AuthMethod) -> None:
+        super().__init__("Authentication is required for this API call")
+        self.methods = methods
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if AuthMethod.BASIC in self.methods:
+            return {"WWW-Authenticate": 'Basic realm="Proca"'}
+        return {}
+
+
+def _accept(methods: AuthMethod, method: AuthMethod) -> None:
+    if method not in methods:
+        accepted = " or ".join(name for m, name in _METHOD_NAMES.items() if m in methods)
+        raise AuthenticationFailed(
+            f"Authentication with {_METHOD_NAMES[method]} is not accepted here: use {accepted}"
+        )
+
+
 async def authenticate_request(
     session: AsyncSession,
     settings: Settings,
@@ -57,14 +101,23 @@ async def authenticate_request(
     cookies: Mapping[str, str],
     client: str | None,
     throttle: LoginThrottle,
+    methods: AuthMethod = ANY_METHOD,
+    required: bool = False,
 ) -> User | None:
-    """The caller of an /api (or /link) request; None when anonymous. Failed Basic log-ins
-    are counted in the app's `throttle` by email and by `client`, the client's address."""
+    """The caller of an /api (or /link) request; None when anonymous (AuthenticationRequired
+    when `required`). Credentials of a method not in `methods` are refused; cookies are read
+    only when SESSION is. Failed Basic log-ins are counted in the app's `throttle` by email
+    and by `client`, the client's address."""
+    user = None
     if authorization and authorization.strip():
-        return await authenticate(
-            session, authorization, settings, client=client, throttle=throttle
+        user = await authenticate(
+            session, authorization, settings, client=client, throttle=throttle, methods=methods
         )
-    return await user_from_cookies(session, settings, cookies)
+    elif AuthMethod.SESSION in methods:
+        user = await user_from_cookies(session, settings, cookies)
+    if user is None and required:
+        raise AuthenticationRequired(methods)
+    return user
 
 
 async def authenticate(
@@ -74,11 +127,12 @@ async def authenticate(
     *,
     client: str | None,
     throttle: LoginThrottle,
+    methods: AuthMethod = ANY_METHOD,
 ) -> User | None:
     """The user the Authorization header identifies; None when there is no header.
 
-    Raises AuthenticationFailed when credentials are given but do not hold (TooManyAttempts
-    after too many failed Basic log-ins)."""
+    Raises AuthenticationFailed when credentials are given but do not hold, or are of a
+    method not in `methods` (TooManyAttempts after too many failed Basic log-ins)."""
     if not authorization:
         return None
     settings = settings or get_settings()
@@ -87,12 +141,15 @@ async def authenticate(
     credentials = credentials.strip()
     if scheme == "bearer":
         if looks_like_jwt(credentials):
+            _accept(methods, AuthMethod.JWT)
             return await authenticate_jwt(session, credentials, settings)
+        _accept(methods, AuthMethod.API_TOKEN)
         user = await service.get_user_by_api_token(session, credentials)
         if user is None:
             raise AuthenticationFailed("Cannot verify token")
         return user
     if scheme == "basic":
+        _accept(methods, AuthMethod.BASIC)
         return await _basic(session, credentials, throttle, client)
     raise MalformedCredentials("Unsupported Authorization scheme")
 

@@ -14,17 +14,23 @@ import typer
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from proca_server import db
+from proca_server import db, error_reporting
 from proca_server.audit.cli import audit
 from proca_server.broker.cli import queue_app
 from proca_server.campaign.cli import campaigns_app
 from proca_server.config import ConfigError, Settings, get_settings
+from proca_server.eci.cli import eci_app
 from proca_server.email.cli import reminders
+from proca_server.email.probe_cli import email_app
 from proca_server.errors import ProcaError, UserInputError
+from proca_server.key.cli import keys_app
+from proca_server.kit.extras import MissingExtra
 from proca_server.kit.logs import configure_logging
 from proca_server.mtt.cli import mtt_app
+from proca_server.org.cli import orgs_app
 from proca_server.processing.requeue_cli import requeue_app
 from proca_server.retention.cli import retention
+from proca_server.user.cli import register as register_user_commands
 
 T = TypeVar("T")
 
@@ -35,7 +41,9 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-user_app = typer.Typer(help="Users and their API tokens.", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Users: accounts, API tokens, instance admins, org memberships.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(queue_app, name="queue")
@@ -45,6 +53,11 @@ app.add_typer(mtt_app, name="mtt")
 app.command("retention")(retention)
 app.add_typer(campaigns_app, name="campaigns")
 app.command("audit")(audit)
+app.add_typer(eci_app, name="eci")
+app.add_typer(keys_app, name="keys")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(email_app, name="email")
+register_user_commands(user_app)
 
 
 def fail(message: str) -> None:
@@ -55,6 +68,8 @@ def fail(message: str) -> None:
 def settings() -> Settings:
     s = get_settings()
     s.check()
+    # every command that reads the settings reports its crashes (SENTRY_DSN)
+    error_reporting.start(s, "cli")
     return s
 
 
@@ -289,6 +304,7 @@ def worker(
     from proca_server.pubsub import pubsub
 
     s = settings()
+    error_reporting.start(s, "worker")
     require_database(s)
     configure_logging(s.log_level, json_lines=s.production)
     options = RuntimeOptions(
@@ -338,7 +354,7 @@ def schema() -> None:
 def main() -> None:
     try:
         app()
-    except (ConfigError, UserInputError) as exc:
+    except (ConfigError, UserInputError, MissingExtra) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except ProcaError as exc:

@@ -25,7 +25,8 @@ from datetime import UTC, date, datetime
 from email.utils import formataddr, parseaddr
 from typing import Any
 
-CUSTOM_ID_KINDS = ("action", "mtt", "user")
+# `test`: a test email of `proca-server email test`, which no bounce report leads back to
+CUSTOM_ID_KINDS = ("action", "mtt", "user", "test")
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class EmailMessage:
     text: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     reply_to: str | None = None
-    # `action:<id>`, `mtt:<message id>` or `user:<email>`: carried to the provider so a
-    # bounce report can be traced back to what was sent
+    # `action:<id>`, `mtt:<message id>`, `user:<email>` or `test:<random>`: carried to the
+    # provider so a bounce report can be traced back to what was sent
     custom_id: str | None = None
     # a template kept by the provider (Mailjet TemplateID, Brevo templateId, HubSpot emailId,
     # SES template name), which the provider renders with `variables`

@@ -10,17 +10,23 @@ from strawberry.types import ExecutionResult
 
 from proca_server.audit import service as audit
 from proca_server.graphql.context import Context
-from proca_server.graphql.schema import schema
+from proca_server.graphql.schema import ProcaSchema, schema
 
 
 async def run_document(
-    context: Context, query: str, variables: dict[str, Any] | None, operation_name: str | None
+    context: Context,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    *,
+    on: ProcaSchema = schema,
 ) -> ExecutionResult:
-    """Run the document in the context's session. Root mutations commit one by one
-    (graphql/transactions.py); what is left is a query's own writes (such as a token's last
-    use), kept when nothing failed. The after-commit callbacks are the caller's to run."""
+    """Run the document in the context's session, on the full schema unless told `on` which.
+    Root mutations commit one by one (graphql/transactions.py); what is left is a query's own
+    writes (such as a token's last use), kept when nothing failed. The after-commit callbacks
+    are the caller's to run."""
     try:
-        result = await schema.execute(
+        result = await on.execute(
             query, variable_values=variables, context_value=context, operation_name=operation_name
         )
     except CannotGetOperationTypeError as exc:

@@ -9,7 +9,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -17,16 +18,16 @@ from graphql import OperationType
 from graphql.error import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from proca_server.auth.authenticate import authenticate_request
+from proca_server.auth.authenticate import ANY_METHOD, AuthMethod, authenticate_request
 from proca_server.config import Settings
 from proca_server.errors import AuthenticationFailed
 from proca_server.graphql import idempotency, response_cache
 from proca_server.graphql.context import Context
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.execute import run_document
-from proca_server.graphql.names import convert_variables, make_preparer
+from proca_server.graphql.names import Prepared, convert_variables, make_preparer
 from proca_server.graphql.response_cache import ResponseCache
-from proca_server.graphql.schema import schema
+from proca_server.graphql.schema import ProcaSchema, schema
 from proca_server.kit import jsontext
 from proca_server.processing import events
 from proca_server.processing.handoff import pipeline_of
@@ -34,7 +35,30 @@ from proca_server.web.explorer import explorer_response
 
 log = logging.getLogger("proca_server.http")
 router = APIRouter()
-prepare = make_preparer(schema._schema)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A GraphQL route: the schema it runs and who may call it."""
+
+    schema: ProcaSchema
+    # the credentials read; None: none are, every caller is anonymous
+    auth: AuthMethod | None = ANY_METHOD
+    # anonymous callers get HTTP 401
+    require_user: bool = False
+    # a browser's GET without a query gets GraphiQL
+    explorer: bool = True
+    # the app serves subscriptions on its websocket
+    websocket: bool = True
+    # names normalised, per document text (names.py)
+    prepare: Callable[[str], Prepared | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prepare", make_preparer(self.schema._schema))
+
+
+# /api: the full schema, every way of authenticating
+API = Endpoint(schema)
 
 
 class BadRequest(Exception):
@@ -135,6 +159,7 @@ async def execute_request(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     cache: ResponseCache | None = None,
+    endpoint: Endpoint = API,
 ) -> Response:
     cache_key: response_cache.Key | None = None
     if cache is not None and response_cache.anonymous(request.headers, request.cookies):
@@ -149,7 +174,7 @@ async def execute_request(
         params = await _read_params(request)
         query = params.get("query")
         if not query or not isinstance(query, str):
-            if _wants_ide(request):
+            if endpoint.explorer and _wants_ide(request):
                 return await asyncio.to_thread(explorer_response, request)
             raise BadRequest(400, "No query document supplied")
         operation_name = params.get("operationName") or None
@@ -159,11 +184,13 @@ async def execute_request(
         variables = parse_variables(params.get("variables"), body)
         raw_extensions = params.get("extensions")
         extensions: dict[str, Any] = raw_extensions if isinstance(raw_extensions, dict) else {}
-        prepared = prepare(query)
+        prepared = endpoint.prepare(query)
         operation = prepared.operation(operation_name) if prepared else None
         if request.method == "GET" and operation and operation[0] is not OperationType.QUERY:
             return _error(405, "Can only perform a query operation over GET")
         if operation and operation[0] is OperationType.SUBSCRIPTION:
+            if not endpoint.websocket:
+                return _error(400, "Subscriptions are not served by this server")
             return _error(
                 400, "Subscriptions are served over the websocket /socket/websocket, not /api"
             )
@@ -190,6 +217,7 @@ async def execute_request(
             operation_name,
             extensions,
             key,
+            endpoint,
             cacheable=cacheable,
         )
 
@@ -228,6 +256,7 @@ async def _execute(
     operation_name: str | None,
     extensions: dict[str, Any],
     key: str | None,
+    endpoint: Endpoint,
     *,
     cacheable: bool,
 ) -> tuple[Response, str | None]:
@@ -236,14 +265,18 @@ async def _execute(
     client = request.client.host if request.client else None
     async with sessionmaker() as session:
         try:
-            user = await authenticate_request(
-                session,
-                settings,
-                authorization=request.headers.get("authorization"),
-                cookies=request.cookies,
-                client=client,
-                throttle=request.app.state.login_throttle,
-            )
+            user = None
+            if endpoint.auth is not None:
+                user = await authenticate_request(
+                    session,
+                    settings,
+                    authorization=request.headers.get("authorization"),
+                    cookies=request.cookies,
+                    client=client,
+                    throttle=request.app.state.login_throttle,
+                    methods=endpoint.auth,
+                    required=endpoint.require_user,
+                )
         except AuthenticationFailed as exc:
             await session.rollback()
             response = _error(exc.http_status, exc.message, exc.code)
@@ -279,7 +312,7 @@ async def _execute(
             idempotency_key=binding,
             pipeline=pipeline,
         )
-        result = await run_document(context, query, variables, operation_name)
+        result = await run_document(context, query, variables, operation_name, on=endpoint.schema)
     await context.run_after_commit()
 
     body: dict[str, Any] = {}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ValidationCache
+from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -66,33 +67,48 @@ class ProcaSchema(strawberry.Schema):
                 log.error("resolver failed", exc_info=error.original_error)
 
 
-def build_schema() -> ProcaSchema:
-    return ProcaSchema(
+# implementations reached only through their interface
+PUBLIC_IMPLEMENTATIONS: tuple[type, ...] = (
+    PublicOrg,
+    PublicCampaign,
+    PublicActionPage,
+    PublicTarget,
+)
+PRIVATE_IMPLEMENTATIONS: tuple[type, ...] = (
+    PrivateOrg,
+    PrivateCampaign,
+    PrivateActionPage,
+    PrivateTarget,
+)
+
+
+def build_schema(
+    kind: type[ProcaSchema] = ProcaSchema,
+    *,
+    subscription: type | None = Subscription,
+    types: Iterable[type] = (*PRIVATE_IMPLEMENTATIONS, *PUBLIC_IMPLEMENTATIONS),
+    extensions: Iterable[type[SchemaExtension] | Callable[[], SchemaExtension]] = (),
+) -> ProcaSchema:
+    """The full schema; a subclass (`kind`, which may leave fields out through Strawberry's
+    `get_fields`) with fewer types and more extensions builds a reduced one from the same
+    types and resolvers (eci/schema.py)."""
+    built = kind(
         query=Query,
         mutation=Mutation,
-        subscription=Subscription,
+        subscription=subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         # widgets send the same few documents: parse (DocumentLimits, which also refuses a
         # document over the limits before anything else is done with it) and validate each
         # once
-        extensions=[MutationTransactions, DocumentLimits, _validation_cache],
-        # implementations reached only through their interface
-        types=[
-            PrivateOrg,
-            PublicOrg,
-            PrivateCampaign,
-            PublicCampaign,
-            PrivateActionPage,
-            PublicActionPage,
-            PrivateTarget,
-            PublicTarget,
-        ],
+        extensions=[MutationTransactions, DocumentLimits, _validation_cache, *extensions],
+        types=list(types),
     )
+    # the widget's mutations skip the generic argument conversion (action/widget_api.py)
+    install_direct_resolvers(built._schema)
+    return built
 
 
 schema = build_schema()
-# the widget's mutations skip the generic argument conversion (action/widget_api.py)
-install_direct_resolvers(schema._schema)
 
 
 def sdl() -> str:

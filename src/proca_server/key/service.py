@@ -28,6 +28,12 @@ def _check_name(name: str) -> str:
     return name
 
 
+def keeps_private_part(org: Org, instance_org_name: str) -> bool:
+    """Only the instance org's private key stays on the server: it signs the contacts. Any
+    other org's private part is handed out once and never stored."""
+    return org.name == instance_org_name
+
+
 async def generate_key(
     session: AsyncSession, org: Org, name: str, *, keep_private: bool
 ) -> tuple[PublicKey, bytes]:

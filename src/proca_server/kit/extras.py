@@ -9,6 +9,7 @@ import importlib.util
 EXTRAS: dict[str, tuple[str, ...]] = {
     "aws": ("aiobotocore", "botocore"),
     "stripe": ("stripe",),
+    "sentry": ("sentry_sdk",),
 }
 
 

@@ -333,7 +333,10 @@ class OrgMutation:
         ctx = info.context
         org, _ = await org_access(ctx, org_name, *KEY_PERMISSIONS)
         key, private = await keys.generate_key(
-            ctx.session, org, input.name, keep_private=org.name == ctx.settings.org_name
+            ctx.session,
+            org,
+            input.name,
+            keep_private=keys.keeps_private_part(org, ctx.settings.org_name),
         )
         ctx.answer_has_secret = True  # never kept for an idempotent replay
         audit_change(ctx, "generateKey", org.id, resource_id=key.id)

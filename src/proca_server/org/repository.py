@@ -1,18 +1,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Subquery, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.models import (
+    Action,
     ActionPage,
     Campaign,
+    Contact,
     EmailTemplate,
     Org,
     PublicKey,
     Service,
     Staffer,
+    Supporter,
     User,
 )
 
@@ -134,3 +139,44 @@ async def user_memberships(session: AsyncSession, user_id: int) -> Sequence[tupl
         .order_by(Org.id)
     )
     return [(s, o) for s, o in result.all()]
+
+
+@dataclass(frozen=True)
+class OrgCounts:
+    name: str
+    title: str
+    campaigns: int
+    action_pages: int
+    staff: int
+    # made on the org's action pages (test actions included)
+    actions: int
+    supporters: int
+    # contacts the org received (its copies, on its pages or as a partner's data receiver)
+    contacts: int
+
+
+def _count_by(org_id: Any, *joins: tuple[Any, Any]) -> Subquery:
+    query = select(org_id.label("org_id"), func.count().label("n"))
+    for table, on in joins:
+        query = query.join(table, on)
+    return query.group_by(org_id).subquery()
+
+
+async def org_counts(session: AsyncSession) -> list[OrgCounts]:
+    """Every org with its counts, by name: one statement whatever the number of orgs."""
+    per_page = ActionPage.org_id
+    counts = {
+        "campaigns": _count_by(Campaign.org_id),
+        "action_pages": _count_by(ActionPage.org_id),
+        "staff": _count_by(Staffer.org_id),
+        "actions": _count_by(per_page, (Action, Action.action_page_id == ActionPage.id)),
+        "supporters": _count_by(per_page, (Supporter, Supporter.action_page_id == ActionPage.id)),
+        "contacts": _count_by(Contact.org_id),
+    }
+    query = select(
+        Org.name, Org.title, *(func.coalesce(c.c.n, 0).label(k) for k, c in counts.items())
+    )
+    for subquery in counts.values():
+        query = query.outerjoin(subquery, subquery.c.org_id == Org.id)
+    rows = await session.execute(query.order_by(Org.name))
+    return [OrgCounts(**row._asdict()) for row in rows.all()]

@@ -10,7 +10,7 @@ from nacl.public import PrivateKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.auth.permissions import ROLES, Permission, has_all, is_owner, outranks
+from proca_server.auth.permissions import ROLES, Permission, has_all, is_owner, outranks, role_of
 from proca_server.email import readiness
 from proca_server.errors import BadArgument, NotFound, PermissionDenied
 from proca_server.models import Org, PublicKey, Staffer, User
@@ -116,8 +116,10 @@ def _apply_settings(org: Org, attrs: dict[str, Any]) -> None:
 
 
 async def add_org(
-    session: AsyncSession, user: User, attrs: dict[str, Any], instance_org_name: str
+    session: AsyncSession, user: User | None, attrs: dict[str, Any], instance_org_name: str
 ) -> Org:
+    """A new org lending the instance org's email backend; `user` becomes its owner and
+    sender (None: an org set up by the operator, without staff yet)."""
     name = attrs.get("name")
     if not name:
         raise BadArgument("can't be blank", field="name")
@@ -128,13 +130,14 @@ async def add_org(
     org = Org(
         name=name,
         title=attrs["title"],
-        email_from=user.email,
+        email_from=user.email if user else None,
         email_backend_id=instance.email_backend_id if instance else None,
     )
     _apply_settings(org, attrs)
     session.add(org)
     await session.flush()
-    session.add(Staffer(org_id=org.id, user_id=user.id, perms=int(ROLES["owner"])))
+    if user is not None:
+        session.add(Staffer(org_id=org.id, user_id=user.id, perms=int(ROLES["owner"])))
     await check_email_settings(session, org, attrs, sending_changed=False)
     return org
 
@@ -217,6 +220,29 @@ async def set_member(
     staffer.perms = int(role_bits)
     await session.flush()
     return "success"
+
+
+async def assign_role(
+    session: AsyncSession,
+    org: Org,
+    user: User,
+    role_bits: Permission,
+    *,
+    caller_perms: int,
+    staffer: Staffer | None,
+) -> str | None:
+    """Add the user to the org with the role, or give the member that role (as `set_member`
+    and `change_member_role`: the last owner stays one); the member's role before, None when
+    the user was not a member. The caller's right to give the role is checked before."""
+    current = await get_staffer(session, org.id, user.id)
+    if current is None:
+        await set_member(session, org, user, role_bits, create=True, update=False)
+        return None
+    before = role_of(current.perms)
+    await change_member_role(
+        session, org, user, role_bits, caller_perms=caller_perms, staffer=staffer
+    )
+    return before
 
 
 def can_manage_member(caller_perms: int, staffer: Staffer | None, member: Staffer) -> bool:

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from proca_server.models import User, UserToken
+from sqlalchemy import ColumnElement, delete, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from proca_server.auth.permissions import Permission
+from proca_server.models import Org, Staffer, User, UserToken
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
@@ -36,3 +41,58 @@ async def get_latest_token(session: AsyncSession, user_id: int, context: str) ->
         .limit(1)
     )
     return result.scalar_one_or_none()
+
+
+def _is_admin() -> ColumnElement[bool]:
+    return User.perms.op("&")(int(Permission.INSTANCE_OWNER)) != 0
+
+
+async def lock_admins(session: AsyncSession) -> Sequence[User]:
+    """The instance admins, fresh and locked until the transaction ends, so that two
+    concurrent demotions cannot both take the last admin away (the same write-that-changes-
+    nothing lock as org/repository.py's `lock_staff`)."""
+    await session.execute(
+        update(User)
+        .where(_is_admin())
+        .values(perms=User.perms, updated_at=User.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(
+        select(User).where(_is_admin()).order_by(User.id).execution_options(populate_existing=True)
+    )
+    return result.scalars().all()
+
+
+@dataclass(frozen=True)
+class UserMemberships:
+    user: User
+    # (org name, staffer perms), by org name
+    orgs: list[tuple[str, int]]
+
+
+async def list_users_with_orgs(
+    session: AsyncSession, *, org_id: int | None = None
+) -> list[UserMemberships]:
+    """Every user (or the members of one org) with all their memberships, in one statement."""
+    query = (
+        select(User, Org.name, Staffer.perms)
+        .outerjoin(Staffer, Staffer.user_id == User.id)
+        .outerjoin(Org, Org.id == Staffer.org_id)
+        .order_by(User.email, User.id, Org.name)
+    )
+    if org_id is not None:
+        # its own alias: the outer query joins every membership, this one picks the org's
+        membership = aliased(Staffer)
+        query = query.where(
+            exists(
+                select(membership.id).where(
+                    membership.user_id == User.id, membership.org_id == org_id
+                )
+            )
+        )
+    found: dict[int, UserMemberships] = {}
+    for user, org_name, perms in (await session.execute(query)).all():
+        entry = found.setdefault(user.id, UserMemberships(user, []))
+        if org_name is not None:
+            entry.orgs.append((org_name, perms))
+    return list(found.values())

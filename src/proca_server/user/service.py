@@ -1,4 +1,4 @@
-"""Users: creation, API tokens, lookup by token."""
+"""Users: creation, instance admins, API tokens, lookup by token."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth import passwords, tokens
-from proca_server.auth.permissions import ADMIN
+from proca_server.auth.permissions import ADMIN, is_admin
 from proca_server.errors import BadArgument
 from proca_server.kit.time import utcnow
 from proca_server.models import User, UserToken
@@ -59,6 +59,22 @@ async def create_user(
     session.add(user)
     await session.flush()
     return CreatedUser(user, generated)
+
+
+async def set_instance_admin(session: AsyncSession, user: User, admin: bool) -> bool:
+    """Give the user the instance admin bits, or take them away; whether anything changed.
+    The last instance admin stays one: promote another user first."""
+    if admin:
+        changed = (user.perms & ADMIN) != ADMIN
+        user.perms |= int(ADMIN)
+    else:
+        admins = await repository.lock_admins(session)
+        changed = bool(user.perms & ADMIN)
+        if is_admin(user.perms) and all(a.id == user.id for a in admins):
+            raise BadArgument("the last instance admin stays one: promote another user first")
+        user.perms &= ~int(ADMIN)
+    await session.flush()
+    return changed
 
 
 # the session.info key of the users registered in a session's transaction, to announce
