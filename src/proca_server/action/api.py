@@ -8,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from proca_server.action import export
-from proca_server.action.types import ActionType
+from proca_server.action.types import ActionType, action_view, load_batch, selected_names
 from proca_server.audit.api import audit_change, audit_read
 from proca_server.auth.permissions import Permission
 from proca_server.errors import BadArgument
@@ -38,7 +38,9 @@ async def _export(
     if metered:
         EXPORT_ACTIONS_COUNT.labels(org_id=str(org.id)).inc(len(rows))
         EXPORT_ACTIONS_TIME.labels(org_id=str(org.id)).observe(perf_counter() - started)
-    return [ActionType(action=a, supporter=s, contact_row=c) for a, s, c in rows]
+    selected = selected_names(info.selected_fields[0].selections) if info.selected_fields else set()
+    batch = await load_batch(ctx, rows, selected)
+    return [action_view(row, batch, selected) for row in rows]
 
 
 def _audit_details(criteria: export.ExportFilter) -> dict[str, object]:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.models import Action, Campaign, Contact, Org, Supporter
+from proca_server.models import (
+    Action,
+    ActionPage,
+    Campaign,
+    Contact,
+    Donation,
+    Org,
+    PublicKey,
+    Source,
+    Supporter,
+)
 from proca_server.models.enums import (
     ActionProcessingStatus,
     EmailStatus,
@@ -38,13 +49,15 @@ class ExportFilter:
     fingerprint: bytes | None = None
 
 
-async def export_actions(
-    session: AsyncSession, org: Org, criteria: ExportFilter
-) -> Sequence[tuple[Action, Supporter, Contact]]:
+def scoped(org_id: int, criteria: ExportFilter, *columns: Any) -> Select[Any]:
+    """`columns` of the actions an export for the org holds under `criteria`, each joined to
+    its supporter and the org's contact copy (no order, no limit: `export_actions` pages it,
+    the file export streams it)."""
     query = (
-        select(Action, Supporter, Contact)
+        select(*columns)
+        .select_from(Action)
         .join(Supporter, Supporter.id == Action.supporter_id)
-        .join(Contact, (Contact.supporter_id == Supporter.id) & (Contact.org_id == org.id))
+        .join(Contact, (Contact.supporter_id == Supporter.id) & (Contact.org_id == org_id))
     )
     if criteria.fingerprint is not None:
         # GDPR lookup: whatever the consent and processing state
@@ -72,9 +85,81 @@ async def export_actions(
         query = query.where(Action.id >= criteria.start)
     if criteria.after is not None:
         query = query.where(Action.inserted_at >= criteria.after)
+    return query
+
+
+# What an exported action answers (action/types.py): plain rows, not model objects, since an
+# answer may hold thousands of them
+EXPORTED = (
+    Action.id.label("action_id"),
+    Action.inserted_at.label("created_at"),
+    Action.action_type,
+    Action.fields,
+    Action.with_consent,
+    Action.campaign_id,
+    Action.action_page_id,
+    Action.source_id,
+    Supporter.fingerprint,
+    Supporter.dupe_rank,
+    Supporter.email_status,
+    Supporter.email_status_changed,
+    Contact.payload,
+    Contact.crypto_nonce,
+    Contact.public_key_id,
+    Contact.sign_key_id,
+    Contact.communication_consent,
+    Contact.inserted_at.label("given_at"),
+)
+
+
+async def export_actions(
+    session: AsyncSession, org: Org, criteria: ExportFilter
+) -> Sequence[Row[Any]]:
+    """The actions of an export (rows of `EXPORTED`), in id order, at most `limit`."""
     limit = criteria.limit if criteria.limit is not None else DEFAULT_LIMIT
+    query = scoped(org.id, criteria, *EXPORTED)
     result = await session.execute(query.order_by(Action.id).limit(max(0, limit)))
-    return [(a, s, c) for a, s, c in result.all()]
+    rows: Sequence[Row[Any]] = result.all()
+    return rows
+
+
+# What the exported actions refer to, for all the actions of an answer at once (types.py);
+# the ids go in slices, as a database takes a bounded number of parameters in a statement
+# and `limit` is the client's
+IDS_PER_STATEMENT = 5000
+
+
+async def _by_ids(
+    session: AsyncSession, model: Any, column: Any, ids: Collection[int]
+) -> list[Any]:
+    ordered = sorted(ids)
+    found: list[Any] = []
+    for at in range(0, len(ordered), IDS_PER_STATEMENT):
+        part = ordered[at : at + IDS_PER_STATEMENT]
+        found += (await session.scalars(select(model).where(column.in_(part)))).all()
+    return found
+
+
+async def list_keys_by_id(session: AsyncSession, ids: Collection[int]) -> list[PublicKey]:
+    return await _by_ids(session, PublicKey, PublicKey.id, ids)
+
+
+async def list_sources_by_id(session: AsyncSession, ids: Collection[int]) -> list[Source]:
+    return await _by_ids(session, Source, Source.id, ids)
+
+
+async def list_donations(session: AsyncSession, action_ids: Collection[int]) -> list[Donation]:
+    """The actions' donations, oldest first."""
+    found: list[Donation] = await _by_ids(session, Donation, Donation.action_id, action_ids)
+    return sorted(found, key=lambda d: d.id)
+
+
+async def list_campaigns_by_id(session: AsyncSession, ids: Collection[int]) -> list[Campaign]:
+    return await _by_ids(session, Campaign, Campaign.id, ids)
+
+
+async def list_pages_by_id(session: AsyncSession, ids: Collection[int]) -> list[ActionPage]:
+    return await _by_ids(session, ActionPage, ActionPage.id, ids)
 
 
 async def delete_contact(session: AsyncSession, org: Org, fingerprint: bytes) -> int:

@@ -19,6 +19,8 @@ Map (docs/export.md shows an org opening its exported contacts):
   to be allowed, so such a signature always goes the general path, which refuses it.
 - `KeyRing` caches the keys per process with a bounded staleness, so the hot path does not
   query them on every action; key administration calls `invalidate` after it commits.
+- `ContactOpener` opens contacts for `proca-server export --key`, with private keys the org
+  gives for that run; the server never stores them.
 
 Nothing here logs or puts into an exception a payload or a key.
 """
@@ -34,6 +36,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final, Generic, TypeVar
 
+from nacl.bindings import crypto_box_open_easy_afternm
+from nacl.exceptions import CryptoError
 from nacl.public import Box, PrivateKey
 from nacl.public import PublicKey as NaclPublicKey
 from sqlalchemy import select
@@ -334,3 +338,55 @@ def seal(clear: bytes, recipient: OrgKey | None, sender: SignKey | None) -> Seal
         return SealedContact(clear, None, None, None)
     ciphertext, nonce = encrypt(clear, recipient.public, sender.private)
     return SealedContact(ciphertext, nonce, recipient.id, sender.id)
+
+
+class SealBroken(Exception):
+    """A sealed contact that the key it names does not open (altered or damaged data)."""
+
+
+def public_of(private: bytes) -> bytes:
+    """The public part of a private key (ValueError when it is not 32 bytes)."""
+    if len(private) != KEY_BYTES:
+        raise ValueError("a private key is 32 bytes")
+    return bytes(PrivateKey(private).public_key)
+
+
+class ContactOpener:
+    """Opens contacts with private keys an org holds (the file export, run by the org with
+    its keys): one precomputed shared key per (recipient key, sign key) pair, so opening a
+    contact costs one XSalsa20-Poly1305 pass. The private keys live only in this object."""
+
+    def __init__(self, private_keys: dict[int, bytes]) -> None:
+        # recipient key id -> its private part
+        self._private = dict(private_keys)
+        self._shared: dict[tuple[int, int], bytes] = {}
+        self._signs: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"ContactOpener(keys={sorted(self._private)})"
+
+    def holds(self, public_key_id: int) -> bool:
+        return public_key_id in self._private
+
+    def knows_sign_key(self, sign_key_id: int) -> bool:
+        return sign_key_id in self._signs
+
+    def add_sign_key(self, sign_key_id: int, public: bytes) -> None:
+        self._signs.add(sign_key_id)
+        if len(public) != KEY_BYTES:
+            return  # a damaged key row: its contacts stay unopened (SealBroken)
+        for key_id, private in self._private.items():
+            self._shared[(key_id, sign_key_id)] = Box(
+                PrivateKey(private), NaclPublicKey(public)
+            ).shared_key()
+
+    def open(self, payload: bytes, nonce: bytes, public_key_id: int, sign_key_id: int) -> bytes:
+        """The cleartext of a contact sealed to a held key by a known sign key; SealBroken
+        when it does not open."""
+        shared = self._shared.get((public_key_id, sign_key_id))
+        if shared is None or len(nonce) != NONCE_BYTES:
+            raise SealBroken()
+        try:
+            return crypto_box_open_easy_afternm(payload, nonce, shared)
+        except CryptoError:
+            raise SealBroken() from None

@@ -1,0 +1,166 @@
+"""The `actions` (`exportActions`) answer: every field of an exported action, the same number
+of statements whatever the number of actions, and fragments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from proca_server.action import export
+from proca_server.kit import base64url
+from proca_server.models import Donation, Org, PublicKey
+from proca_server.models.enums import DonationFrequencyUnit, DonationSchema
+from proca_server.user.service import reset_api_token
+from tests.factories import make_user
+from tests.graphql_helpers import data, gql
+from tests.processing.helpers import Site, action_ids, make_site, process, sign
+
+EVERYTHING = """
+actionId actionType createdAt customFields fields { key value }
+contact { contactRef dupeRank payload nonce publicKey { id public } signKey { id public } }
+privacy { optIn givenAt emailStatus emailStatusChanged withConsent }
+tracking { source medium campaign content }
+donation { schema amount currency payload frequencyUnit }
+campaign { name } actionPage { name }
+"""
+EXPORT = (
+    "query($o: String!, $start: Int) { exportActions(orgName: $o, start: $start) { "
+    + EVERYTHING
+    + " } }"
+)
+
+
+async def owner_token(session: AsyncSession, org_id: int) -> str:
+    org = await session.get(Org, org_id)
+    assert org is not None
+    token = await reset_api_token(session, await make_user(session, org=org, role="owner"))
+    await session.commit()
+    return token
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+
+
+async def signed(client: httpx.AsyncClient, session: AsyncSession, site: Site, n: int) -> None:
+    before = len(await action_ids(session))
+    for i in range(n):
+        await sign(client, site.page_id, f"p{before + i}@example.org")
+    await process(session, (await action_ids(session))[before:])
+
+
+async def test_every_field_of_an_exported_action(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    site = await make_site(session)  # an org with an active key: sealed contacts
+    token = await owner_token(session, site.org_id)
+    await signed(client, session, site, 2)
+    first, second = await action_ids(session)
+    session.add(
+        Donation(
+            action_id=second,
+            schema=DonationSchema.STRIPE_PAYMENT_INTENT,
+            amount=500,
+            currency="EUR",
+            payload={"paymentIntent": "pi_1"},
+            frequency_unit=DonationFrequencyUnit.MONTHLY,
+        )
+    )
+    await session.commit()
+    key = (
+        await session.execute(select(PublicKey).where(PublicKey.org_id == site.org_id))
+    ).scalar_one()
+
+    a, b = data(await gql(client, EXPORT, {"o": site.org_name}, token=token))["exportActions"]
+    assert (a["actionId"], b["actionId"]) == (first, second)
+    assert a["customFields"] == '{"comment":"hi"}'
+    assert a["fields"] == [{"key": "comment", "value": "hi"}]
+    assert a["contact"]["publicKey"] == {"id": key.id, "public": base64url.encode(key.public)}
+    assert a["contact"]["signKey"]["public"] == base64url.encode(site.sign_public)
+    assert a["contact"]["nonce"] is not None and a["contact"]["dupeRank"] == 0
+    assert a["privacy"]["optIn"] is True and a["privacy"]["emailStatus"] == "NONE"
+    assert a["tracking"] == {
+        "source": "newsletter",
+        "medium": "email",
+        "campaign": "spring",
+        "content": "",
+    }
+    assert a["donation"] is None
+    assert b["donation"] == {
+        "schema": "STRIPE_PAYMENT_INTENT",
+        "amount": 500,
+        "currency": "EUR",
+        "payload": '{"paymentIntent":"pi_1"}',
+        "frequencyUnit": "MONTHLY",
+    }
+    assert a["campaign"] == b["campaign"] == {"name": site.campaign_name}
+    assert a["actionPage"] == {"name": site.page_name}
+
+
+async def test_an_export_costs_the_same_statements_for_any_number_of_actions(
+    client: httpx.AsyncClient, session: AsyncSession, engine: AsyncEngine
+) -> None:
+    site = await make_site(session)
+    token = await owner_token(session, site.org_id)
+    await signed(client, session, site, 2)
+    with statements(engine) as few:
+        answer = data(await gql(client, EXPORT, {"o": site.org_name}, token=token))
+    assert len(answer["exportActions"]) == 2
+    await signed(client, session, site, 4)
+    with statements(engine) as more:
+        answer = data(await gql(client, EXPORT, {"o": site.org_name}, token=token))
+    assert len(answer["exportActions"]) == 6
+    assert len(more) == len(few)
+    # the actions, and one statement each for keys, sources, donations, campaigns, pages
+    assert sum("FROM public_keys" in s for s in more) == 1
+    assert sum("FROM donations" in s for s in more) == 1
+
+
+async def test_fields_selected_through_fragments_are_answered(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    site = await make_site(session)
+    token = await owner_token(session, site.org_id)
+    await signed(client, session, site, 1)
+    query = """
+    query($o: String!) { exportActions(orgName: $o) { ...A ... on Action { tracking { source } } } }
+    fragment A on Action { actionId campaign { name } ...Page contact { publicKey { id } } }
+    fragment Page on Action { page: actionPage { name } }
+    """
+    [row] = data(await gql(client, query, {"o": site.org_name}, token=token))["exportActions"]
+    assert row["campaign"] == {"name": site.campaign_name}
+    assert row["page"] == {"name": site.page_name}
+    assert row["tracking"] == {"source": "newsletter"}
+    assert row["contact"]["publicKey"]["id"] is not None
+
+
+async def test_many_ids_go_in_slices_with_the_same_answer(
+    client: httpx.AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = await make_site(session)
+    token = await owner_token(session, site.org_id)
+    await signed(client, session, site, 3)
+    for action_id in await action_ids(session):
+        session.add(Donation(action_id=action_id, amount=100, currency="EUR", payload={}))
+    await session.commit()
+    whole = data(await gql(client, EXPORT, {"o": site.org_name}, token=token))["exportActions"]
+    monkeypatch.setattr(export, "IDS_PER_STATEMENT", 1)
+    sliced = data(await gql(client, EXPORT, {"o": site.org_name}, token=token))["exportActions"]
+    assert sliced == whole
+    assert [a["donation"]["amount"] for a in sliced] == [100, 100, 100]
