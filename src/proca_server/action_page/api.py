@@ -9,7 +9,7 @@ from strawberry.types import Info
 
 from proca_server.action_page import service
 from proca_server.action_page.events import page_upserted
-from proca_server.action_page.types import ActionPageInterface, page_view
+from proca_server.action_page.interface import ActionPageInterface, page_view
 from proca_server.auth.permissions import Permission
 from proca_server.graphql.access import allow, auth_for, load, one_identifier
 from proca_server.graphql.context import Context
@@ -69,7 +69,7 @@ class ActionPageMutation:
         campaign = await load(ctx.session, Campaign, name=campaign_name)
         allow(await auth_for(ctx, org.id), Permission.MANAGE_ACTION_PAGES)
         page = await service.add_action_page(ctx.session, org, campaign, input.attrs())
-        page_upserted(ctx, page)
+        page_upserted(ctx.session, ctx.after_commit, page)
         return await page_view(ctx, page)
 
     @strawberry.mutation
@@ -80,7 +80,7 @@ class ActionPageMutation:
         page = await load(ctx.session, ActionPage, id=id, name=name)
         await _page_access(ctx, page)
         await service.update_action_page(ctx.session, page, input.attrs())
-        page_upserted(ctx, page)
+        page_upserted(ctx.session, ctx.after_commit, page)
         return await page_view(ctx, page)
 
     @strawberry.mutation
@@ -92,7 +92,7 @@ class ActionPageMutation:
         source = await load(ctx.session, ActionPage, name=from_name)
         allow(await auth_for(ctx, org.id), Permission.MANAGE_ACTION_PAGES)
         page = await service.copy_action_page(ctx.session, org, name, source)
-        page_upserted(ctx, page)
+        page_upserted(ctx.session, ctx.after_commit, page)
         return await page_view(ctx, page)
 
     @strawberry.mutation
@@ -105,7 +105,7 @@ class ActionPageMutation:
         allow(await auth_for(ctx, org.id), Permission.MANAGE_ACTION_PAGES)
         source = await service.newest_lead_page(ctx.session, campaign)
         page = await service.copy_action_page(ctx.session, org, name, source)
-        page_upserted(ctx, page)
+        page_upserted(ctx.session, ctx.after_commit, page)
         return await page_view(ctx, page)
 
     @strawberry.mutation
@@ -121,11 +121,12 @@ class ActionPageMutation:
         if lead is not None and (lead.staffer is not None or lead.can(Permission.INSTANCE_OWNER)):
             page.live = True
             await ctx.session.flush()
-            page_upserted(ctx, page)
+            page_upserted(ctx.session, ctx.after_commit, page)
             return LaunchActionPageResult(status=StatusEnum.SUCCESS)
-        from proca_server.confirm.service import request_launch
+        from proca_server.confirm.service import Notify, request_launch
 
-        await request_launch(ctx, auth.user, campaign, page, message)
+        notify = Notify(ctx.settings, ctx.after_commit, ctx.pipeline)
+        await request_launch(ctx.session, notify, auth.user, campaign, page, message)
         return LaunchActionPageResult(status=StatusEnum.CONFIRMING)
 
     @strawberry.mutation

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.action_page import repository
+
+# also looked up by name from other slices through this module
+from proca_server.action_page.repository import get_page_by_name as get_page_by_name
 from proca_server.email import readiness
 from proca_server.email.directory import check_template_name
 from proca_server.errors import BadArgument, NotFound
-from proca_server.models import Action, ActionPage, Campaign, Org, Supporter
+from proca_server.models import ActionPage, Campaign, Org
 
 # `identifier/path…` or `domain.tld/path…`, with one or more path segments.
 NAME_RE = re.compile(r"^(?:[A-Za-z0-9_-]+|(?:[A-Za-z0-9-]+\.)+[A-Za-z0-9-]+)(?:/[A-Za-z0-9_-]+)+$")
@@ -42,11 +45,6 @@ def validate_locale(locale: str | None) -> str:
     if not LOCALE_RE.match(locale):
         raise BadArgument("has invalid format", field="locale")
     return locale
-
-
-async def get_page_by_name(session: AsyncSession, name: str) -> ActionPage | None:
-    result = await session.execute(select(ActionPage).where(ActionPage.name == name))
-    return result.scalar_one_or_none()
 
 
 async def _check_name_free(session: AsyncSession, name: str, page_id: int | None) -> None:
@@ -136,13 +134,7 @@ async def copy_action_page(
 
 
 async def newest_lead_page(session: AsyncSession, campaign: Campaign) -> ActionPage:
-    result = await session.execute(
-        select(ActionPage)
-        .where(ActionPage.campaign_id == campaign.id, ActionPage.org_id == campaign.org_id)
-        .order_by(ActionPage.id.desc())
-        .limit(1)
-    )
-    page = result.scalar_one_or_none()
+    page = await repository.newest_page_of(session, campaign.id, campaign.org_id)
     if page is None:
         raise NotFound(f"Campaign {campaign.name} does not have action pages")
     return page
@@ -151,20 +143,9 @@ async def newest_lead_page(session: AsyncSession, campaign: Campaign) -> ActionP
 async def deletable(session: AsyncSession, page_id: int) -> bool:
     """A page may go when it holds no real action and none of its supporters acted elsewhere
     (their rows would have to stay)."""
-    real = await session.scalar(
-        select(Action.id)
-        .where(Action.action_page_id == page_id, Action.testing.is_(False))
-        .limit(1)
-    )
-    if real is not None:
+    if await repository.has_real_action(session, page_id):
         return False
-    elsewhere = await session.scalar(
-        select(Action.id)
-        .join(Supporter, Supporter.id == Action.supporter_id)
-        .where(Supporter.action_page_id == page_id, Action.action_page_id != page_id)
-        .limit(1)
-    )
-    return elsewhere is None
+    return not await repository.has_supporter_acting_elsewhere(session, page_id)
 
 
 async def delete_action_page(session: AsyncSession, page: ActionPage) -> None:
@@ -172,7 +153,6 @@ async def delete_action_page(session: AsyncSession, page: ActionPage) -> None:
     supporters (who then have no action left)."""
     if not await deletable(session, page.id):
         raise BadArgument("has action data", field="name")
-    await session.execute(delete(Action).where(Action.action_page_id == page.id))
-    await session.execute(delete(Supporter).where(Supporter.action_page_id == page.id))
+    await repository.delete_page_actions(session, page.id)
     await session.delete(page)
     await session.flush()

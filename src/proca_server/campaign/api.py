@@ -6,14 +6,13 @@ from datetime import date
 from typing import Any
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from proca_server.action_page.api import ActionPageInput
 from proca_server.action_page.events import page_upserted
 from proca_server.auth.permissions import Permission
-from proca_server.campaign import service
-from proca_server.campaign.types import CampaignInterface, campaign_view
+from proca_server.campaign import repository, service
+from proca_server.campaign.interface import CampaignInterface, campaign_view, campaign_views
 from proca_server.errors import BadArgument
 from proca_server.graphql.access import allow, auth_for, load, one_identifier
 from proca_server.graphql.context import Context
@@ -100,15 +99,8 @@ class CampaignQuery:
         id: int | None = None,
     ) -> list[CampaignInterface]:
         ctx = info.context
-        query = select(Campaign)
-        if id is not None:
-            query = query.where(Campaign.id == id)
-        elif name is not None:
-            query = query.where(Campaign.name == name)
-        elif title is not None:
-            query = query.where(Campaign.title.like(title))
-        result = await ctx.session.execute(query.order_by(Campaign.id))
-        return [await campaign_view(ctx, c) for c in result.scalars().all()]
+        found = await repository.list_campaigns(ctx.session, id=id, name=name, title_like=title)
+        return await campaign_views(ctx, found)
 
 
 def _confirm_changed(ctx: Context, attrs: dict[str, Any], org_id: int | None) -> None:
@@ -147,7 +139,7 @@ class CampaignMutation:
         attrs = input.attrs()
         campaign, pages = await service.upsert_campaign(ctx.session, org, attrs)
         for page in pages:
-            page_upserted(ctx, page)
+            page_upserted(ctx.session, ctx.after_commit, page)
         _confirm_changed(ctx, attrs, campaign.org_id)
         await _campaign_updated(ctx, campaign, org)
         return await campaign_view(ctx, campaign)

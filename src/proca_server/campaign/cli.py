@@ -20,6 +20,7 @@ from proca_server.campaign.housekeeping import (
     count_live,
     count_undated,
 )
+from proca_server.command import in_transaction, run, settings
 from proca_server.errors import UserInputError
 from proca_server.kit.progress import Progress
 from proca_server.kit.time import utcnow
@@ -53,8 +54,6 @@ def auto_close_command(
     """Close the live campaigns whose newest non-test action is more than N months old
     (filling their missing start and end dates from their first and last actions), and those
     created more than N months ago that have none."""
-    from proca_server.cli import in_transaction, run, settings
-
     try:
         chosen = parse_months(months)
     except ValueError:
@@ -88,7 +87,6 @@ def backfill_dates_command(dry_run: DryRun = False) -> None:
     """Fill in missing start dates with the day of the campaign's first non-test action, and
     missing end dates of campaigns that are not live with the day of their last one, when it
     is more than a month old. Statuses do not change."""
-    from proca_server.cli import in_transaction, run, settings
 
     async def work(session: AsyncSession) -> BackfillReport:
         with Progress("undated campaigns", await count_undated(session)) as progress:
@@ -106,7 +104,6 @@ def backfill_dates_command(dry_run: DryRun = False) -> None:
 @campaigns_app.command("close-ended")
 def close_ended_command(dry_run: DryRun = False) -> None:
     """Close the live campaigns whose end date has passed (the server also does it daily)."""
-    from proca_server.cli import in_transaction, run, settings
 
     async def work(session: AsyncSession) -> list[str]:
         today = utcnow().date()

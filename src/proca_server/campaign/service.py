@@ -7,15 +7,20 @@ import re
 from datetime import date
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.action_page import repository as page_rows
 from proca_server.action_page import service as pages
+from proca_server.campaign import repository
+
+# also looked up by name from other slices through this module
+from proca_server.campaign.repository import get_campaign_by_name as get_campaign_by_name
 from proca_server.email import readiness
 from proca_server.email.directory import check_template_name
 from proca_server.errors import BadArgument
-from proca_server.models import ActionPage, Campaign, Mtt, Org, Target
+from proca_server.models import ActionPage, Campaign, Mtt, Org
 from proca_server.models.enums import CampaignStatus, ContactSchema
+from proca_server.target import repository as targets
 
 NAME_RE = re.compile(r"^[\w-]+$")
 MAX_EXTERNAL_ID = 2**31 - 1
@@ -28,11 +33,6 @@ MTT_FIELDS = (
     "cc_sender",
     "drip_delivery",
 )
-
-
-async def get_campaign_by_name(session: AsyncSession, name: str) -> Campaign | None:
-    result = await session.execute(select(Campaign).where(Campaign.name == name))
-    return result.scalar_one_or_none()
 
 
 async def _check_name_free(session: AsyncSession, name: str, campaign_id: int | None) -> None:
@@ -93,13 +93,7 @@ async def _check_email_settings(
             raise BadArgument(gap, field="supporterConfirm")
     elif "supporter_confirm_template" in attrs and campaign.supporter_confirm is not False:
         await session.flush()
-        pages = await session.execute(
-            select(ActionPage, Org)
-            .join(Org, Org.id == ActionPage.org_id)
-            .where(ActionPage.campaign_id == campaign.id)
-            .order_by(ActionPage.id)
-        )
-        for page, org in pages.all():
+        for page, org in await page_rows.list_pages_with_orgs(session, campaign.id):
             await readiness.warn_page_gaps(session, org, page)
 
 
@@ -130,10 +124,8 @@ async def add_campaign(
 async def _check_external_id_free(
     session: AsyncSession, org_id: int, external_id: int, campaign_id: int | None
 ) -> None:
-    other = await session.scalar(
-        select(Campaign.id).where(Campaign.org_id == org_id, Campaign.external_id == external_id)
-    )
-    if other is not None and other != campaign_id:
+    other = await repository.find_org_campaign(session, org_id, external_id=external_id)
+    if other is not None and other.id != campaign_id:
         raise BadArgument("has already been taken", field="externalId")
 
 
@@ -158,15 +150,11 @@ async def upsert_campaign(
     name. Pages are never deleted."""
     campaign = None
     if attrs.get("external_id") is not None:
-        campaign = await session.scalar(
-            select(Campaign).where(
-                Campaign.org_id == org.id, Campaign.external_id == attrs["external_id"]
-            )
+        campaign = await repository.find_org_campaign(
+            session, org.id, external_id=attrs["external_id"]
         )
     elif attrs.get("name"):
-        campaign = await session.scalar(
-            select(Campaign).where(Campaign.org_id == org.id, Campaign.name == attrs["name"])
-        )
+        campaign = await repository.find_org_campaign(session, org.id, name=attrs["name"])
     # checked once its pages are in: one of them may bring the template
     if campaign is None:
         campaign = await add_campaign(session, org, attrs, check=False)
@@ -188,13 +176,7 @@ async def _upsert_page(
 ) -> ActionPage:
     page = None
     if attrs.get("name"):
-        page = await session.scalar(
-            select(ActionPage).where(
-                ActionPage.name == attrs["name"],
-                ActionPage.org_id == org.id,
-                ActionPage.campaign_id == campaign.id,
-            )
-        )
+        page = await page_rows.find_campaign_page(session, attrs["name"], org.id, campaign.id)
     if page is None:
         return await pages.add_action_page(session, org, campaign, attrs)
     return await pages.update_action_page(session, page, attrs)
@@ -211,7 +193,7 @@ async def set_mtt(session: AsyncSession, campaign: Campaign, attrs: dict[str, An
             f"needs an email backend: org {org.name} has none (set its emailBackend first)",
             field="mtt",
         )
-    mtt = await session.scalar(select(Mtt).where(Mtt.campaign_id == campaign.id))
+    mtt = await repository.get_mtt(session, campaign.id)
     if mtt is None:
         if attrs.get("start_at") is None or attrs.get("end_at") is None:
             raise BadArgument("can't be blank", field=["mtt", "startAt"])
@@ -227,10 +209,7 @@ async def set_mtt(session: AsyncSession, campaign: Campaign, attrs: dict[str, An
 
 
 async def deletable(session: AsyncSession, campaign: Campaign) -> bool:
-    page_rows = await session.execute(
-        select(ActionPage).where(ActionPage.campaign_id == campaign.id)
-    )
-    for page in page_rows.scalars().all():
+    for page in await page_rows.list_pages_of_campaigns(session, [campaign.id]):
         if page.org_id != campaign.org_id or not await pages.deletable(session, page.id):
             return False
     return True
@@ -239,10 +218,7 @@ async def deletable(session: AsyncSession, campaign: Campaign) -> bool:
 async def delete_campaign(session: AsyncSession, campaign: Campaign) -> None:
     """Delete the lead org's pages (only those without real action data), then the campaign;
     refuse while partners' pages remain. Checked first, so a refusal changes nothing."""
-    page_rows = await session.execute(
-        select(ActionPage).where(ActionPage.campaign_id == campaign.id)
-    )
-    all_pages = page_rows.scalars().all()
+    all_pages = await page_rows.list_pages_of_campaigns(session, [campaign.id])
     if any(page.org_id != campaign.org_id for page in all_pages):
         raise BadArgument("has action pages", field="name")
     for page in all_pages:
@@ -250,6 +226,6 @@ async def delete_campaign(session: AsyncSession, campaign: Campaign) -> None:
             raise BadArgument("has action data", field="name")
     for page in all_pages:
         await pages.delete_action_page(session, page)
-    await session.execute(delete(Target).where(Target.campaign_id == campaign.id))
+    await targets.delete_campaign_targets(session, campaign.id)
     await session.delete(campaign)
     await session.flush()

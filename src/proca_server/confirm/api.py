@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-
 import strawberry
 from strawberry.types import Info
 
+from proca_server.action_page.interface import ActionPageInterface, page_view
 from proca_server.auth.permissions import Permission
+from proca_server.campaign.interface import CampaignInterface, campaign_view
 from proca_server.confirm import service
-from proca_server.confirm.service import Acceptor, ConfirmOutcome, Verb
+from proca_server.confirm.service import Acceptor, ConfirmOutcome, Notify, Verb
 from proca_server.confirm.types import ConfirmType
 from proca_server.graphql.access import allow, allow_staffer, auth_for, require_user
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import StatusEnum
 from proca_server.org.api import OrgUserInput
+from proca_server.org.interface import OrgInterface, org_view
 from proca_server.org.service import access_org, assignable_role
-
-if TYPE_CHECKING:
-    from proca_server.action_page.types import ActionPageInterface
-    from proca_server.campaign.types import CampaignInterface
-    from proca_server.org.types import OrgInterface
-
-ActionPageRef = Annotated["ActionPageInterface", strawberry.lazy("proca_server.action_page.types")]
-CampaignRef = Annotated["CampaignInterface", strawberry.lazy("proca_server.campaign.types")]
-OrgRef = Annotated["OrgInterface", strawberry.lazy("proca_server.org.types")]
 
 Ctx = Info[Context, None]
 
@@ -39,17 +31,13 @@ class ConfirmInput:
 @strawberry.type(name="ConfirmResult")
 class ConfirmResult:
     status: StatusEnum
-    action_page: ActionPageRef | None = None
-    campaign: CampaignRef | None = None
-    org: OrgRef | None = None
+    action_page: ActionPageInterface | None = None
+    campaign: CampaignInterface | None = None
+    org: OrgInterface | None = None
     message: str | None = None
 
 
 async def _result(ctx: Context, outcome: ConfirmOutcome) -> ConfirmResult:
-    from proca_server.action_page.types import page_view
-    from proca_server.campaign.types import campaign_view
-    from proca_server.org.types import org_view
-
     return ConfirmResult(
         status=StatusEnum(outcome.status),
         action_page=await page_view(ctx, outcome.action_page) if outcome.action_page else None,
@@ -63,13 +51,17 @@ async def _run(
     ctx: Context, verb: Verb, confirm: ConfirmInput, acceptor: Acceptor
 ) -> ConfirmResult:
     outcome = await service.run_confirm(
-        ctx,
+        ctx.session,
+        ctx.after_commit,
+        ctx.pipeline,
         verb,
         confirm.code,
         email=confirm.email,
         object_id=confirm.object_id,
         acceptor=acceptor,
     )
+    # memberships may have changed (add_staffer): forget the ones looked up so far
+    ctx.staffers.clear()
     return await _result(ctx, outcome)
 
 
@@ -113,5 +105,8 @@ class ConfirmMutation:
         org = await access_org(ctx.session, org_name)
         auth = allow(await auth_for(ctx, org.id), Permission.CHANGE_ORG_USERS)
         bits = assignable_role(auth.perms, auth.staffer, input.role)
-        confirm = await service.invite_staffer(ctx, org, auth.user, input.email, bits, message)
+        notify = Notify(ctx.settings, ctx.after_commit, ctx.pipeline)
+        confirm = await service.invite_staffer(
+            ctx.session, notify, org, auth.user, input.email, bits, message
+        )
         return ConfirmType.of(confirm)

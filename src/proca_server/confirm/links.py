@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.auth.authenticate import authenticate_request
 from proca_server.confirm.service import (
     Acceptor,
@@ -24,9 +25,9 @@ from proca_server.confirm.service import (
     run_confirm,
 )
 from proca_server.errors import AuthenticationFailed, ProcaError, Unauthorized
-from proca_server.graphql.context import Context
 from proca_server.models import Org, Staffer, User
 from proca_server.processing import events
+from proca_server.processing.events import AfterCommit, run_after_commit
 from proca_server.processing.handoff import pipeline_of
 
 log = logging.getLogger("proca_server.confirm.links")
@@ -86,7 +87,7 @@ async def confirm_link(request: Request, verb: str, code: str) -> Response:
         return _error(400, "malformed link")
     email = params.get("email") or None
 
-    state = request.app.state
+    state = state_of(request)
     async with state.sessionmaker() as session:
         try:
             user = await authenticate_request(
@@ -96,6 +97,7 @@ async def confirm_link(request: Request, verb: str, code: str) -> Response:
                 cookies=request.cookies,
                 client=request.client.host if request.client else None,
                 throttle=state.login_throttle,
+                key_sets=state.key_sets,
             )
         except AuthenticationFailed as exc:
             await session.rollback()
@@ -104,11 +106,13 @@ async def confirm_link(request: Request, verb: str, code: str) -> Response:
             return response
         pipeline = pipeline_of(state)
         await events.commit_registrations(session, state.settings, pipeline)
-        ctx = Context(session=session, settings=state.settings, user=user, pipeline=pipeline)
+        after_commit: AfterCommit = []
         staffer = await _staffer_for(session, user, params.get("org")) if user else None
         try:
             await run_confirm(
-                ctx,
+                session,
+                after_commit,
+                pipeline,
                 Verb(verb),
                 code,
                 email=email,
@@ -123,7 +127,7 @@ async def confirm_link(request: Request, verb: str, code: str) -> Response:
             await session.rollback()
             log.exception("confirm link failed")
             return _error(500, "Internal server error", "internal")
-        await ctx.run_after_commit()
+        await run_after_commit(after_commit)
     return RedirectResponse(_safe_redirect(params.get("redir")), status_code=302)
 
 

@@ -41,19 +41,17 @@ from proca_server.confirm.emails import compose_notifications, merge_fields
 from proca_server.email import EmailMessage
 from proca_server.email.instance import deliver_instance_emails
 from proca_server.errors import BadArgument, NotFound, PermissionDenied, ProcaError, Unauthorized
-from proca_server.graphql.context import Context
 from proca_server.models import Action, ActionPage, Campaign, Confirm, Org, Staffer, User
 from proca_server.models.enums import ActionProcessingStatus, ConfirmOperation
 from proca_server.org.service import EMAIL_RE, get_staffer
 from proca_server.processing import events
+from proca_server.processing.events import AfterCommit
 from proca_server.processing.handoff import Pipeline
 from proca_server.processing.messages import Publication, confirm_created_publication
 
 CODE_DIGITS = 8
 # Eight random digits collide rarely; a long run of collisions means something else is wrong.
 MAX_CODE_ATTEMPTS = 20
-
-AfterCommit = list[Callable[[], Awaitable[None]]]
 
 
 class ConfirmExpired(ProcaError):
@@ -408,7 +406,9 @@ _REJECT: dict[ConfirmOperation, Operation] = {
 
 
 async def run_confirm(
-    ctx: Context,
+    session: AsyncSession,
+    after_commit: AfterCommit,
+    pipeline: Pipeline,
     verb: Verb,
     code: str,
     *,
@@ -416,18 +416,17 @@ async def run_confirm(
     object_id: int | None,
     acceptor: Acceptor,
 ) -> ConfirmOutcome:
-    """Look the confirm up and accept or reject it in the context's transaction; tell page
-    subscribers after commit."""
-    confirm = await access_confirm(ctx.session, code, email=email, object_id=object_id)
+    """Look the confirm up and accept or reject it in the session's transaction; tell page
+    subscribers and publish the events after commit. Memberships may have changed
+    (add_staffer): a caller that keeps them forgets them."""
+    confirm = await access_confirm(session, code, email=email, object_id=object_id)
     if verb is Verb.ACCEPT:
-        outcome = await accept_confirm(ctx.session, confirm, acceptor)
+        outcome = await accept_confirm(session, confirm, acceptor)
     else:
-        outcome = await reject_confirm(ctx.session, confirm, acceptor)
-    # Memberships may have changed (add_staffer): forget the ones looked up so far.
-    ctx.staffers.clear()
+        outcome = await reject_confirm(session, confirm, acceptor)
     for page in outcome.changed_pages:
-        page_upserted(ctx, page)
-    events.publish_after_commit(ctx.pipeline, ctx.after_commit, outcome.publications)
+        page_upserted(session, after_commit, page)
+    events.publish_after_commit(pipeline, after_commit, outcome.publications)
     return outcome
 
 
@@ -457,15 +456,22 @@ async def _created_event(
     return [confirm_created_publication(confirm, fields, org_id)]
 
 
+@dataclass(frozen=True)
+class Notify:
+    """Where a new confirm's notifications go: the settings they are composed with, the
+    request's after-commit list and the pipeline its event is published to."""
+
+    settings: Settings
+    after_commit: AfterCommit
+    pipeline: Pipeline
+
+
 async def notify_created(
-    session: AsyncSession,
-    settings: Settings,
-    after_commit: AfterCommit,
-    confirm: Confirm,
-    pipeline: Pipeline,
+    session: AsyncSession, notify: Notify, confirm: Confirm
 ) -> list[EmailMessage]:
     """Compose the notification emails and the `confirm_created` event now; deliver and
     publish them once the transaction committed."""
+    settings = notify.settings
     messages = await compose_notifications(session, settings, confirm)
     if messages:
         sessionmaker = _sessionmaker_of(session)
@@ -473,27 +479,37 @@ async def notify_created(
         async def deliver() -> None:
             await deliver_instance_emails(sessionmaker, settings, messages)
 
-        after_commit.append(deliver)
+        notify.after_commit.append(deliver)
     publications = await _created_event(session, settings, confirm)
-    events.publish_after_commit(pipeline, after_commit, publications)
+    events.publish_after_commit(notify.pipeline, notify.after_commit, publications)
     return messages
 
 
 async def _create_and_notify(
-    ctx: Context, operation: ConfirmOperation, subject_id: int, **fields: Any
+    session: AsyncSession,
+    notify: Notify,
+    operation: ConfirmOperation,
+    subject_id: int,
+    **fields: Any,
 ) -> Confirm:
-    confirm = await create_confirm(ctx.session, operation, subject_id, **fields)
-    await notify_created(ctx.session, ctx.settings, ctx.after_commit, confirm, ctx.pipeline)
+    confirm = await create_confirm(session, operation, subject_id, **fields)
+    await notify_created(session, notify, confirm)
     return confirm
 
 
 async def request_launch(
-    ctx: Context, user: User, campaign: Campaign, page: ActionPage, message: str | None
+    session: AsyncSession,
+    notify: Notify,
+    user: User,
+    campaign: Campaign,
+    page: ActionPage,
+    message: str | None,
 ) -> Confirm:
     """A partner asks the campaign's lead to put their page live; the lead's owners and
     campaigners are emailed."""
     return await _create_and_notify(
-        ctx,
+        session,
+        notify,
         ConfirmOperation.LAUNCH_PAGE,
         campaign.id,
         object_id=page.id,
@@ -510,11 +526,17 @@ def validate_email(email: str) -> str:
 
 
 async def invite_staffer(
-    ctx: Context, org: Org, creator: User, email: str, role_bits: int, message: str | None
+    session: AsyncSession,
+    notify: Notify,
+    org: Org,
+    creator: User,
+    email: str,
+    role_bits: int,
+    message: str | None,
 ) -> Confirm:
     """Invite `email` to join `org` with `role_bits`; the invitee is emailed the code."""
     email = validate_email(email)
-    member = await ctx.session.execute(
+    member = await session.execute(
         select(Staffer.id)
         .join(User, User.id == Staffer.user_id)
         .where(Staffer.org_id == org.id, User.email == email)
@@ -522,7 +544,8 @@ async def invite_staffer(
     if member.first() is not None:
         raise BadArgument("is already a member of this org", field="email")
     return await _create_and_notify(
-        ctx,
+        session,
+        notify,
         ConfirmOperation.ADD_STAFFER,
         org.id,
         object_id=int(role_bits),
@@ -533,7 +556,8 @@ async def invite_staffer(
 
 
 async def invite_partner(
-    ctx: Context,
+    session: AsyncSession,
+    notify: Notify,
     template: ActionPage,
     email: str | None,
     creator: User | None = None,
@@ -543,7 +567,8 @@ async def invite_partner(
     """Invite an org (by email, or anyone holding an open code) to copy `template` into
     their org. No API creates these yet."""
     return await _create_and_notify(
-        ctx,
+        session,
+        notify,
         ConfirmOperation.ADD_PARTNER,
         template.id,
         email=validate_email(email) if email is not None else None,
@@ -553,17 +578,23 @@ async def invite_partner(
     )
 
 
-async def request_action_confirm(ctx: Context, action: Action) -> Confirm:
+async def request_action_confirm(session: AsyncSession, notify: Notify, action: Action) -> Confirm:
     """An open code that accepts (or rejects) an action waiting for moderation."""
-    return await _create_and_notify(ctx, ConfirmOperation.CONFIRM_ACTION, action.id)
+    return await _create_and_notify(session, notify, ConfirmOperation.CONFIRM_ACTION, action.id)
 
 
 async def request_join_campaign(
-    ctx: Context, org: Org, campaign: Campaign, creator: User | None, message: str | None
+    session: AsyncSession,
+    notify: Notify,
+    org: Org,
+    campaign: Campaign,
+    creator: User | None,
+    message: str | None,
 ) -> Confirm:
     """A partner org asks to join a campaign (no API creates these yet)."""
     return await _create_and_notify(
-        ctx,
+        session,
+        notify,
         ConfirmOperation.JOIN_CAMPAIGN,
         org.id,
         object_id=campaign.id,

@@ -1,17 +1,11 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-
 import strawberry
 from strawberry.types import Info
 
 from proca_server.graphql.context import Context
-from proca_server.models import Confirm, User
-
-if TYPE_CHECKING:
-    from proca_server.user.api import UserType
-
-UserRef = Annotated["UserType", strawberry.lazy("proca_server.user.api")]
+from proca_server.models import Confirm
+from proca_server.user.api import UserType
 
 
 @strawberry.type(name="Confirm")
@@ -33,10 +27,8 @@ class ConfirmType:
         )
 
     @strawberry.field
-    async def creator(self, info: Info[Context, None]) -> UserRef | None:
-        from proca_server.user.api import UserType
-
+    async def creator(self, info: Info[Context, None]) -> UserType | None:
         if self.m.creator_id is None:
             return None
-        user = await info.context.session.get(User, self.m.creator_id)
+        user = await info.context.loaders.user.load(self.m.creator_id)
         return UserType.from_model(user) if user else None

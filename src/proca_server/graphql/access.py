@@ -38,13 +38,6 @@ class Auth:
         return self.staffer.org_id if self.staffer else None
 
 
-async def get_staffer(session: AsyncSession, user_id: int, org_id: int) -> Staffer | None:
-    result = await session.execute(
-        select(Staffer).where(Staffer.user_id == user_id, Staffer.org_id == org_id)
-    )
-    return result.scalar_one_or_none()
-
-
 async def auth_for(ctx: Context, org_id: int | None) -> Auth | None:
     """The auth context for a resource of org `org_id`; None for an anonymous caller."""
     if ctx.user is None:
@@ -53,7 +46,8 @@ async def auth_for(ctx: Context, org_id: int | None) -> Auth | None:
     if org_id is not None:
         key = (ctx.user.id, org_id)
         if key not in ctx.staffers:
-            ctx.staffers[key] = await get_staffer(ctx.session, ctx.user.id, org_id)
+            # through the loader: the views of a list's items ask together, in one statement
+            ctx.staffers[key] = await ctx.loaders.membership.load(key)
         staffer = ctx.staffers[key]
     return Auth(ctx.user, staffer)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,13 +101,24 @@ async def lock_staff(session: AsyncSession, org_id: int) -> Sequence[Staffer]:
 
 
 async def list_campaigns(
-    session: AsyncSession, org_id: int, *, title_like: str | None = None
+    session: AsyncSession,
+    org_id: int,
+    *,
+    title_like: str | None = None,
+    lead_org_name: str | None = None,
+    id: int | None = None,
 ) -> Sequence[Campaign]:
-    """Campaigns the org leads or has an action page in."""
+    """Campaigns the org leads or has an action page in; `lead_org_name`: those led by the
+    org of that name."""
     partner = select(ActionPage.campaign_id).where(ActionPage.org_id == org_id)
     query = select(Campaign).where(or_(Campaign.org_id == org_id, Campaign.id.in_(partner)))
     if title_like:
         query = query.where(Campaign.title.like(title_like))
+    if lead_org_name is not None:
+        lead = select(Org.id).where(Org.name == lead_org_name).scalar_subquery()
+        query = query.where(Campaign.org_id == lead)
+    if id is not None:
+        query = query.where(Campaign.id == id)
     result = await session.execute(query.order_by(Campaign.id))
     return result.scalars().all()
 
@@ -127,6 +138,30 @@ async def list_templates(session: AsyncSession, org_id: int) -> Sequence[EmailTe
         select(EmailTemplate)
         .where(EmailTemplate.org_id == org_id)
         .order_by(EmailTemplate.name, EmailTemplate.locale)
+    )
+    return result.scalars().all()
+
+
+async def list_orgs_by_id(session: AsyncSession, ids: Collection[int]) -> Sequence[Org]:
+    if not ids:
+        return []
+    return (await session.scalars(select(Org).where(Org.id.in_(ids)))).all()
+
+
+async def list_services_by_id(session: AsyncSession, ids: Collection[int]) -> Sequence[Service]:
+    if not ids:
+        return []
+    return (await session.scalars(select(Service).where(Service.id.in_(ids)))).all()
+
+
+async def list_memberships_in(
+    session: AsyncSession, user_id: int, org_ids: Collection[int]
+) -> Sequence[Staffer]:
+    """The user's memberships among these orgs."""
+    if not org_ids:
+        return []
+    result = await session.execute(
+        select(Staffer).where(Staffer.user_id == user_id, Staffer.org_id.in_(org_ids))
     )
     return result.scalars().all()
 

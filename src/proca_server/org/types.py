@@ -1,31 +1,27 @@
-"""GraphQL types of orgs: the public and private views, keys, services, staff."""
+"""GraphQL types of orgs: the public and private views, keys, services, staff. The interface
+and who sees which view: org/interface.py."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
+from proca_server.action_page.interface import ActionPageInterface, page_view, page_views
 from proca_server.audit.api import AuditEntryType, audit_log
-from proca_server.auth.permissions import Permission, role_of
+from proca_server.auth.permissions import role_of
+from proca_server.campaign.interface import CampaignInterface, campaign_view, campaign_views
 from proca_server.email.directory import directory as template_directory
 from proca_server.errors import BadArgument, NotFound
-from proca_server.graphql.access import auth_for
+from proca_server.graphql.access import load
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import ContactSchemaEnum, ServiceNameEnum
-from proca_server.graphql.scalars import DateTime, Json, NaiveDateTime
+from proca_server.graphql.scalars import DateTime, NaiveDateTime
 from proca_server.kit import base64url
-from proca_server.models import ActionPage, Campaign, Org, PublicKey, Service
+from proca_server.models import ActionPage, Org, PublicKey, Service
 from proca_server.org import repository
-
-if TYPE_CHECKING:
-    from proca_server.action_page.types import ActionPageInterface
-    from proca_server.campaign.types import CampaignInterface
-
-CampaignRef = Annotated["CampaignInterface", strawberry.lazy("proca_server.campaign.types")]
-ActionPageRef = Annotated["ActionPageInterface", strawberry.lazy("proca_server.action_page.types")]
+from proca_server.org.interface import OrgInterface
 
 Ctx = Info[Context, None]
 
@@ -163,33 +159,23 @@ class SelectActionPage:
     campaign_id: int | None = None
 
 
-@strawberry.interface(name="Org")
-class OrgInterface:
-    m: strawberry.Private[Org]
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.m.name
-
-    @strawberry.field
-    def title(self) -> str:
-        return self.m.title
-
-    @strawberry.field
-    def config(self) -> Json:
-        return Json(self.m.config or {})
-
-
 @strawberry.type(name="PublicOrg")
 class PublicOrg(OrgInterface):
     pass
 
 
-async def _backend(ctx: Context, service_id: int | None) -> ServiceNameEnum | None:
-    if service_id is None:
-        return None
-    service = await ctx.session.get(Service, service_id)
-    return ServiceNameEnum.of_name(service.name) if service else None
+async def _backends(ctx: Context, org: Org) -> dict[int, ServiceNameEnum | None]:
+    """service id -> the name of each backend service the org has set."""
+    ids = {
+        org.email_backend_id,
+        org.transactional_email_backend_id,
+        org.event_backend_id,
+        org.push_backend_id,
+        org.storage_backend_id,
+        org.detail_backend_id,
+    }
+    found = await ctx.loaders.service.load_many([i for i in ids if i is not None])
+    return {s.id: ServiceNameEnum.of_name(s.name) for s in found if s is not None}
 
 
 def _select_public(public: str | None) -> bytes | None:
@@ -233,12 +219,17 @@ class PrivateOrg(OrgInterface):
 
     @strawberry.field
     async def processing(self, info: Ctx) -> ProcessingType:
-        org, ctx = self.m, info.context
+        org = self.m
+        names = await _backends(info.context, org)
+
+        def backend(service_id: int | None) -> ServiceNameEnum | None:
+            return None if service_id is None else names.get(service_id)
+
         return ProcessingType(
             org=org,
             email_from=org.email_from,
-            email_backend=await _backend(ctx, org.email_backend_id),
-            transactional_email_backend=await _backend(ctx, org.transactional_email_backend_id),
+            email_backend=backend(org.email_backend_id),
+            transactional_email_backend=backend(org.transactional_email_backend_id),
             supporter_confirm=org.supporter_confirm,
             supporter_confirm_template=org.supporter_confirm_template,
             doi_thank_you=org.doi_thank_you,
@@ -246,10 +237,10 @@ class PrivateOrg(OrgInterface):
             custom_action_confirm=org.custom_action_confirm,
             custom_action_deliver=org.custom_action_deliver,
             custom_event_deliver=org.custom_event_deliver,
-            event_backend=await _backend(ctx, org.event_backend_id),
-            push_backend=await _backend(ctx, org.push_backend_id),
-            storage_backend=await _backend(ctx, org.storage_backend_id),
-            detail_backend=await _backend(ctx, org.detail_backend_id),
+            event_backend=backend(org.event_backend_id),
+            push_backend=backend(org.push_backend_id),
+            storage_backend=backend(org.storage_backend_id),
+            detail_backend=backend(org.detail_backend_id),
         )
 
     @strawberry.field
@@ -286,47 +277,39 @@ class PrivateOrg(OrgInterface):
         ]
 
     @strawberry.field
-    async def campaigns(self, info: Ctx, select: SelectCampaign | None = None) -> list[CampaignRef]:
-        from proca_server.campaign.types import campaign_view
-
+    async def campaigns(
+        self, info: Ctx, select: SelectCampaign | None = None
+    ) -> list[CampaignInterface]:
         ctx = info.context
         campaigns = await repository.list_campaigns(
-            ctx.session, self.m.id, title_like=select.title_like if select else None
+            ctx.session,
+            self.m.id,
+            title_like=select.title_like if select else None,
+            lead_org_name=select.org_name if select and select.org_name else None,
         )
-        if select and select.org_name:
-            lead = await repository.get_org_by_name(ctx.session, select.org_name)
-            campaigns = [c for c in campaigns if lead is not None and c.org_id == lead.id]
-        return [await campaign_view(ctx, c) for c in campaigns]
+        return await campaign_views(ctx, campaigns)
 
     @strawberry.field
-    async def campaign(self, info: Ctx, id: int) -> CampaignRef:
-        from proca_server.campaign.types import campaign_view
-
+    async def campaign(self, info: Ctx, id: int) -> CampaignInterface:
         ctx = info.context
-        for campaign in await repository.list_campaigns(ctx.session, self.m.id):
-            if campaign.id == id:
-                return await campaign_view(ctx, campaign)
+        for campaign in await repository.list_campaigns(ctx.session, self.m.id, id=id):
+            return await campaign_view(ctx, campaign)
         raise NotFound("Cannot find campaign")
 
     @strawberry.field
     async def action_pages(
         self, info: Ctx, select: SelectActionPage | None = None
-    ) -> list[ActionPageRef]:
-        from proca_server.action_page.types import page_view
-
+    ) -> list[ActionPageInterface]:
         ctx = info.context
         pages = await repository.list_action_pages(
             ctx.session, self.m.id, campaign_id=select.campaign_id if select else None
         )
-        return [await page_view(ctx, p) for p in pages]
+        return await page_views(ctx, pages)
 
     @strawberry.field
     async def action_page(
         self, info: Ctx, id: int | None = None, name: str | None = None
-    ) -> ActionPageRef:
-        from proca_server.action_page.types import page_view
-        from proca_server.graphql.access import load
-
+    ) -> ActionPageInterface:
         ctx = info.context
         page = await load(ctx.session, ActionPage, id=id, name=name)
         if page.org_id != self.m.id:
@@ -341,21 +324,4 @@ class PrivateOrg(OrgInterface):
         return await audit_log(info.context, self.m.id, since, limit)
 
 
-async def org_view(ctx: Context, org: Org, *, private: bool = False) -> OrgInterface:
-    """The private view for the org's staff, users with manage_orgs, or when asked."""
-    if private:
-        return PrivateOrg(m=org)
-    auth = await auth_for(ctx, org.id)
-    if auth is not None and (auth.staffer is not None or auth.can(Permission.MANAGE_ORGS)):
-        return PrivateOrg(m=org)
-    return PublicOrg(m=org)
-
-
-async def org_of(ctx: Context, org_id: int | None) -> Org:
-    org = await ctx.session.get(Org, org_id) if org_id is not None else None
-    if org is None:
-        raise NotFound("Entity not found")
-    return org
-
-
-__all__: list[Any] = ["Campaign", "OrgInterface", "PrivateOrg", "PublicOrg", "org_view"]
+__all__ = ["OrgInterface", "PrivateOrg", "PublicOrg"]

@@ -6,13 +6,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.errors import BadArgument
 from proca_server.kit.storable import exceeds_stored_size
-from proca_server.models import Campaign, Message, Target, TargetEmail
+from proca_server.models import Campaign, Target, TargetEmail
 from proca_server.models.enums import EmailStatus
+from proca_server.target import repository
 
 EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 LOCALE_RE = re.compile(r"^[a-z]{2}(?:_[A-Z]{2})?$")
@@ -55,9 +55,7 @@ async def upsert_targets(
     out = []
     for index, attrs in enumerate(targets):
         _check(index, attrs)
-        target = await session.scalar(
-            select(Target).where(Target.external_id == attrs["external_id"])
-        )
+        target = await repository.get_target_by_external_id(session, attrs["external_id"])
         if target is None:
             if not attrs.get("name"):
                 raise BadArgument("can't be blank", field=["targets", str(index), "name"])
@@ -77,11 +75,7 @@ async def upsert_targets(
 
 async def _sync_emails(session: AsyncSession, target: Target, emails: Sequence[str]) -> None:
     wanted = [e.strip().lower() for e in emails]
-    existing = (
-        (await session.execute(select(TargetEmail).where(TargetEmail.target_id == target.id)))
-        .scalars()
-        .all()
-    )
+    existing = await repository.list_emails(session, [target.id])
     have = {e.email: e for e in existing}
     for row in existing:
         if row.email not in wanted:
@@ -97,28 +91,13 @@ async def _handle_outdated(
 ) -> None:
     if outdated == "keep":
         return
-    stale = (
-        (
-            await session.execute(
-                select(Target).where(Target.campaign_id == campaign.id, Target.id.not_in(kept))
-            )
-        )
-        .scalars()
-        .all()
-    )
-    for target in stale:
+    for target in await repository.list_other_targets(session, campaign.id, kept):
         if outdated == "disable":
-            rows = await session.execute(
-                select(TargetEmail).where(
-                    TargetEmail.target_id == target.id,
-                    TargetEmail.email_status.in_([EmailStatus.NONE, EmailStatus.ACTIVE]),
-                )
-            )
-            for email in rows.scalars().all():
+            for email in await repository.list_emails(session, [target.id], usable_only=True):
                 email.email_status = EmailStatus.INACTIVE
         elif outdated == "delete":
-            if await session.scalar(select(Message.id).where(Message.target_id == target.id)):
+            if await repository.has_messages(session, target.id):
                 raise BadArgument("has messages", field=["targets", target.external_id])
-            await session.execute(delete(TargetEmail).where(TargetEmail.target_id == target.id))
+            await repository.delete_emails(session, target.id)
             await session.delete(target)
     await session.flush()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from proca_server.auth.permissions import Permission
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import EmailStatusEnum
 from proca_server.graphql.scalars import Json
-from proca_server.models import Target, TargetEmail
+from proca_server.models import Target
 
 
 @strawberry.type(name="TargetEmail")
@@ -60,14 +57,11 @@ class PublicTarget(TargetInterface):
 class PrivateTarget(TargetInterface):
     @strawberry.field
     async def emails(self, info: Info[Context, None]) -> list[TargetEmailType | None]:
-        result = await info.context.session.execute(
-            select(TargetEmail).where(TargetEmail.target_id == self.m.id).order_by(TargetEmail.id)
-        )
         return [
             TargetEmailType(
                 email=e.email or "", email_status=EmailStatusEnum.of(e.email_status), error=e.error
             )
-            for e in result.scalars().all()
+            for e in await info.context.loaders.target_emails.load(self.m.id)
         ]
 
 
@@ -76,10 +70,3 @@ def target_view(ctx: Context, target: Target) -> TargetInterface:
     if user is not None and user.perms & Permission.INSTANCE_OWNER:
         return PrivateTarget(m=target)
     return PublicTarget(m=target)
-
-
-async def targets_of_campaign(ctx: Context, campaign_id: int) -> Sequence[TargetInterface]:
-    result = await ctx.session.execute(
-        select(Target).where(Target.campaign_id == campaign_id).order_by(Target.name, Target.id)
-    )
-    return [target_view(ctx, t) for t in result.scalars().all()]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy import select as sa_select
 from strawberry.types import Info
 
 from proca_server import __version__
@@ -13,9 +12,10 @@ from proca_server.errors import NotFound, PermissionDenied
 from proca_server.graphql.access import allow, auth_for, require_user
 from proca_server.graphql.context import Context
 from proca_server.graphql.scalars import NaiveDateTime
-from proca_server.models import Org, Staffer, User
+from proca_server.models import User
+from proca_server.org.interface import OrgInterface
 from proca_server.org.repository import user_memberships
-from proca_server.org.types import OrgInterface, PrivateOrg
+from proca_server.org.types import PrivateOrg
 from proca_server.user import repository, service
 
 Ctx = Info[Context, None]
@@ -100,20 +100,11 @@ class UserQuery:
     async def users(self, info: Ctx, select: SelectUser | None = None) -> list[UserType]:
         ctx = info.context
         allow(await auth_for(ctx, None), Permission.MANAGE_USERS)
-        query = sa_select(User)
         criteria = select or SelectUser()
-        if criteria.id is not None:
-            query = query.where(User.id == criteria.id)
-        if criteria.email is not None:
-            query = query.where(User.email.like(criteria.email))
-        if criteria.org_name is not None:
-            query = (
-                query.join(Staffer, Staffer.user_id == User.id)
-                .join(Org, Org.id == Staffer.org_id)
-                .where(Org.name == criteria.org_name)
-            )
-        result = await ctx.session.execute(query.order_by(User.id))
-        return [UserType.from_model(u) for u in result.scalars().all()]
+        found = await repository.list_users(
+            ctx.session, id=criteria.id, email_like=criteria.email, org_name=criteria.org_name
+        )
+        return [UserType.from_model(u) for u in found]
 
     @strawberry.field
     async def application(self, info: Ctx) -> ApplicationType | None:
@@ -144,7 +135,7 @@ class UserMutation:
         target = caller
         if id is not None or email is not None:
             if id is not None:
-                found = await ctx.session.get(User, id)
+                found = await repository.get_user(ctx.session, id)
             else:
                 found = await repository.get_user_by_email(ctx.session, email or "")
             if found is None or found.id != caller.id:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, delete, exists, select, update
@@ -25,6 +25,35 @@ async def get_token(session: AsyncSession, context: str, token_hash: bytes) -> U
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
+
+
+async def list_users_by_id(session: AsyncSession, ids: Collection[int]) -> Sequence[User]:
+    if not ids:
+        return []
+    return (await session.scalars(select(User).where(User.id.in_(ids)))).all()
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    id: int | None = None,
+    email_like: str | None = None,
+    org_name: str | None = None,
+) -> Sequence[User]:
+    """Users, by id; each criterion given narrows the list (`org_name`: the org's staff)."""
+    query = select(User)
+    if id is not None:
+        query = query.where(User.id == id)
+    if email_like is not None:
+        query = query.where(User.email.like(email_like))
+    if org_name is not None:
+        query = (
+            query.join(Staffer, Staffer.user_id == User.id)
+            .join(Org, Org.id == Staffer.org_id)
+            .where(Org.name == org_name)
+        )
+    result = await session.execute(query.order_by(User.id))
+    return result.scalars().all()
 
 
 async def delete_tokens(session: AsyncSession, user_id: int, context: str) -> None:
