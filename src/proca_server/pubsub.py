@@ -31,6 +31,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proca_server.kit import retry
+
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
@@ -39,7 +41,8 @@ CHANNEL = "proca_pubsub"
 MAX_PAYLOAD = 7900
 READY_TIMEOUT = 10.0
 KEEPALIVE = 30.0
-RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# a lost connection is opened again after this pause (then on `retry.PUBSUB_LISTENER`)
+RECONNECT_PAUSE = 0.2
 
 Message = dict[str, Any]
 
@@ -159,25 +162,22 @@ class _Listener:
         return await asyncpg.connect(*args, **kwargs)
 
     async def _run(self) -> None:
-        failures = 0
         while True:
-            try:
-                conn = await self._connect()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
-                failures += 1
-                log.warning("pubsub listener cannot connect (%s); retry in %ss", exc, delay)
-                await asyncio.sleep(delay)
-                continue
+            async for attempt in retry.PUBSUB_LISTENER.retrying(
+                (OSError, asyncpg.PostgresError, TimeoutError),
+                log=log,
+                what="pubsub listener: connecting",
+            ):
+                with attempt:
+                    conn = await self._connect()
             try:
                 await self._listen(conn)
-                failures = 0
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("pubsub listener connection lost (%s)", exc)
+                log.warning("pubsub listener connection lost (%s)", type(exc).__name__)
             finally:
                 self.ready.clear()
                 conn.terminate()
-            await asyncio.sleep(RECONNECT_DELAYS[0])
+            await asyncio.sleep(RECONNECT_PAUSE)
 
     async def _listen(self, conn: asyncpg.Connection) -> None:
         lost = asyncio.Event()

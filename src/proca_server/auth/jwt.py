@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.config import Settings
 from proca_server.errors import AuthenticationFailed, BadArgument
+from proca_server.kit.cache import Cache
 from proca_server.models import User
 from proca_server.user import repository, service
 
@@ -162,35 +163,38 @@ def _find_key(keys: list[SigningKey], kid: str | None) -> SigningKey | None:
     return next((k for k in keys if k.kid == kid), None)
 
 
+MAX_KEY_SETS = 16
+
+
 class KeySetCache:
-    """Key sets by URL, shared by the requests of one process."""
+    """Key sets by URL, shared by the requests of one process (the app's `key_sets`)."""
 
     def __init__(self) -> None:
-        self._sets: dict[str, tuple[float, list[SigningKey]]] = {}
-        self._last_refetch: dict[str, float] = {}
+        self._sets: Cache[str, list[SigningKey]] = Cache(MAX_KEY_SETS, KEY_SET_TTL)
+        # when each set was last fetched again for an unknown `kid`
+        self._refetched: Cache[str, bool] = Cache(MAX_KEY_SETS)
         self._lock = asyncio.Lock()
 
     def clear(self) -> None:
         self._sets.clear()
-        self._last_refetch.clear()
+        self._refetched.clear()
 
     async def key_for(self, url: str, kid: str | None) -> SigningKey | None:
         async with self._lock:
             now = time.monotonic()
-            cached = self._sets.get(url)
-            fresh = cached is None or now - cached[0] > KEY_SET_TTL
-            if cached is None or fresh:
-                cached = self._sets[url] = (now, await fetch_key_set(url))
-            key = _find_key(cached[1], kid)
-            if key is not None or fresh:
+            keys = self._sets.get(url)
+            if keys is None:
+                keys = await fetch_key_set(url)
+                self._sets.put(url, keys, at=now)
+                return _find_key(keys, kid)
+            key = _find_key(keys, kid)
+            if key is not None or self._refetched.get(url, REFETCH_INTERVAL):
                 return key
-            last = self._last_refetch.get(url)
-            if last is not None and now - last < REFETCH_INTERVAL:
-                return None
-            self._last_refetch[url] = now
+            self._refetched.put(url, True, at=now)
             log.info("JWT key id not in the cached key set; fetching the key set again")
-            cached = self._sets[url] = (now, await fetch_key_set(url))
-            return _find_key(cached[1], kid)
+            keys = await fetch_key_set(url)
+            self._sets.put(url, keys, at=now)
+            return _find_key(keys, kid)
 
 
 async def fetch_key_set(url: str) -> list[SigningKey]:
@@ -213,13 +217,10 @@ async def fetch_key_set(url: str) -> list[SigningKey]:
         raise JwtRejected("Cannot load the JWT key set") from exc
 
 
-key_sets = KeySetCache()
-
-
 # --- verification ------------------------------------------------------------------------------
 
 
-async def verify_token(token: str, settings: Settings) -> dict[str, Any]:
+async def verify_token(token: str, settings: Settings, key_sets: KeySetCache) -> dict[str, Any]:
     """The token's claims once its signature and times hold."""
     try:
         header = jwt.get_unverified_header(token)
@@ -324,6 +325,8 @@ async def user_for_identity(session: AsyncSession, identity: Identity) -> User:
     return created.user
 
 
-async def authenticate_jwt(session: AsyncSession, token: str, settings: Settings) -> User:
-    claims = await verify_token(token, settings)
+async def authenticate_jwt(
+    session: AsyncSession, token: str, settings: Settings, key_sets: KeySetCache
+) -> User:
+    claims = await verify_token(token, settings, key_sets)
     return await user_for_identity(session, identity_from_claims(claims, settings))

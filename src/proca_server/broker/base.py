@@ -14,7 +14,11 @@ keeps the name of its queue as its routing key, so it can be sent back there.
 message. An unroutable message (no queue bound for its routing key, a normal case for an org
 with nothing configured for a stage) is not an error; it is logged and the caller sees False.
 Publishing to an exchange that does not exist raises `ExchangeNotFound`, sending to a queue
-that does not exist raises `QueueNotFound`."""
+that does not exist raises `QueueNotFound`.
+
+`publish_batch` publishes what a transaction produced (the processor's batch, a detail lookup's
+stage messages, a requeue) on behalf of that transaction, the same way whatever the broker:
+the caller commits after it, and reads one outcome per message."""
 
 from __future__ import annotations
 
@@ -62,6 +66,12 @@ class Delivery:
     headers: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
+# (exchange, routing key, body)
+Outgoing = tuple[str, str, bytes]
+# what publishing one message came to: True (a queue took it), False (unroutable) or the
+# BrokerError it failed with (`ExchangeNotFound` for a missing exchange)
+Outcome = bool | BrokerError
+
 Handler = Callable[[Delivery], Awaitable[None]]
 # One outcome per delivery, in order: None = done, an exception = that failure. Returning
 # None acknowledges the whole batch; raising fails the whole batch.
@@ -96,6 +106,16 @@ class Broker(Protocol):
         self, queue: str, body: bytes, *, session: AsyncSession | None = None
     ) -> None:
         """Through the default exchange, straight to the named queue."""
+
+    async def publish_batch(
+        self, messages: Sequence[Outgoing], *, session: AsyncSession
+    ) -> list[Outcome]:
+        """Publish `messages` for the transaction of `session`, which the caller commits
+        next; one outcome per message, in order (an error other than the broker's, such as
+        the database's, raises). The embedded queue writes them in that transaction, so
+        they commit or roll back with it (exactly once); RabbitMQ sends them at once, all
+        together, and returns once the broker has confirmed each (at least once: should the
+        commit then fail, the work is done again and they are sent again)."""
 
     async def consume(
         self,

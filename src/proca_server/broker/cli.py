@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.broker import store
 from proca_server.broker.topology import queue_org_id
+from proca_server.command import in_transaction, run, settings
 from proca_server.errors import UserInputError
 from proca_server.models import Org
 
@@ -63,8 +64,6 @@ def _line(message: store.StoredMessage) -> str:
 
 
 def _embedded_only() -> None:
-    from proca_server.cli import settings
-
     if settings().amqp_url:
         raise UserInputError("AMQP_URL is set: the queues are in RabbitMQ")
 
@@ -77,8 +76,6 @@ def queue_list(
     ] = False,
 ) -> None:
     """The org's custom queues (cus.N.*) with their message counts."""
-    from proca_server.cli import in_transaction, run, settings
-
     _embedded_only()
 
     async def work(session: AsyncSession) -> list[store.QueueCounts]:
@@ -108,8 +105,6 @@ def queue_read(
     ack: Annotated[bool, typer.Option("--ack", help="Remove the messages read.")] = False,
 ) -> None:
     """Print the next messages of the queue, one JSON object per line (the body parsed)."""
-    from proca_server.cli import in_transaction, run, settings
-
     _embedded_only()
 
     async def work(session: AsyncSession) -> list[store.StoredMessage]:
@@ -131,8 +126,6 @@ def queue_ack(
     ids: Annotated[list[int], typer.Argument(help="Ids of the messages, as `queue read` shows.")],
 ) -> None:
     """Remove messages of the queue by id."""
-    from proca_server.cli import in_transaction, run, settings
-
     _embedded_only()
 
     async def work(session: AsyncSession) -> int:

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,8 @@ from proca_server.broker.base import (
     Delivery,
     ExchangeNotFound,
     Handler,
+    Outcome,
+    Outgoing,
     QueueNotFound,
     failure_org,
     outcomes,
@@ -148,6 +150,17 @@ class EmbeddedBroker:
     ) -> None:
         if not await self.publish("", queue, body, session=session):
             raise QueueNotFound(f"queue {queue} does not exist")
+
+    async def publish_batch(
+        self, messages: Sequence[Outgoing], *, session: AsyncSession
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for exchange, routing_key, body in messages:
+            try:
+                outcomes.append(await self._publish_in(session, exchange, routing_key, body))
+            except ExchangeNotFound as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def _publish_in(
         self, session: AsyncSession, exchange: str, routing_key: str, body: bytes

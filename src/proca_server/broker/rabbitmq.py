@@ -37,6 +37,8 @@ from proca_server.broker.base import (
     Delivery,
     ExchangeNotFound,
     Handler,
+    Outcome,
+    Outgoing,
     QueueNotFound,
     failure_org,
     outcomes,
@@ -45,8 +47,14 @@ from proca_server.broker.base import (
     single,
 )
 from proca_server.broker.topology import OrgTopology, delay_exchange
+from proca_server.kit import retry
 
 log = logging.getLogger(__name__)
+
+
+class _ChannelReopening(Exception):
+    """Messages of a batch were refused by a channel being reopened (never sent)."""
+
 
 RETRY_HEADER = "x-retry-count"
 PUBLISH_TIMEOUT = 30.0
@@ -230,9 +238,13 @@ class RabbitBroker:
             raise outcome from (result if isinstance(result, BaseException) else None)
         return outcome
 
-    async def publish_many(
-        self, messages: Sequence[tuple[str, str, bytes]]
-    ) -> list[bool | BrokerError]:
+    async def publish_batch(
+        self, messages: Sequence[Outgoing], *, session: AsyncSession
+    ) -> list[Outcome]:
+        # sent now, confirmed before the caller commits (see base.py)
+        return await self.publish_many(messages)
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[Outcome]:
         """Publish (exchange, routing key, body) messages together: all are written at
         once, in order, then their confirmations are awaited together. Per message, in
         order: True (a queue took it), False (unroutable) or the BrokerError it failed with
@@ -245,44 +257,48 @@ class RabbitBroker:
         messages go out in a few milliseconds on a busy loop."""
         results: list[object] = [None] * len(messages)
         todo = list(range(len(messages)))
-        for attempt in range(3):
-            # As in `_send`: a message refused because the channel was closed (being
-            # reopened after the broker closed it) was never sent; it is tried again.
-            try:
-                await asyncio.wait_for(self.channel.ready(), PUBLISH_TIMEOUT)
-                raw = await self.channel.get_underlay_channel()
-                assert isinstance(raw, aiormq.Channel)
-            except (TimeoutError, aiormq.exceptions.AMQPError, OSError) as exc:
-                for i in todo:
-                    results[i] = exc
-                break
-            sent = await asyncio.gather(
-                *(
-                    raw.basic_publish(
-                        messages[i][2],
-                        exchange=messages[i][0],
-                        routing_key=messages[i][1],
-                        # one each: the client writes a message id into them, by which it
-                        # matches a returned (unroutable) message to its publish
-                        properties=Basic.Properties(delivery_mode=PERSISTENT),
-                        mandatory=True,
-                        timeout=PUBLISH_TIMEOUT,
-                        wait=False,
+        # As in `_send`: a message refused because the channel was closed (being reopened
+        # after the broker closed it) was never sent; it is tried again.
+        with contextlib.suppress(_ChannelReopening):
+            async for attempt in retry.CHANNEL_REOPEN.retrying(
+                _ChannelReopening, log=log, what="publish", level=logging.DEBUG
+            ):
+                with attempt:
+                    try:
+                        await asyncio.wait_for(self.channel.ready(), PUBLISH_TIMEOUT)
+                        raw = await self.channel.get_underlay_channel()
+                        assert isinstance(raw, aiormq.Channel)
+                    except (TimeoutError, aiormq.exceptions.AMQPError, OSError) as exc:
+                        for i in todo:
+                            results[i] = exc
+                        break
+                    sent = await asyncio.gather(
+                        *(
+                            raw.basic_publish(
+                                messages[i][2],
+                                exchange=messages[i][0],
+                                routing_key=messages[i][1],
+                                # one each: the client writes a message id into them, by
+                                # which it matches a returned (unroutable) message to its
+                                # publish
+                                properties=Basic.Properties(delivery_mode=PERSISTENT),
+                                mandatory=True,
+                                timeout=PUBLISH_TIMEOUT,
+                                wait=False,
+                            )
+                            for i in todo
+                        ),
+                        return_exceptions=True,
                     )
-                    for i in todo
-                ),
-                return_exceptions=True,
-            )
-            for i, answer in zip(todo, sent, strict=True):
-                results[i] = answer
-            todo = [
-                i
-                for i in todo
-                if isinstance(results[i], aiormq.exceptions.ChannelInvalidStateError)
-            ]
-            if not todo:
-                break
-            await asyncio.sleep(0.05 * (attempt + 1))
+                    for i, answer in zip(todo, sent, strict=True):
+                        results[i] = answer
+                    todo = [
+                        i
+                        for i in todo
+                        if isinstance(results[i], aiormq.exceptions.ChannelInvalidStateError)
+                    ]
+                    if todo:
+                        raise _ChannelReopening
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result  # a cancellation
@@ -298,11 +314,16 @@ class RabbitBroker:
         body: bytes,
         properties: aiormq.spec.Basic.Properties,
     ) -> object:
-        for attempt in range(3):
-            # The client reopens the channel after the broker closed it (e.g. on a publish
-            # to an exchange that does not exist); a closed channel sends nothing, so trying
-            # again cannot duplicate the message.
-            try:
+        # The client reopens the channel after the broker closed it (e.g. on a publish to an
+        # exchange that does not exist); a closed channel sends nothing, so trying again
+        # cannot duplicate the message.
+        async for attempt in retry.CHANNEL_REOPEN.retrying(
+            aiormq.exceptions.ChannelInvalidStateError,
+            log=log,
+            what="publish",
+            level=logging.DEBUG,
+        ):
+            with attempt:
                 await asyncio.wait_for(self.channel.ready(), PUBLISH_TIMEOUT)
                 raw = await self.channel.get_underlay_channel()
                 return await raw.basic_publish(
@@ -313,10 +334,6 @@ class RabbitBroker:
                     mandatory=True,
                     timeout=PUBLISH_TIMEOUT,
                 )
-            except aiormq.exceptions.ChannelInvalidStateError:
-                if attempt == 2:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
     # consuming

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 
-from cachetools import TTLCache
+from proca_server.kit.cache import Cache
 
 DEFAULT_EVERY = 3600.0
 DEFAULT_MAX_KEYS = 10_000
@@ -21,15 +21,15 @@ class Once:
         max_keys: int = DEFAULT_MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._seen: TTLCache[Hashable, bool] = TTLCache(maxsize=max_keys, ttl=every, timer=clock)
+        self._seen: Cache[Hashable, bool] = Cache(max_keys, every, timer=clock)
 
     def first(self, key: Hashable) -> bool:
         """True when `key` was not seen within the last `every` seconds (and note it)."""
         if key in self._seen:
             return False
-        self._seen[key] = True
+        self._seen.put(key, True)
         return True
 
     def forget(self, key: Hashable) -> None:
         """The condition is over: should it come back, it is said again at once."""
-        self._seen.pop(key, None)
+        self._seen.pop(key)

@@ -15,8 +15,7 @@ from strawberry.types import Info
 
 from proca_server.auth.permissions import Permission
 from proca_server.broker import open_broker
-from proca_server.broker.base import Broker, QueueNotFound
-from proca_server.broker.embedded import EmbeddedBroker
+from proca_server.broker.base import Broker, BrokerError
 from proca_server.graphql.access import allow, auth_for
 from proca_server.graphql.context import Context
 from proca_server.metrics import REQUEUED_ACTIONS
@@ -71,18 +70,17 @@ async def requeue_actions(
     """Send the org's messages for `action_ids` to the destination queue. With the embedded
     broker they are written in `session`'s transaction; RabbitMQ gets them at once."""
     selection = await select_requeue(session, org_id, action_ids, destination)
-    failed = selection.failed
-    in_session = session if isinstance(broker, EmbeddedBroker) else None
-    sent = 0
-    for index, (queue, body) in enumerate(selection.messages):
-        try:
-            await broker.send_to_queue(queue, body, session=in_session)
-        except QueueNotFound:
-            # every message of a requeue goes to the same queue
-            log.info("requeue for org %s: queue %s does not exist", org_id, queue)
-            failed += len(selection.messages) - index
-            break
-        sent += 1
+    outcomes = await broker.publish_batch(
+        [("", queue, body) for queue, body in selection.messages], session=session
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BrokerError):
+            raise outcome
+    sent = sum(1 for outcome in outcomes if outcome is True)
+    failed = selection.failed + len(outcomes) - sent
+    if sent < len(outcomes):
+        # every message of a requeue goes to the same queue
+        log.info("requeue for org %s: queue %s does not exist", org_id, selection.messages[0][0])
     REQUEUED_ACTIONS.labels(destination=destination.value).inc(sent)
     return RequeueOutcome(sent + failed, failed)
 

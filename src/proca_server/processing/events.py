@@ -47,7 +47,19 @@ from proca_server.user.service import take_registered
 
 log = logging.getLogger(__name__)
 
+# what a transaction leaves to do once it committed (publishes, emails); dropped on rollback
 AfterCommit = list[Callable[[], Awaitable[None]]]
+
+
+async def run_after_commit(callbacks: AfterCommit) -> None:
+    """Run a committed transaction's callbacks in order; one that fails is logged and the
+    others still run (the transaction stays committed)."""
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:
+            log.exception("after-commit callback failed")
+
 
 # the publishing tasks in flight (the event loop keeps only weak references to tasks)
 _in_flight: set[asyncio.Task[None]] = set()

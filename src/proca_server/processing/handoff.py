@@ -1,9 +1,9 @@
 """Where committed work leaves a request: publications to send and actions to process.
 
 A boundary (a route, a GraphQL mutation, a worker) commits, then calls
-`after_commit(app_state, publications, action_ids)`. The pipeline registered on
-`app.state.pipeline` (the broker's publisher and the processing worker, plugged in by the
-integrator) takes them from there. Without one nothing is sent: actions are still
+`after_commit(app_state, publications, action_ids)`. The pipeline set on the app state's
+`pipeline` (app_state.py: the broker's publisher and the processing worker, plugged in by
+the integrator) takes them from there. Without one nothing is sent: actions are still
 processed later by the sweeper from their stored status, but events (email_status) are
 dropped, so a real pipeline should put them in a durable queue (RabbitMQ, or the embedded
 queue in the database) before returning."""
@@ -41,12 +41,12 @@ NULL_PIPELINE = NullPipeline()
 
 
 def pipeline_of(state: Any) -> Pipeline:
-    """The pipeline set on `app.state.pipeline`, else the null one."""
+    """The pipeline set on the app state (`AppState.pipeline`), else the null one."""
     pipeline = getattr(state, "pipeline", None)
     if pipeline is None:
         return NULL_PIPELINE
     if not isinstance(pipeline, Pipeline):
-        raise TypeError("app.state.pipeline must have an async after_commit method")
+        raise TypeError("the app state's pipeline must have an async after_commit method")
     return pipeline
 
 

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.errors import ProcaError
 from proca_server.kit import base64url
 from proca_server.models import Action, Source
@@ -94,7 +95,7 @@ async def _last_location(session: AsyncSession, page_id: int) -> str | None:
 
 async def _finish(request: Request, session: AsyncSession, outcome: Outcome) -> None:
     await session.commit()
-    await handoff.after_commit(request.app.state, outcome.publications, outcome.process_action_ids)
+    await handoff.after_commit(state_of(request), outcome.publications, outcome.process_action_ids)
 
 
 @router.api_route("/link/s/{action_id}/{verb}/{ref}", methods=["GET", "POST"])
@@ -108,7 +109,7 @@ async def supporter_link(request: Request, action_id: str, verb: str, ref: str) 
     except _Malformed:
         return _error(400, "malformed link")
 
-    async with request.app.state.sessionmaker() as session:
+    async with state_of(request).sessionmaker() as session:
         loaded = await find_action_by_ref(session, aid, fingerprint)
         if loaded is None:
             return _error(404, "malformed link")
@@ -151,7 +152,7 @@ async def double_opt_in_link(request: Request, action_id: str, ref: str) -> Resp
     except _Malformed:
         return _error(400, "malformed link")
 
-    async with request.app.state.sessionmaker() as session:
+    async with state_of(request).sessionmaker() as session:
         loaded = await find_action_by_ref(session, aid, fingerprint)
         if loaded is None:
             return _error(404, "malformed link")

@@ -13,6 +13,7 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.command import fail, run, settings
 from proca_server.errors import UserInputError
 from proca_server.kit.progress import Progress
 from proca_server.models import Action, Campaign, Contact, Org, Supporter
@@ -129,7 +130,6 @@ def requeue(
     """Requeue the org's actions given by id or matching the options; prints the count."""
     from proca_server import db
     from proca_server.broker import open_broker
-    from proca_server.cli import fail, run, settings
     from proca_server.migrations.migrate import is_up_to_date
 
     destination = DESTINATIONS.get(queue.lower())

@@ -15,6 +15,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from proca_server.kit.cache import Cache
 from proca_server.models.counter import CounterKind
 
 EXTRA_SUPPORTERS = 4  # a pseudo-kind of READ_COUNTS: the pages' extra_supporters per org
@@ -117,14 +118,15 @@ class CountsCache:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._entries: dict[int, tuple[float, CampaignCounts]] = {}
+        # each read says how old it may take them: kept until pushed out, not for a fixed time
+        self._entries: Cache[int, CampaignCounts] = Cache(MAX_CACHED_CAMPAIGNS)
         self._loads: dict[int, _Load] = {}
 
     async def get(self, campaign_id: int, max_age: float) -> CampaignCounts:
+        fresh = self._entries.get(campaign_id, max_age)
+        if fresh is not None:
+            return fresh
         now = time.monotonic()
-        entry = self._entries.get(campaign_id)
-        if entry is not None and entry[0] >= now - max_age:
-            return entry[1]
         load = self._loads.get(campaign_id)
         if load is None or load.started_at < now - max_age or load.task.done():
             load = _Load(now, asyncio.ensure_future(self._load(campaign_id, now)))
@@ -136,17 +138,13 @@ class CountsCache:
         self._entries.clear()
 
     def fresh(self, campaign_id: int, max_age: float) -> CampaignCounts | None:
-        entry = self._entries.get(campaign_id)
-        if entry is not None and entry[0] >= time.monotonic() - max_age:
-            return entry[1]
-        return None
+        return self._entries.get(campaign_id, max_age)
 
     def store(self, campaign_id: int, started_at: float, counts: CampaignCounts) -> None:
-        previous = self._entries.get(campaign_id)
-        if previous is None or previous[0] < started_at:
-            if previous is None and len(self._entries) >= MAX_CACHED_CAMPAIGNS:
-                self._evict()
-            self._entries[campaign_id] = (started_at, counts)
+        """Keep counts whose load started at `started_at`, unless newer ones are kept."""
+        previous = self._entries.stored_at(campaign_id)
+        if previous is None or previous < started_at:
+            self._entries.put(campaign_id, counts, at=started_at)
 
     async def _load(self, campaign_id: int, started_at: float) -> CampaignCounts:
         try:
@@ -156,17 +154,8 @@ class CountsCache:
             current = self._loads.get(campaign_id)
             if current is not None and current.started_at == started_at:
                 del self._loads[campaign_id]
-        previous = self._entries.get(campaign_id)
-        if previous is None or previous[0] < started_at:
-            if previous is None and len(self._entries) >= MAX_CACHED_CAMPAIGNS:
-                self._evict()
-            self._entries[campaign_id] = (started_at, counts)
+        self.store(campaign_id, started_at, counts)
         return counts
-
-    def _evict(self) -> None:
-        # dicts keep insertion order: the first half are the longest cached
-        for campaign_id in list(self._entries)[: MAX_CACHED_CAMPAIGNS // 2]:
-            del self._entries[campaign_id]
 
 
 def _retrieve(task: asyncio.Task[CampaignCounts]) -> None:

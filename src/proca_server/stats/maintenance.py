@@ -33,8 +33,10 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tenacity import RetryCallState
 
 from proca_server.config import Settings
+from proca_server.kit import retry
 from proca_server.models.base import UTCDateTime
 from proca_server.models.counter import CounterKind
 from proca_server.stats.counts import READ_COUNTS, delta_items, sql
@@ -53,7 +55,6 @@ def utcnow() -> datetime:
 LOCK_NAMESPACE_COMPACT = 0x70726F63  # "proc"
 LOCK_NAMESPACE_RECONCILE = 0x70726F64
 COMPACT_BATCH = 20_000
-RECONCILE_ATTEMPTS = 5
 # serialization failure, deadlock, unique violation: a concurrent signature of a fixed person
 _RETRYABLE = {"40001", "40P01", "23505"}
 
@@ -259,25 +260,29 @@ class Reconciliation:
 async def reconcile_campaign(engine: AsyncEngine, campaign_id: int) -> Reconciliation | None:
     """Make the campaign's counters exact (see the module's docstring); None when another
     process is reconciling it."""
-    for attempt in range(1, RECONCILE_ATTEMPTS + 1):
-        started_at = utcnow()
-        try:
+    async for attempt in retry.COUNTER_RECONCILE.retrying(
+        DBAPIError,
+        when=_contended,
+        log=log,
+        what="counters: reconciling a campaign",
+        level=logging.DEBUG,
+    ):
+        with attempt:
+            started_at = utcnow()
             async with _snapshot(engine, campaign_id) as conn:
                 if conn is None:
                     return None
                 outcome = await _reconcile(conn, campaign_id)
-        except DBAPIError as exc:
-            if _sqlstate(exc) not in _RETRYABLE or attempt == RECONCILE_ATTEMPTS:
-                raise
-            await asyncio.sleep(0.05 * attempt)
-            continue
-        async with engine.begin() as conn:
-            await conn.execute(
-                _MARK_RECONCILED,
-                {"campaign_id": campaign_id, "now": started_at},
-            )
-        return outcome
-    raise AssertionError("unreachable")  # pragma: no cover
+    async with engine.begin() as conn:
+        await conn.execute(
+            _MARK_RECONCILED,
+            {"campaign_id": campaign_id, "now": started_at},
+        )
+    return outcome
+
+
+def _contended(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and _sqlstate(exc) in _RETRYABLE
 
 
 async def reconcile_due(engine: AsyncEngine, interval: float) -> list[int]:
@@ -421,21 +426,33 @@ def _correction(campaign_id: int, dim: tuple[int, str], n: int) -> dict[str, Any
 async def _every(
     seconds: float, job: Callable[[], Awaitable[object]], name: str, stop: asyncio.Event
 ) -> None:
-    failures = 0
-    while not stop.is_set():
-        try:
-            await job()
-            failures = 0
-        except Exception:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # a cancellation a driver turned into an error: still a cancellation
-            failures += 1
-            if failures == 1 or failures % 100 == 0:
-                log.warning("counters: %s failed (%d in a row)", name, failures, exc_info=True)
-        delay = seconds if not failures else min(seconds * 2**failures, 60.0)
+    """Run `job` every `seconds` until `stop` is set; after failures, on the backoff of
+    `retry.COUNTER_ROUNDS` from twice the period."""
+
+    async def pause(delay: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
+
+    def failed(state: RetryCallState) -> None:
+        failures = state.attempt_number
+        if failures == 1 or failures % 100 == 0:
+            error = state.outcome.exception() if state.outcome is not None else None
+            log.warning("counters: %s failed (%d in a row)", name, failures, exc_info=error)
+
+    rounds = retry.COUNTER_ROUNDS.starting_at(2 * seconds).retrying(
+        Exception, log=log, what=name, sleep=pause, until=stop.is_set, after_failure=failed
+    )
+    while not stop.is_set():
+        try:
+            async for attempt in rounds:
+                with attempt:
+                    if not stop.is_set():
+                        await job()
+        except Exception:
+            if retry.cancelling() or not stop.is_set():
+                raise  # a cancellation a driver turned into an error: still a cancellation
+            return  # stopped while failing
+        await pause(seconds)
 
 
 @asynccontextmanager
