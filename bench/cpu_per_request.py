@@ -95,6 +95,7 @@ async def run(page: int, requests: int, profile: int) -> None:
     import httpx
 
     from proca_server.app import create_app
+    from proca_server.app_state import state_of
     from proca_server.config import get_settings
 
     app = create_app(get_settings())
@@ -137,7 +138,7 @@ async def run(page: int, requests: int, profile: int) -> None:
             if profile:
                 await _timed("addActionContact", requests, lambda i: sign(requests + i), profile)
                 await _timed("counter GET", requests, get, profile)
-    await app.state.engine.dispose()
+    await state_of(app).engine.dispose()
 
 
 def main() -> None:

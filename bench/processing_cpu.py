@@ -42,6 +42,7 @@ async def run(page: int, actions: int, batch: int, embedded: bool, profile: int)
     from sqlalchemy import text
 
     from proca_server.app import create_app
+    from proca_server.app_state import state_of
     from proca_server.broker.embedded import EmbeddedBroker
     from proca_server.broker.rabbitmq import RabbitBroker
     from proca_server.config import get_settings
@@ -52,7 +53,7 @@ async def run(page: int, actions: int, batch: int, embedded: bool, profile: int)
     app = create_app(settings)
     headers = {"Content-Type": "application/json", "Referer": "https://campaign.example.org/sign"}
     async with app.router.lifespan_context(app):
-        sessionmaker = app.state.sessionmaker
+        sessionmaker = state_of(app).sessionmaker
         async with sessionmaker() as session:
             await session.execute(text("UPDATE orgs SET custom_action_deliver = true"))
             org_id = (await session.execute(text("SELECT org_id FROM action_pages"))).scalar()
@@ -115,7 +116,7 @@ async def run(page: int, actions: int, batch: int, embedded: bool, profile: int)
                 pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(profile)
                 print(f"--- top {profile} by {order}")
                 print("\n".join(out.getvalue().splitlines()[6:]))
-    await app.state.engine.dispose()
+    await state_of(app).engine.dispose()
 
 
 def main() -> None:

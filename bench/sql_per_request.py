@@ -147,11 +147,12 @@ async def run(args: argparse.Namespace, page: int) -> None:
     import httpx
 
     from proca_server.app import create_app
+    from proca_server.app_state import state_of
     from proca_server.config import get_settings
 
     app = create_app(get_settings())
     rec = Recorder()
-    rec.attach(app.state.engine)
+    rec.attach(state_of(app).engine)
     headers = {
         "Content-Type": "application/json",
         "Referer": "https://campaign.example.org/sign",

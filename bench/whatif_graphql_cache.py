@@ -29,13 +29,23 @@ sys.path.insert(0, str(BENCH))
 from sql_per_request import COUNT, seeded_database, signature  # noqa: E402
 
 
-async def measure(page: int, requests: int, tag: str) -> dict[str, float]:
+async def measure(page: int, requests: int, tag: str, caches: bool) -> dict[str, float]:
+    """The figures of one app whose schema runs with (`caches`) or without the parser and
+    validation caches."""
     import httpx
+    from strawberry.extensions import ParserCache, ValidationCache
 
     from proca_server.app import create_app
+    from proca_server.app_state import state_of
     from proca_server.config import get_settings
 
     app = create_app(get_settings())
+    schema = state_of(app).schemas.full
+    without = tuple(e for e in schema.extensions if not _is_cache(e))
+    schema.extensions = without
+    if caches:
+        parser, validation = ParserCache(maxsize=128), ValidationCache(maxsize=128)
+        schema.extensions = (*without, lambda: parser, lambda: validation)
     headers = {"Content-Type": "application/json", "Referer": "https://campaign.example.org/sign"}
     out: dict[str, float] = {}
     async with app.router.lifespan_context(app):
@@ -66,7 +76,7 @@ async def measure(page: int, requests: int, tag: str) -> dict[str, float]:
                 await get()
             out["get_cpu_ms"] = 1000 * (time.process_time() - c0) / requests
             out["get_wall_ms"] = 1000 * (time.perf_counter() - w0) / requests
-    await app.state.engine.dispose()
+    await state_of(app).engine.dispose()
     return out
 
 
@@ -85,19 +95,11 @@ def _is_cache(extension: Any) -> bool:
 
 
 async def run(page: int, requests: int) -> None:
-    from strawberry.extensions import ParserCache, ValidationCache
+    from proca_server.graphql.schema import build_schema
 
-    from proca_server.graphql.schema import schema
-
-    original = tuple(schema.extensions)
-    had_caches = any(_is_cache(e) for e in original)
-    without = tuple(e for e in original if not _is_cache(e))
-    schema.extensions = without
-    base = await measure(page, requests, "base")
-    parser, validation = ParserCache(maxsize=128), ValidationCache(maxsize=128)
-    schema.extensions = (*without, lambda: parser, lambda: validation)
-    cached = await measure(page, requests, "cached")
-    schema.extensions = original
+    had_caches = any(_is_cache(e) for e in build_schema().extensions)
+    base = await measure(page, requests, "base", caches=False)
+    cached = await measure(page, requests, "cached", caches=True)
     print(
         f"{requests} sequential requests of each kind, CPU of this process per request "
         f"(the schema {'already has' if had_caches else 'has no'} document caches; "

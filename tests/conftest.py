@@ -20,10 +20,10 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from proca_server.action.service import clear_page_cache
 from proca_server.app import create_app
+from proca_server.app_state import state_of
 from proca_server.config import Settings
-from proca_server.contact import keyrings
+from proca_server.contact.keyrings import forget_keyrings
 from proca_server.migrations.migrate import upgrade
 from proca_server.models import Base
 
@@ -66,6 +66,24 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"CI=true but PostgreSQL at {PG_ADMIN_URL} is unreachable ({_pg_problem})"
         )
+
+
+# Whole directories of end-to-end tests (served processes, real RabbitMQ journeys, fault
+# injection, the Proca CLIs, a browser): `pytest -m "not slow"` leaves them out. A slow module
+# elsewhere says so itself (`pytestmark = pytest.mark.slow`), a slow test with the decorator.
+SLOW_DIRECTORIES = frozenset({"clients", "pipeline"})
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            directory = item.path.relative_to(TESTS_DIR).parts[0]
+        except ValueError:
+            continue
+        if directory in SLOW_DIRECTORIES:
+            item.add_marker(pytest.mark.slow)
 
 
 def pg_available() -> bool:
@@ -140,18 +158,18 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     yield application
-    await application.state.signature_lane.close()
-    await application.state.engine.dispose()
+    await state_of(application).signature_lane.close()
+    await state_of(application).engine.dispose()
 
 
 @pytest.fixture(scope="session")
 def engine(app: FastAPI) -> AsyncEngine:
-    return app.state.engine  # type: ignore[no-any-return]
+    return state_of(app).engine
 
 
 @pytest.fixture(scope="session")
 def sessionmaker(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    return app.state.sessionmaker  # type: ignore[no-any-return]
+    return state_of(app).sessionmaker
 
 
 @pytest.fixture
@@ -162,9 +180,11 @@ async def session(
     async with sessionmaker() as s:
         yield s
     # process-wide caches must not carry one test's rows into the next
-    keyrings._keyrings.clear()
-    clear_page_cache()
-    app.state.response_cache.clear()
+    forget_keyrings()
+    state = state_of(app)
+    state.page_cache.clear()
+    state.response_cache.clear()
+    state.key_sets.clear()
     async with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             await conn.execute(delete(table))

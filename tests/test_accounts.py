@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import httpx
@@ -19,48 +17,17 @@ from proca_server.config import Settings
 from proca_server.kit.time import utcnow
 from proca_server.models import EmailTemplate, PreviewEmail, User, UserToken
 from proca_server.user.service import reset_api_token
+from tests.account_helpers import app_settings, csrf_for, log_in, see_committed, submit
 from tests.factories import PASSWORD, make_org, make_user, make_world
 
 NEW_PASSWORD = "Brand-New-Passw0rd"
 CURRENT_USER = {"query": "{ currentUser { email } }"}
-CSRF_RE = re.compile(r'name="_csrf_token" value="([^"]+)"')
 LINK_RE = re.compile(r"http://localhost:4000(/users/\S+)")
-
-
-async def csrf_for(client: httpx.AsyncClient, path: str) -> str:
-    response = await client.get(path)
-    assert response.status_code == 200, response.text
-    match = CSRF_RE.search(response.text)
-    assert match, "the page has no form"
-    return match.group(1)
-
-
-async def submit(
-    client: httpx.AsyncClient, page: str, action: str, data: dict[str, str], method: str = "POST"
-) -> httpx.Response:
-    token = await csrf_for(client, page)
-    return await client.request(method, action, data={**data, "_csrf_token": token})
-
-
-async def log_in(
-    client: httpx.AsyncClient, email: str, password: str, *, remember: bool = False
-) -> httpx.Response:
-    data = {"email": email, "password": password}
-    if remember:
-        data["remember_me"] = "true"
-    return await submit(client, "/users/log_in", "/users/log_in", data)
 
 
 async def current_email(client: httpx.AsyncClient) -> str | None:
     body = (await client.post("/api", json=CURRENT_USER)).json()
     return body["data"]["currentUser"]["email"] if body.get("data") else None
-
-
-async def see_committed(session: AsyncSession) -> None:
-    """End the test session's transaction, so that its next read sees what the app committed
-    meanwhile (on SQLite a transaction reads one snapshot). The session does not expire its
-    objects on commit."""
-    await session.commit()
 
 
 async def last_email_to(session: AsyncSession, address: str) -> PreviewEmail:
@@ -85,17 +52,6 @@ def link_in(message: PreviewEmail) -> str:
 async def count_emails(session: AsyncSession) -> int:
     await see_committed(session)
     return int(await session.scalar(select(func.count()).select_from(PreviewEmail)) or 0)
-
-
-@contextmanager
-def app_settings(app: FastAPI, **changes: object) -> Iterator[Settings]:
-    """The app runs with these settings changed for the block."""
-    original: Settings = app.state.settings
-    app.state.settings = original.model_copy(update=changes)
-    try:
-        yield app.state.settings
-    finally:
-        app.state.settings = original
 
 
 def set_cookie_headers(response: httpx.Response, name: str) -> list[str]:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action_page.service import NAME_RE
+from proca_server.app_state import state_of
 from proca_server.models import (
     Action,
     ActionPage,
@@ -623,8 +624,8 @@ async def test_campaign_supporter_confirm_changes_make_the_org_topology_follow(
     token, name, org_id = world.tokens["owner"], world.campaign.name, world.org.id
     await can_send_confirm_emails(session, world.org)
     recorder = TopologyRecorder()
-    previous = getattr(app.state, "pipeline", None)
-    app.state.pipeline = recorder
+    previous = state_of(app).pipeline
+    state_of(app).pipeline = recorder
     try:
         doc = (
             "mutation($n: String!, $i: CampaignInput!) { updateCampaign(name: $n, input: $i) "
@@ -651,4 +652,4 @@ async def test_campaign_supporter_confirm_changes_make_the_org_topology_follow(
         )
         assert recorder.orgs == [org_id, org_id]
     finally:
-        app.state.pipeline = previous
+        state_of(app).pipeline = previous

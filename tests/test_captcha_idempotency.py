@@ -5,44 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.config import Settings
 from proca_server.models import Action, AuditLog
+from tests.captcha_helpers import verifier
 from tests.factories import make_world
 from tests.local_http import serve
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
-
-
-def verifier() -> tuple[FastAPI, list[dict[str, str]]]:
-    app = FastAPI()
-    seen: list[dict[str, str]] = []
-
-    @app.post("/procaptcha")
-    async def procaptcha(request: Request) -> dict[str, Any]:
-        response = parse_qs((await request.body()).decode())["response"][0]
-        seen.append({"service": "procaptcha", "response": response})
-        if response == "good":
-            return {"success": True, "method": "image"}
-        return {"success": False, "reason": "expired"}
-
-    @app.post("/hcaptcha")
-    async def hcaptcha(request: Request) -> dict[str, Any]:
-        form = parse_qs((await request.body()).decode())
-        secret, response = form["secret"][0], form["response"][0]
-        seen.append({"service": "hcaptcha", "secret": secret, "response": response})
-        if secret == "s3cret" and response == "ok-token":
-            return {"success": True}
-        return {"success": False, "error-codes": ["invalid-input-response"]}
-
-    return app, seen
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 
 @pytest.fixture

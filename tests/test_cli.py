@@ -16,27 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth.permissions import ADMIN
 from proca_server.models import Org, PublicKey, User, UserToken
+from tests.cli_helpers import cli, env
 
+__all__ = ["env"]  # the fixture, from tests/cli_helpers.py
 
-async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proca_server",
-        *args,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-@pytest.fixture
-def env(database_url: str, tmp_path: Path, session: AsyncSession) -> dict[str, str]:
-    # `session` makes the test empty the tables afterwards.
-    return {"DATABASE_URL": database_url, "PROCA_DATA_DIR": str(tmp_path), "ORG_NAME": "instance"}
+pytestmark = pytest.mark.slow  # the proca-server command in a subprocess
 
 
 async def _counts(session: AsyncSession) -> tuple[int, int, int]:

@@ -20,35 +20,13 @@ from proca_server.kit import progress as progress_module
 from proca_server.kit.progress import Progress
 from proca_server.models import Org, PreviewEmail
 from proca_server.models.enums import CampaignStatus
-from tests.email.test_reminders import REMINDER, confirming_action
+from tests.cli_helpers import cli, cli_each_step, env
+from tests.email.worker_world import REMINDER, confirming_action
 from tests.retention.world import NOW, campaign_with_page, new_org, sign
-from tests.test_cli import cli, env
 
-__all__ = ["env"]  # the fixture, shared with tests/test_cli.py
+__all__ = ["env"]  # the fixture, from tests/cli_helpers.py
 
-EACH_STEP = (
-    "import proca_server.kit.progress as progress\n"
-    "progress.PLAIN_EVERY = 0\n"
-    "{setup}\n"
-    "from proca_server.cli import main\n"
-    "main()\n"
-)
-
-
-async def cli_each_step(*args: str, env: dict[str, str], setup: str = "") -> tuple[int, str, str]:
-    """`proca-server ARGS` printing a progress line at every step; `setup` runs first."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        EACH_STEP.format(setup=setup),
-        *args,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+pytestmark = pytest.mark.slow  # the proca-server command in a subprocess
 
 
 class Terminal(io.StringIO):

@@ -28,6 +28,8 @@ from proca_server.models import (
     User,
 )
 from proca_server.models.enums import ActionProcessingStatus, ConfirmOperation
+from proca_server.processing.events import AfterCommit, run_after_commit
+from proca_server.processing.handoff import NULL_PIPELINE
 from proca_server.user.service import reset_api_token
 from tests.factories import (
     PASSWORD,
@@ -569,15 +571,14 @@ async def test_add_partner_without_an_org_is_unauthorized(
 async def test_add_partner_invitation_by_email_and_reject(
     client: httpx.AsyncClient, session: AsyncSession, settings: Settings
 ) -> None:
-    from proca_server.graphql.context import Context
-
     lead = await make_world(session)
-    ctx = Context(session=session, settings=settings, user=lead.users["owner"])
+    after_commit: AfterCommit = []
+    notify = service.Notify(settings, after_commit, NULL_PIPELINE)
     confirm = await service.invite_partner(
-        ctx, lead.page, "partner@example.org", lead.users["owner"], "Join us"
+        session, notify, lead.page, "partner@example.org", lead.users["owner"], "Join us"
     )
     await session.commit()
-    await ctx.run_after_commit()
+    await run_after_commit(after_commit)
     [mail] = await mailbox(session, "partner@example.org")
     assert lead.campaign.title in mail.subject
     assert code_of(mail) == confirm.code

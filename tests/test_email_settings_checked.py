@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.models import EmailTemplate, Org, Service
 from proca_server.org.service import ensure_instance_org
 from tests.factories import World, make_campaign, make_org, make_page, make_world
@@ -144,7 +145,7 @@ async def test_supporter_confirm_with_the_borrowed_system_backend(
     app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     world = await make_world(session)
-    instance = (await ensure_instance_org(session, app.state.settings.org_name)).org
+    instance = (await ensure_instance_org(session, state_of(app).settings.org_name)).org
     await give_backend(session, instance)
     await add_template(session, world.org, "confirm")
     doc = """mutation($n: String!) {

@@ -14,12 +14,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action.lane import SignatureLane
+from proca_server.app_state import state_of
 from proca_server.config import Settings
 from proca_server.contact import keyrings
 from proca_server.models import Contact, Source
 from proca_server.org.service import ensure_instance_org
 from tests.factories import make_campaign, make_org, make_page, make_world
-from tests.test_widget_api import ADD_ACTION_CONTACT, counts, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, counts, signature, widget_post
 
 WARNING = "has no active encryption key"
 PERSONAL = ("example.org", "Ann", "Lee")
@@ -130,7 +131,7 @@ async def test_the_lane_leaves_a_refused_signature_to_the_general_path(
 ) -> None:
     if backend != "postgresql":
         pytest.skip("the signature lane runs on PostgreSQL only")
-    lane: SignatureLane = app.state.signature_lane
+    lane: SignatureLane = state_of(app).signature_lane
     await ensure_instance_org(session, "instance")
     page, _, name = await keyless_page(session)
     for n in range(3):  # warms the page, source and key caches: the lane takes the third
@@ -141,7 +142,7 @@ async def test_the_lane_leaves_a_refused_signature_to_the_general_path(
     before = await counts(session)
     settings.require_encryption = True
     try:
-        keyrings._keyrings.clear()  # a restart with the new setting (the other caches stay)
+        keyrings.forget_keyrings()  # a restart with the new setting (the other caches stay)
         for n in range(3):
             body = await sign(client, page, f"refused{n}@example.org")
             assert f"org {name} has no active encryption key" in body["errors"][0]["message"]

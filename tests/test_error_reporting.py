@@ -28,15 +28,16 @@ from starlette.routing import Route
 from proca_server import error_reporting
 from proca_server.action import service as action_service
 from proca_server.app import create_app
+from proca_server.app_state import state_of
 from proca_server.broker.embedded import EmbeddedBroker
 from proca_server.config import ConfigError, Settings
 from proca_server.errors import NotFound, UserInputError
 from proca_server.kit import extras
-from proca_server.processing.runtime import PipelineRuntime
+from proca_server.processing.processor import Processor
 from tests.factories import make_world
 from tests.local_http import serve
 from tests.pipeline.conftest import FAST, running
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature
 
 EMAIL = "annabelle.leeward@example.org"
 FIRST_NAME = "Annabelle"
@@ -132,8 +133,8 @@ async def reporting_app(settings: Settings, sentry: Sentry) -> AsyncIterator[Fas
     )
     application = create_app(configured)
     yield application
-    await application.state.signature_lane.close()
-    await application.state.engine.dispose()
+    await state_of(application).signature_lane.close()
+    await state_of(application).engine.dispose()
 
 
 @pytest.fixture
@@ -342,12 +343,12 @@ async def test_a_worker_crash_is_reported(
 ) -> None:
     assert error_reporting.start(settings.model_copy(update={"sentry_dsn": sentry.dsn}), "worker")
 
-    async def broken(self: PipelineRuntime, ids: list[int]) -> int:
+    async def broken(self: Processor, ids: list[int]) -> int:
         raise RuntimeError(f"cannot process {EMAIL}")
 
-    monkeypatch.setattr(PipelineRuntime, "_process_batch", broken)
+    monkeypatch.setattr(Processor, "process_batch", broken)
     world = await make_world(session, roles=())
-    broker = EmbeddedBroker(app.state.sessionmaker, retry_delay=0.1, poll_interval=0.1)
+    broker = EmbeddedBroker(state_of(app).sessionmaker, retry_delay=0.1, poll_interval=0.1)
     try:
         async with running(app, broker, FAST):
             variables = signature(world.page.id, email=EMAIL)
@@ -368,7 +369,7 @@ async def test_a_worker_crash_is_reported(
     event = sentry.events()[0]
     assert event["exception"]["values"][-1]["type"] == "RuntimeError"
     assert event["exception"]["values"][-1]["value"] == "cannot process [email]"
-    assert event["logger"] == "proca_server.processing.runtime"
+    assert event["logger"] == "proca_server.processing.processor"
     assert event["tags"] == {"component": "worker"}
 
 

@@ -11,21 +11,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from proca_server.web.explorer import ASSETS, ExplorerFiles, router
-
-
-def lay_out(directory: Path) -> Path:
-    for name, asset in ASSETS.items():
-        path = directory / asset.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"/* {name} */\n")
-    (directory / "package.json").write_text("{}")
-    return directory
+from proca_server.web.explorer import ASSETS, ExplorerFiles, explorer_files, router
+from tests.explorer_helpers import lay_out
 
 
 def explorer_client(directory: Path) -> httpx.AsyncClient:
     app = FastAPI()
-    app.state.explorer_files = ExplorerFiles(directory)
+    files = ExplorerFiles(directory)
+    app.dependency_overrides[explorer_files] = lambda: files
     app.include_router(router)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 

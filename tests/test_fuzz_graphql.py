@@ -30,11 +30,13 @@ from hypothesis_graphql import Mode, from_schema, mutations, queries
 from hypothesis_graphql import nodes as gql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.graphql.schema import schema as proca_schema
+from proca_server.graphql.schema import build_schemas
 from tests.factories import make_world
-from tests.test_widget_api import ADD_ACTION, ADD_ACTION_CONTACT
+from tests.widget_helpers import ADD_ACTION, ADD_ACTION_CONTACT
 
-SCHEMA = proca_schema._schema
+pytestmark = pytest.mark.slow  # generated documents by the hundred
+
+SCHEMA = build_schemas().core
 
 
 # PROCA_FUZZ_SCALE=10 runs ten times the cases (a longer local hunt); CI runs the default.

@@ -12,10 +12,11 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.models import UserToken
 from proca_server.web.explorer import ExplorerFiles
+from tests.explorer_helpers import lay_out
 from tests.factories import PASSWORD, make_user, make_world
-from tests.test_explorer import lay_out
 
 CURRENT_USER = "{ currentUser { email isAdmin apiToken { expiresAt } } }"
 
@@ -208,7 +209,7 @@ async def test_reset_api_token_replaces_older_tokens(
 async def test_graphiql_for_browsers(
     client: httpx.AsyncClient, app: FastAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(app.state, "explorer_files", ExplorerFiles(lay_out(tmp_path)))
+    monkeypatch.setattr(state_of(app), "explorer_files", ExplorerFiles(lay_out(tmp_path)))
     response = await client.get("/api", headers={"Accept": "text/html,application/xhtml+xml"})
     assert response.status_code == 200
     assert "text/html" in response.headers["content-type"]
@@ -255,7 +256,7 @@ async def test_health_503_when_the_database_is_unreachable(tmp_path: object) -> 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         response = await c.get("/health")
-    await app.state.engine.dispose()
+    await state_of(app).engine.dispose()
     assert response.status_code == 503
     assert response.json() == {"status": "error", "message": "database unreachable"}
 

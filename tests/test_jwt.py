@@ -19,22 +19,24 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.auth import jwt as proca_jwt
 from proca_server.auth.passwords import verify_password
 from proca_server.config import Settings
 from proca_server.models import User
+from tests.account_helpers import app_settings, see_committed
 from tests.factories import PASSWORD, make_user
-from tests.test_accounts import app_settings, see_committed
 
 SECRET = "a-shared-secret-of-at-least-32-bytes!"
 QUERY = {"query": "{ currentUser { email } }"}
 
 
 @pytest.fixture(autouse=True)
-def fresh_key_sets() -> Iterator[None]:
-    proca_jwt.key_sets.clear()
+def fresh_key_sets(app: FastAPI) -> Iterator[None]:
+    key_sets = state_of(app).key_sets
+    key_sets.clear()
     yield
-    proca_jwt.key_sets.clear()
+    key_sets.clear()
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from proca_server.action.batcher import OutcomeUnknown, StatementBatcher
 from proca_server.action.lane import SignatureLane
+from proca_server.app_state import state_of
 from tests.conftest import create_pg_database, drop_pg_database, skip_without_pg
 from tests.factories import make_user, make_world
-from tests.test_signature_lane import warm_up
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, warm_up, widget_post
 
 EMAIL = "leak.person@example.org"
 FIRST, LAST = "Zebulon", "Quixley"
@@ -74,7 +74,7 @@ async def test_a_failed_signature_insert_logs_no_personal_data(
     page = world.page.id
     # on PostgreSQL the signature lane takes the request first, then the general path
     await warm_up(client, page, "warm@example.org")
-    lane: SignatureLane = app.state.signature_lane
+    lane: SignatureLane = state_of(app).signature_lane
     taken = lane.answered
     caplog.set_level(logging.DEBUG)  # every logger, SQLAlchemy's statements included
     variables = signature(page, EMAIL)

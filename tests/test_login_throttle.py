@@ -18,11 +18,14 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.app import create_app
+from proca_server.app_state import state_of
 from proca_server.auth.throttle import LoginThrottle
 from proca_server.config import Settings
 from proca_server.errors import TooManyAttempts
 from proca_server.user.service import create_user
 from tests.factories import PASSWORD, make_user
+
+pytestmark = pytest.mark.slow  # dozens of deliberately slow bcrypt checks
 
 PER_ACCOUNT = 3
 PER_ADDRESS = 8
@@ -56,8 +59,8 @@ async def throttled_app(
     )
     application = create_app(settings)
     yield application
-    await application.state.signature_lane.close()
-    await application.state.engine.dispose()
+    await state_of(application).signature_lane.close()
+    await state_of(application).engine.dispose()
 
 
 def client_from(app: FastAPI, address: str) -> httpx.AsyncClient:

@@ -13,8 +13,8 @@ from proca_server.email import EmailMessage, format_address, get_backend
 from proca_server.email.templates import TemplateText, render_template
 from proca_server.models import PreviewEmail
 from proca_server.web.urls import public_url
+from tests.account_helpers import app_settings, log_in, see_committed
 from tests.factories import PASSWORD, make_user
-from tests.test_accounts import app_settings, log_in, see_committed
 
 EVIL_HTML = (
     '<p>Hello</p><script>alert("x")</script>'

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from proca_server import db
 from proca_server.app import NotMigrated, create_app
+from proca_server.app_state import state_of
 from proca_server.config import Settings
 from proca_server.migrations.migrate import alembic_config, current_revision, head_revision
 from proca_server.models import (
@@ -221,7 +222,7 @@ async def test_app_refuses_an_unmigrated_database(empty_database: str, tmp_path:
     with pytest.raises(NotMigrated, match="proca-server db upgrade"):
         async with app.router.lifespan_context(app):
             pass
-    await app.state.engine.dispose()
+    await state_of(app).engine.dispose()
 
 
 async def test_downgrade_and_upgrade_again(empty_database: str) -> None:

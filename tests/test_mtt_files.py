@@ -3,7 +3,6 @@ refused, naming the field, when they could not be attached to the letters."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -11,12 +10,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.action.service import clear_page_cache
-from proca_server.kit.time import utcnow
-from proca_server.models import Action, Message, Mtt, Service, Target
-from tests.factories import World, make_world
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
-from tests.test_widget_direct import generic_resolvers
+from proca_server.models import Action, Message
+from tests.widget_helpers import (
+    ADD_ACTION_CONTACT,
+    NO_STORAGE,
+    generic_resolvers,
+    letter,
+    mtt_world,
+    widget_post,
+)
 
 __all__ = ["generic_resolvers"]
 
@@ -25,8 +27,6 @@ ADD_MTT_ACTION = """mutation addAction($contact: ID!, $actionPage: Int!, $mtt: M
     action: {actionType: "mail2target", mtt: $mtt}) { contactRef }
 }"""
 
-NO_STORAGE = "cannot be attached: the campaign's org has no storage backend"
-
 
 @pytest.fixture(params=["direct", "generic"])
 def resolvers(request: pytest.FixtureRequest) -> str:
@@ -34,43 +34,6 @@ def resolvers(request: pytest.FixtureRequest) -> str:
     if request.param == "generic":
         request.getfixturevalue("generic_resolvers")
     return str(request.param)
-
-
-async def mtt_world(session: AsyncSession, *, bucket: str | None = "") -> tuple[World, list[str]]:
-    """A campaign with MTT and two targets; its org has a storage backend unless `bucket` is
-    None (restricted to that bucket when given)."""
-    world = await make_world(session, roles=())
-    session.add(
-        Mtt(campaign_id=world.campaign.id, start_at=utcnow(), end_at=utcnow() + timedelta(days=3))
-    )
-    targets = [
-        Target(name=f"MEP {n}", external_id=f"mep-{world.campaign.id}-{n}",
-               campaign_id=world.campaign.id)
-        for n in range(2)
-    ]  # fmt: skip
-    session.add_all(targets)
-    if bucket is not None:
-        service = Service(
-            name="supabase", host="https://files.example", path=bucket or None, org_id=world.org.id
-        )
-        session.add(service)
-        await session.flush()
-        world.org.storage_backend_id = service.id
-    await session.commit()
-    clear_page_cache()
-    return world, [str(t.id) for t in targets]
-
-
-def letter(page: int, targets: list[str], files: list[str], email: str) -> dict[str, Any]:
-    return signature(
-        page,
-        email,
-        action={
-            "actionType": "mail2target",
-            "mtt": {"subject": "Dear {{target.name}}", "body": "Please", "targets": targets,
-                    "files": files},
-        },
-    )  # fmt: skip
 
 
 async def stored(session: AsyncSession) -> tuple[int, int]:

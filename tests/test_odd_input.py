@@ -22,7 +22,7 @@ from sqlalchemy import LargeBinary, bindparam, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action.lane import SignatureLane
-from proca_server.action.service import clear_page_cache
+from proca_server.app_state import state_of
 from proca_server.kit.storable import (
     JSONB_PER_TEXT_BYTE,
     JSONB_SLACK,
@@ -37,8 +37,7 @@ from proca_server.models.action import MAX_FIELDS_BYTES
 from proca_server.models.base import JSONMap
 from tests.factories import make_world
 from tests.graphql_helpers import gql
-from tests.test_signature_lane import warm_up
-from tests.test_widget_api import ADD_ACTION, ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION, ADD_ACTION_CONTACT, signature, warm_up, widget_post
 
 NUL, SURROGATE = "\x00", "\ud800"
 # words of Python's own messages that must never reach a client
@@ -293,7 +292,6 @@ async def test_odd_donations_and_mail_to_target_are_refused_naming_their_field(
     session.add(target)
     await session.commit()
     target_id = str(target.id)
-    clear_page_cache()
 
     def donation(**over: Any) -> Change:
         def change(v: dict[str, Any]) -> None:
@@ -397,6 +395,7 @@ async def test_staff_configs_with_a_nul_or_a_surrogate_are_refused(
     assert problems(fine, STORED) == []
 
 
+@pytest.mark.slow  # generated inputs by the hundred
 @settings(
     max_examples=150,
     derandomize=True,
@@ -468,7 +467,7 @@ def json_documents() -> st.SearchStrategy[dict[str, Any]]:
 async def lane(app: Any, backend: str) -> Any:
     if backend != "postgresql":
         pytest.skip("the signature lane runs on PostgreSQL only")
-    lane: SignatureLane = app.state.signature_lane
+    lane: SignatureLane = state_of(app).signature_lane
     assert lane.enabled
     yield lane
     lane.enabled = True
@@ -526,6 +525,7 @@ async def page_id(session: AsyncSession) -> int:
     return world.page.id
 
 
+@pytest.mark.slow  # generated inputs by the hundred
 @settings(
     max_examples=200,
     derandomize=True,

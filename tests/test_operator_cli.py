@@ -4,22 +4,17 @@ database; each test checks what the database holds afterwards."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sys
 from datetime import UTC, datetime
 
 from nacl.public import PrivateKey
 from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from typer.testing import CliRunner
 
 from proca_server.auth import passwords
 from proca_server.auth.authenticate import SESSION_CONTEXT
 from proca_server.auth.permissions import ADMIN, ROLES
-from proca_server.cli import main
-from proca_server.config import get_settings
 from proca_server.kit import base64url
 from proca_server.models import (
     Action,
@@ -34,6 +29,7 @@ from proca_server.models import (
 )
 from proca_server.org.repository import org_counts
 from proca_server.user.service import reset_api_token
+from tests.cli_helpers import env, fresh, one_line_error, operator
 from tests.factories import (
     PASSWORD,
     make_campaign,
@@ -42,48 +38,8 @@ from tests.factories import (
     make_page,
     make_user,
 )
-from tests.test_cli import env
 
-__all__ = ["env", "operator", "run_operator"]  # the fixture, shared with tests/test_cli.py
-
-runner = CliRunner()
-
-
-def run_operator(args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str, str]:
-    saved = sys.argv
-    get_settings.cache_clear()
-    try:
-        with runner.isolation(env=env) as (out, err, _):
-            sys.argv = ["proca-server", *args]
-            try:
-                main()
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-            return code, out.getvalue().decode(), err.getvalue().decode()
-    finally:
-        sys.argv = saved
-        get_settings.cache_clear()
-
-
-async def operator(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    """`proca-server ARGS` as `main` runs it (one-line errors included): (exit code, stdout,
-    stderr). In a thread: the command runs its own event loop."""
-    return await asyncio.to_thread(run_operator, args, env)
-
-
-async def fresh(session: AsyncSession) -> None:
-    """End the read snapshot to see what the command wrote; the objects made before keep
-    the values they had (detached), rows are read again."""
-    session.expunge_all()
-    await session.rollback()
-
-
-def one_line_error(rc: int, err: str, *words: str) -> None:
-    assert rc == 1, err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    for word in words:
-        assert word in err, (word, err)
+__all__ = ["env"]  # the fixture, from tests/cli_helpers.py
 
 
 async def audit_entries(session: AsyncSession, org_id: int) -> list[tuple[str, str, str]]:

@@ -16,7 +16,7 @@ from proca_server.org.service import ensure_instance_org
 from proca_server.user.service import reset_api_token
 from tests.factories import make_key, make_user, make_world
 from tests.graphql_helpers import data, error, gql
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 
 async def test_add_org_makes_the_caller_owner_and_borrows_the_instance_backend(

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth.passwords import needs_rehash, verify_password
 from proca_server.models import User
+from tests.account_helpers import log_in, see_committed
 from tests.factories import PASSWORD, make_user
-from tests.test_accounts import log_in, see_committed
 
 # Comeonin-era hash of "ma password" (adapted base64), as published in a third-party test
 # suite: an external check of the derivation and of the decoding.

@@ -18,17 +18,13 @@ from proca_server.config import Settings
 from proca_server.errors import QueryTooComplex
 from proca_server.graphql.limits import Limits, check_document
 from proca_server.graphql.names import make_preparer
-from proca_server.graphql.schema import schema
+from proca_server.graphql.schema import build_schemas
 from tests.factories import make_world
-from tests.test_socket import CONTROL, phoenix, serve
-from tests.test_widget_api import (
-    ADD_ACTION_CONTACT,
-    COUNT,
-    COUNT_BY_NAME,
-    signature,
-    widget_post,
-)
+from tests.socket_helpers import CONTROL, phoenix, serve
+from tests.widget_helpers import ADD_ACTION_CONTACT, COUNT, COUNT_BY_NAME, signature, widget_post
 
+# graphql-core's schema, as an app builds it
+SCHEMA = build_schemas().core
 SCHEMA_WALK = "__schema { types { name fields { name args { name } } } }"
 FULL_INTROSPECTION = get_introspection_query(
     descriptions=True,
@@ -178,22 +174,22 @@ def test_every_recorded_client_document_is_within_the_limits(repo_root: Path) ->
     documents += [ADD_ACTION_CONTACT, COUNT, COUNT_BY_NAME, FULL_INTROSPECTION]
     documents.append(get_introspection_query(type_depth=12))
     for document in documents:
-        check_document(schema._schema, document, Limits())
+        check_document(SCHEMA, document, Limits())
 
 
 def test_lower_limits_from_the_settings_refuse_what_the_defaults_take() -> None:
     settings = Settings(GRAPHQL_MAX_ALIASES="1", GRAPHQL_MAX_DEPTH="", GRAPHQL_MAX_TOKENS="50")
     limits = Limits.of(settings)
     assert limits == Limits(max_aliases=1, max_tokens=50)
-    check_document(schema._schema, aliased("__typename", 2), Limits())
+    check_document(SCHEMA, aliased("__typename", 2), Limits())
     with pytest.raises(QueryTooComplex, match="2 aliases, over the limit of 1"):
-        check_document(schema._schema, aliased("__typename", 2), limits)
+        check_document(SCHEMA, aliased("__typename", 2), limits)
     with pytest.raises(QueryTooComplex, match="limit of 50 tokens"):
-        check_document(schema._schema, "{ " + "__typename " * 60 + "}", limits)
+        check_document(SCHEMA, "{ " + "__typename " * 60 + "}", limits)
 
 
 def test_the_name_normaliser_does_not_parse_past_the_limits() -> None:
-    prepare = make_preparer(schema._schema)
+    prepare = make_preparer(SCHEMA)
     assert prepare('{ action_page(name: "x") { id } }') is not None
     assert prepare(aliased("__typename", 50_000)) is None
     assert prepare(aliased(SCHEMA_WALK, 100)) is None

@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.action.velocity import SignatureVelocity
+from proca_server.app_state import state_of
 from proca_server.errors import TooManySignatures
 from proca_server.graphql import idempotency
 from proca_server.graphql.response_cache import MAX_REQUEST_BYTES, ResponseCache
@@ -23,7 +24,7 @@ from proca_server.kit.time import utcnow
 from proca_server.kit.windows import WindowCounter
 from proca_server.models import Action, IdempotencyKey
 from tests.factories import make_world
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 GENERATE_KEY = (
     'mutation($o: String!) { generateKey(orgName: $o, input: {name: "k"}) { id private } }'
@@ -266,7 +267,7 @@ def test_expired_answers_leave_without_waiting_for_the_entry_bound() -> None:
 async def test_huge_anonymous_queries_are_answered_but_not_kept(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    cache: ResponseCache = app.state.response_cache
+    cache: ResponseCache = state_of(app).response_cache
     body = json.dumps({"query": "{ __typename }", "pad": "x" * 200_000})
     for _ in range(5):
         response = await client.post(
@@ -281,11 +282,11 @@ async def test_huge_anonymous_queries_are_answered_but_not_kept(
 
 @pytest.fixture
 def velocity(app: FastAPI) -> Iterator[SignatureVelocity]:
-    saved = app.state.velocity
+    saved = state_of(app).velocity
     limits = SignatureVelocity(per_address=5, per_email=3, window=3600)
-    app.state.velocity = app.state.signature_lane.velocity = limits
+    state_of(app).velocity = state_of(app).signature_lane.velocity = limits
     yield limits
-    app.state.velocity = app.state.signature_lane.velocity = saved
+    state_of(app).velocity = state_of(app).signature_lane.velocity = saved
 
 
 async def test_one_email_signing_again_and_again_is_refused(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.graphql.response_cache import ResponseCache
 from proca_server.stats.counts import clear_caches
 from tests.factories import make_world
@@ -46,7 +47,7 @@ def test_entries_expire_and_memory_is_bounded() -> None:
     assert cache.get(key) is None
     for i in range(10):
         cache.put(("GET ", f"q={i}", b""), time.monotonic(), str(i))
-    assert len(cache._entries) <= 4
+    assert len(cache) <= 4
     assert cache.get(("GET ", "q=9", b"")) == "9"
     # an answer computed from data read long ago is not served at all
     cache.put(key, time.monotonic() - 1, "old")
@@ -58,7 +59,7 @@ async def test_anonymous_counter_reads_skip_the_database_until_the_answer_expire
 ) -> None:
     world = await make_world(session)
     page = world.page.id
-    cache: ResponseCache = app.state.response_cache
+    cache: ResponseCache = state_of(app).response_cache
     cache.ttl = 30.0  # long enough to see the cache at work without racing the clock
     try:
         assert count_of(await get_count(client, page)) == 0
@@ -85,7 +86,7 @@ async def test_anonymous_counter_reads_skip_the_database_until_the_answer_expire
             params={"query": COUNT, "variables": json.dumps({"actionPage": page + 1000})},
         )
         assert "errors" in other.json()
-        assert len(cache._entries) == 1
+        assert len(cache) == 1
     finally:
         cache.ttl = 0.25
     # with the default lifetime the signature shows within a second
@@ -100,16 +101,16 @@ async def test_errors_and_mutations_are_never_cached(
     app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     world = await make_world(session)
-    cache: ResponseCache = app.state.response_cache
+    cache: ResponseCache = state_of(app).response_cache
     missing = await client.get("/api", params={"query": "{ actionPage(id: 999999) { id } }"})
     assert "errors" in missing.json()
     await sign(client, world.page.id, "bob@example.org")
-    assert cache._entries == {}
+    assert len(cache) == 0
     found = await client.get(
         "/api", params={"query": f"{{ actionPage(id: {world.page.id}) {{ id }} }}"}
     )
     assert found.json() == {"data": {"actionPage": {"id": world.page.id}}}
-    assert len(cache._entries) == 1
+    assert len(cache) == 1
     # a POST of the same query is cached under its own key and answers the same bytes
     posted = await client.post(
         "/api", json={"query": f"{{ actionPage(id: {world.page.id}) {{ id }} }}"}
@@ -118,7 +119,7 @@ async def test_errors_and_mutations_are_never_cached(
         "/api", json={"query": f"{{ actionPage(id: {world.page.id}) {{ id }} }}"}
     )
     assert posted.content == again.content == found.content
-    assert len(cache._entries) == 2
+    assert len(cache) == 2
 
 
 async def test_concurrent_identical_queries_share_one_execution(
@@ -140,4 +141,4 @@ async def test_concurrent_identical_queries_share_one_execution(
     assert count_of(answers[0]) == 0
     # one execution: the page is selected once, not thirty times
     assert sum(s.startswith("SELECT action_pages.") for s in statements) == 1
-    assert app.state.response_cache._in_flight == {}
+    assert state_of(app).response_cache._in_flight == {}

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.email.backends import backend_for_service
 from proca_server.models import Org, Service
 from proca_server.service.passwords import (
@@ -106,11 +107,11 @@ async def test_the_workers_and_email_backends_get_the_clear_password(
     ids = world.org.id, smtp.id
     await session.commit()
     assert (await stored_password(session, ids[1])).startswith(PREFIX)
-    backends = await load_backends(app.state.sessionmaker, ids[0])
+    backends = await load_backends(state_of(app).sessionmaker, ids[0])
     assert backends["push"] is not None and backends["push"].password == "hook-secret"
     service = await session.get(Service, ids[1])
     assert service is not None
-    backend = backend_for_service(service, app.state.sessionmaker)
+    backend = backend_for_service(service, state_of(app).sessionmaker)
     assert backend._password == "smtp-pw"  # type: ignore[union-attr]
 
 
@@ -125,7 +126,7 @@ async def test_legacy_cleartext_rows_still_work_and_the_migration_encrypts_them(
     assert org is not None
     org.push_backend_id = clear_id
     await session.commit()
-    backends = await load_backends(app.state.sessionmaker, org_id)
+    backends = await load_backends(state_of(app).sessionmaker, org_id)
     assert backends["push"] is not None and backends["push"].password == "legacy-pw"
 
     key = current_secret_key_base()
@@ -136,7 +137,7 @@ async def test_legacy_cleartext_rows_still_work_and_the_migration_encrypts_them(
     raw = await stored_password(session, clear_id)
     assert raw.startswith(PREFIX) and "legacy-pw" not in raw
     assert await stored_password(session, empty_id) == ""
-    backends = await load_backends(app.state.sessionmaker, org_id)
+    backends = await load_backends(state_of(app).sessionmaker, org_id)
     assert backends["push"] is not None and backends["push"].password == "legacy-pw"
 
     conn = await session.connection()

@@ -17,11 +17,21 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action.lane import SignatureLane
+from proca_server.app_state import state_of
 from proca_server.models import Action, ActionPage, Contact
 from proca_server.org.service import ensure_instance_org
 from tests.factories import make_key, make_org, make_page, make_world
-from tests.test_widget_api import ADD_ACTION_CONTACT, COUNT, signature, widget_post
-from tests.test_widget_direct import stored_rows
+from tests.widget_helpers import (
+    ADD_ACTION_CONTACT,
+    COUNT,
+    NO_STORAGE,
+    letter,
+    mtt_world,
+    signature,
+    stored_rows,
+    warm_up,
+    widget_post,
+)
 
 ALIASED = """mutation Sign($v: ContactInput!, $page: Int!, $action: ActionInput!,
   $privacy: ConsentInput!) {
@@ -35,7 +45,7 @@ ALIASED = """mutation Sign($v: ContactInput!, $page: Int!, $action: ActionInput!
 async def lane(app: FastAPI, backend: str) -> AsyncIterator[SignatureLane]:
     if backend != "postgresql":
         pytest.skip("the signature lane runs on PostgreSQL only")
-    lane: SignatureLane = app.state.signature_lane
+    lane: SignatureLane = state_of(app).signature_lane
     assert lane.enabled
     yield lane
     lane.enabled = True
@@ -104,16 +114,6 @@ def general_cases(w: World) -> list[tuple[str, str, dict[str, Any], dict[str, st
             w.page, "nine@example.org", action={"actionType": "bad type!"}), {}),
         ("addActionContact", ADD_ACTION_CONTACT, {"actionPage": "x"}, {}),
     ]  # fmt: skip
-
-
-async def warm_up(client: httpx.AsyncClient, page: int, email: str) -> None:
-    # the first signature fills the page and key caches; the sources row is cached once it
-    # is known to be committed, i.e. by the second
-    for _ in range(2):
-        body = await widget_post(
-            client, "addActionContact", ADD_ACTION_CONTACT, signature(page, email)
-        )
-        assert "errors" not in body
 
 
 async def run(
@@ -247,8 +247,8 @@ async def test_lane_answers_carry_cors_headers_and_reach_the_pipeline(
             self.calls.append(list(ids))
 
     recorder = Recorder()
-    previous = getattr(app.state, "pipeline", None)
-    app.state.pipeline = recorder
+    previous = state_of(app).pipeline
+    state_of(app).pipeline = recorder
     try:
         taken = lane.answered
         response = await client.post(
@@ -264,7 +264,7 @@ async def test_lane_answers_carry_cors_headers_and_reach_the_pipeline(
             },
         )
     finally:
-        app.state.pipeline = previous
+        state_of(app).pipeline = previous
     assert response.status_code == 200 and lane.answered == taken + 1
     assert response.headers["content-type"] == "application/json"
     assert response.headers["access-control-allow-origin"] == "*"
@@ -276,14 +276,12 @@ async def test_lane_answers_carry_cors_headers_and_reach_the_pipeline(
 async def test_a_cache_miss_and_a_deleted_page_go_the_general_way(
     client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
 ) -> None:
-    from proca_server.action.service import clear_page_cache
-
     world = await make_world(session, roles=())
     page = world.page.id
     other = (await make_page(session, world.campaign, world.org)).id
     await session.commit()
     await warm_up(client, page, "warm@example.org")
-    clear_page_cache()
+    lane.page_cache.clear()
     taken = lane.answered
     body = await widget_post(
         client, "addActionContact", ADD_ACTION_CONTACT, signature(page, "x@example.org")
@@ -308,16 +306,18 @@ async def test_a_cache_miss_and_a_deleted_page_go_the_general_way(
     assert await session.scalar(select(func.count()).select_from(Action)) == before
 
 
+@pytest.mark.slow  # waits for its caches to expire
 async def test_the_lane_refreshes_its_caches_before_they_expire(
     client: httpx.AsyncClient,
     session: AsyncSession,
     lane: SignatureLane,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from proca_server.action import service
+    from proca_server.action.service import PAGE_CACHE_SIZE
     from proca_server.contact.keyrings import keyring_for
+    from proca_server.kit.cache import Cache
 
-    monkeypatch.setattr(service, "PAGE_TTL", 2.0)
+    monkeypatch.setattr(lane.page_cache, "pages", Cache(PAGE_CACHE_SIZE, 2.0))
     world = await make_world(session, roles=())
     page = world.page.id
     await session.commit()
@@ -415,8 +415,6 @@ async def test_signatures_of_the_same_moment_share_a_commit_and_a_refused_one_fa
 async def test_mail_to_target_files_are_left_to_the_general_path_which_refuses_them(
     client: httpx.AsyncClient, session: AsyncSession, lane: SignatureLane
 ) -> None:
-    from tests.test_mtt_files import NO_STORAGE, letter, mtt_world
-
     world, targets = await mtt_world(session, bucket=None)
     page = world.page.id
     await warm_up(client, page, "warm@example.org")  # the lane would take a signature now

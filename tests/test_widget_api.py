@@ -4,84 +4,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from nacl.public import Box
 from nacl.public import PublicKey as NaclPublicKey
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.kit import base64url
 from proca_server.models import Action, Contact, Donation, Org, Source, Supporter
 from proca_server.org.service import ensure_instance_org
 from tests.factories import World, make_campaign, make_org, make_page, make_world
-
-ADD_ACTION_CONTACT = """mutation addActionContact($action: ActionInput!, $actionPage: Int!,
-  $contact: ContactInput!, $contactRef: ID, $privacy: ConsentInput!, $tracking: TrackingInput) {
-  addActionContact(actionPageId: $actionPage, action: $action, contact: $contact,
-    contactRef: $contactRef, privacy: $privacy, tracking: $tracking) { contactRef firstName }
-}"""
-
-ADD_ACTION = """mutation addAction($contact: ID!, $actionPage: Int!, $actionType: String!,
-  $payload: Json, $testing: Boolean, $tracking: TrackingInput) {
-  addAction(actionPageId: $actionPage, contactRef: $contact,
-    action: {actionType: $actionType, customFields: $payload, testing: $testing},
-    tracking: $tracking) { contactRef }
-}"""
-
-COUNT = "query getCount($actionPage: Int!) { actionPage(id: $actionPage) { campaign { stats { supporterCount } } } }"  # noqa: E501
-COUNT_BY_NAME = """query getCountByName($name: String) { actionPage(name: $name) {
-  id campaign { name title externalId stats { supporterCount } } } }"""
-
-
-async def widget_post(
-    client: httpx.AsyncClient,
-    op: str,
-    query: str,
-    variables: dict[str, Any],
-    *,
-    referer: str | None = "https://campaign.example.org/sign?utm_source=x",
-    extensions: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    url = "/api"
-    if "actionPage" in variables:
-        url = f"/api?id={variables['actionPage']}"
-    body: dict[str, Any] = {"query": query, "variables": variables, "operationName": op}
-    if extensions:
-        body["extensions"] = extensions
-    h = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
-    if referer:
-        h["Referer"] = referer
-    response = await client.post(url, content=json.dumps(body), headers=h)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
-
-
-def signature(page_id: int, email: str = "Ann@Example.org", **over: Any) -> dict[str, Any]:
-    variables: dict[str, Any] = {
-        "actionPage": page_id,
-        "action": {"actionType": "petition", "customFields": json.dumps({"comment": "hi"})},
-        "contact": {
-            "firstName": "Ann",
-            "lastName": "Lee",
-            "email": email,
-            "phone": "",
-            "address": {"country": "FR", "postcode": ""},
-        },
-        "privacy": {"optIn": True},
-        "tracking": {
-            "source": "newsletter",
-            "medium": "email",
-            "campaign": "spring",
-            "content": "",
-            "location": "https://campaign.example.org/sign",
-        },
-    }
-    variables.update(over)
-    return variables
+from tests.widget_helpers import (
+    ADD_ACTION,
+    ADD_ACTION_CONTACT,
+    COUNT,
+    COUNT_BY_NAME,
+    counts,
+    signature,
+    widget_post,
+)
 
 
 @dataclass(frozen=True)
@@ -95,14 +39,6 @@ class Ids:
     @classmethod
     def of(cls, world: World) -> Ids:
         return cls(world.page.id, world.org.id, world.page.org_id)
-
-
-async def counts(session: AsyncSession) -> tuple[int, int, int]:
-    await session.rollback()
-    s = await session.scalar(select(func.count()).select_from(Supporter))
-    c = await session.scalar(select(func.count()).select_from(Contact))
-    a = await session.scalar(select(func.count()).select_from(Action))
-    return int(s or 0), int(c or 0), int(a or 0)
 
 
 async def test_sign_stores_supporter_contact_and_action(
@@ -426,7 +362,7 @@ async def test_no_referer_no_tracking_no_source(
 
 
 async def test_mail_to_target_stores_messages(
-    client: httpx.AsyncClient, session: AsyncSession
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     from datetime import timedelta
 
@@ -458,9 +394,7 @@ async def test_mail_to_target_stores_messages(
     await session.flush()
     world.org.storage_backend_id = storage.id  # the files are read from it when sending
     await session.commit()
-    from proca_server.action.service import clear_page_cache
-
-    clear_page_cache()  # the page snapshot (with "has MTT") is cached for a moment
+    state_of(app).page_cache.clear()  # the page snapshot (with "has MTT") is cached a moment
     variables = signature(ids.page, "m@example.org")
     variables["action"] = {
         "actionType": "mail2target",

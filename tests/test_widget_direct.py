@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,9 +12,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action import widget_api
-from proca_server.models import Action, Contact, Source, Supporter
+from proca_server.models import Action
 from tests.factories import make_world
-from tests.test_widget_api import ADD_ACTION, ADD_ACTION_CONTACT, widget_post
+from tests.widget_helpers import (
+    ADD_ACTION,
+    ADD_ACTION_CONTACT,
+    generic_resolvers,
+    stored_rows,
+    widget_post,
+)
+
+__all__ = ["generic_resolvers"]  # the fixture, from tests/widget_helpers.py
 
 MISSING_PAGE = 987_654
 
@@ -91,45 +98,6 @@ def cases(page: int) -> list[tuple[str, str, dict[str, Any]]]:
             "payload": json.dumps({"nested": {"no": 1}}),
         }),
     ]  # fmt: skip
-
-
-@pytest.fixture
-def generic_resolvers() -> Iterator[None]:
-    widget_api.DIRECT_RESOLVERS = False
-    try:
-        yield
-    finally:
-        widget_api.DIRECT_RESOLVERS = True
-
-
-async def stored_rows(
-    session: AsyncSession, campaign: int
-) -> tuple[list[Supporter], list[tuple[Action, Source | None]], list[Contact]]:
-    """The campaign's supporters, actions (with their source) and contacts, by id, as the
-    database has them now."""
-    await session.rollback()
-    supporters = (
-        await session.execute(
-            select(Supporter).where(Supporter.campaign_id == campaign).order_by(Supporter.id)
-        )
-    ).scalars()
-    actions = (
-        await session.execute(
-            select(Action, Source)
-            .outerjoin(Source, Source.id == Action.source_id)
-            .where(Action.campaign_id == campaign)
-            .order_by(Action.id)
-        )
-    ).all()
-    contacts = (
-        await session.execute(
-            select(Contact)
-            .join(Supporter, Supporter.id == Contact.supporter_id)
-            .where(Supporter.campaign_id == campaign)
-            .order_by(Contact.id)
-        )
-    ).scalars()
-    return list(supporters), [(a, src) for a, src in actions], list(contacts)
 
 
 async def run_all(client: httpx.AsyncClient, session: AsyncSession) -> dict[str, Any]:

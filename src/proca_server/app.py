@@ -16,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server import db, error_reporting
 from proca_server.action.lane import SignatureLane, SignatureLaneMiddleware
+from proca_server.action.service import PageCache
 from proca_server.action.velocity import SignatureVelocity
+from proca_server.app_state import AppState
+from proca_server.auth.jwt import KeySetCache
 from proca_server.auth.throttle import LoginThrottle
 from proca_server.config import Settings, get_settings
 from proca_server.confirm.links import router as confirm_links_router
@@ -26,9 +29,10 @@ from proca_server.eci.http import router as eci_router
 from proca_server.email.reminders import reminder_loop
 from proca_server.email.webhooks import router as email_webhooks_router
 from proca_server.graphql import idempotency
+from proca_server.graphql.http import Endpoint
 from proca_server.graphql.http import router as graphql_router
 from proca_server.graphql.response_cache import ResponseCache
-from proca_server.graphql.schema import schema
+from proca_server.graphql.schema import build_schemas
 from proca_server.graphql.socket import router as socket_router
 from proca_server.kit.logs import configure_logging
 from proca_server.metrics import router as metrics_router
@@ -125,8 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lane.start()
         async with (
             stats_background(engine, settings),
-            pipeline_running(app.state),
-            side_services(settings, app.state.sessionmaker),
+            pipeline_running(state),
+            side_services(settings, state.sessionmaker),
         ):
             settle_heap()
             yield
@@ -136,15 +140,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="proca-server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.sessionmaker = db.create_sessionmaker(engine)
-    app.state.response_cache = ResponseCache()
-    app.state.explorer_files = ExplorerFiles()
-    app.state.velocity = SignatureVelocity.from_settings(settings)
-    app.state.login_throttle = LoginThrottle.from_settings(settings)
-    lane = app.state.signature_lane = SignatureLane(
-        settings, engine, schema._schema, app.state.sessionmaker, app.state.velocity
+    sessionmaker = db.create_sessionmaker(engine)
+    schemas = build_schemas()
+    velocity = SignatureVelocity.from_settings(settings)
+    page_cache = PageCache()
+    lane = SignatureLane(
+        settings, engine, schemas.core, sessionmaker, velocity, page_cache=page_cache
+    )
+    state = app.state.proca = AppState(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        schemas=schemas,
+        api=Endpoint(schemas.full),
+        response_cache=ResponseCache(),
+        explorer_files=ExplorerFiles(),
+        velocity=velocity,
+        login_throttle=LoginThrottle.from_settings(settings),
+        signature_lane=lane,
+        page_cache=page_cache,
+        key_sets=KeySetCache(),
+        # the ECI build's routes: its signature page's schema and the staff's full one
+        eci=eci_endpoints(schemas.full) if settings.enable_eci else None,
     )
 
     # inside CORS (added later, so outer): the lane's answers get the same CORS headers
@@ -162,7 +179,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     error_reporting.instrument(app, settings)
     if settings.enable_eci:
         # the ECI build: its two GraphQL routes, /metrics and /health, nothing else (docs/eci.md)
-        app.state.eci = eci_endpoints()
         app.include_router(eci_router)
     else:
         app.include_router(graphql_router)

@@ -10,10 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.audit.cli import Line, _print_table
 from proca_server.models import AuditLog
+from tests.cli_helpers import cli, env
 from tests.factories import make_org
-from tests.test_cli import cli, env
 
-__all__ = ["env"]  # the fixture, shared with tests/test_cli.py
+__all__ = ["env"]  # the fixture, from tests/cli_helpers.py
+
+pytestmark = pytest.mark.slow  # the proca-server command in a subprocess
 
 
 def at(day: int) -> datetime:

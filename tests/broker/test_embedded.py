@@ -397,6 +397,7 @@ async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow  # the proca-server command in a subprocess
 async def test_cli_lists_reads_and_acks_an_orgs_custom_queue(
     broker: EmbeddedBroker, session: AsyncSession, database_url: str, tmp_path: object
 ) -> None:

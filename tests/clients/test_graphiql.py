@@ -18,21 +18,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, WebSocket, async_playwright, expect
+from tests.clients.browser import CHROMIUM, CHROMIUM_FLAGS, TIMEOUT_MS
 from tests.clients.harness import INSTANCE_ORG, ServedProca
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = pytest.mark.browser  # Debian's Chromium
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-TIMEOUT_MS = 20_000
 
 QUERY_EDITOR = ".graphiql-query-editor .CodeMirror"
 HEADERS_EDITOR = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror"

@@ -15,13 +15,15 @@ import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 from sqlalchemy import select
+from tests.clients.browser import CHROMIUM, CHROMIUM_FLAGS, TIMEOUT_MS
 from tests.clients.harness import ServedProca, arrange_org, arranged
-from tests.clients.test_graphiql import CHROMIUM, CHROMIUM_FLAGS, TIMEOUT_MS
 from tests.factories import make_campaign, make_page, unique
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 from proca_server.models import Action, Contact, EmailTemplate, Org, Service
 from proca_server.models.enums import ActionProcessingStatus as A
+
+pytestmark = pytest.mark.browser  # Debian's Chromium
 
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)

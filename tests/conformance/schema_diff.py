@@ -44,9 +44,9 @@ def original() -> dict[str, str]:
 
 
 def ours() -> dict[str, str]:
-    from proca_server.graphql.schema import schema
+    from proca_server.graphql.schema import build_schemas
 
-    result = graphql_sync(schema._schema, get_introspection_query())
+    result = graphql_sync(build_schemas().core, get_introspection_query())
     assert result.data is not None
     return _flatten(result.data["__schema"])
 

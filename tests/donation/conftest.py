@@ -7,6 +7,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.config import Settings
 from proca_server.models import Service
 from tests.donation.standin import StripeStandIn, running_standin
@@ -85,7 +86,7 @@ async def make_donors(
 def pipeline(app: FastAPI) -> Iterator[RecordingPipeline]:
     """What the webhook hands over after commit (stands where the broker plugs in)."""
     recorder = RecordingPipeline()
-    previous = getattr(app.state, "pipeline", None)
-    app.state.pipeline = recorder
+    previous = state_of(app).pipeline
+    state_of(app).pipeline = recorder
     yield recorder
-    app.state.pipeline = previous
+    state_of(app).pipeline = previous

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.models import Donation
 from tests.donation.conftest import make_donors
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 
 async def record(

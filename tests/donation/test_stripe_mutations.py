@@ -22,7 +22,7 @@ from tests.donation.standin import StripeStandIn
 from tests.factories import make_user
 from tests.graphql_helpers import data, error, gql
 from tests.local_http import free_port
-from tests.test_widget_api import widget_post
+from tests.widget_helpers import widget_post
 
 PAYMENT_INTENT = """mutation addStripePaymentIntent($actionPageId: Int!,
   $input: StripePaymentIntentInput!, $contactRef: ID, $testing: Boolean) {

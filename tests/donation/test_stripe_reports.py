@@ -18,7 +18,7 @@ from proca_server.models import Donation, Service
 from tests.donation.conftest import WEBHOOK_SECRET, Donors, make_donors
 from tests.donation.standin import sign
 from tests.processing.conftest import RecordingPipeline
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 _seq = iter(range(1, 10**6))
 

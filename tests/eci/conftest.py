@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.app import create_app
+from proca_server.app_state import state_of
 from proca_server.config import Settings
 from proca_server.eci.service import create_eci
 from proca_server.kit import base64url
@@ -51,8 +52,8 @@ def eci_settings(settings: Settings, procaptcha: Verifier) -> Settings:
 async def eci_app(eci_settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(eci_settings)
     yield application
-    await application.state.signature_lane.close()
-    await application.state.engine.dispose()
+    await state_of(application).signature_lane.close()
+    await state_of(application).engine.dispose()
 
 
 @pytest.fixture
@@ -60,7 +61,10 @@ async def eci_client(eci_app: FastAPI, session: AsyncSession) -> AsyncIterator[h
     transport = httpx.ASGITransport(app=eci_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
-    eci_app.state.response_cache.clear()
+    # its own caches: the tables are emptied after each test
+    state = state_of(eci_app)
+    state.response_cache.clear()
+    state.page_cache.clear()
 
 
 @dataclass

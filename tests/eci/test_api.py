@@ -16,6 +16,7 @@ from nacl.public import PublicKey as NaclPublicKey
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.auth.authenticate import SESSION_COOKIE, sign
 from proca_server.config import Settings
 from proca_server.models import Action, AuditLog, Campaign, Contact, Org, Supporter
@@ -182,7 +183,7 @@ async def test_a_signature_without_a_captcha_is_refused_and_nothing_stored(
     procaptcha: Verifier,
 ) -> None:
     page = eci_world.pages["at"]
-    lane_answered = eci_app.state.signature_lane.answered
+    lane_answered = state_of(eci_app).signature_lane.answered
     for _ in range(2):  # the same request again: nothing cached answers it
         body = await answer(eci_client, ADD_SUPPORT, variables=statement(page))
         assert body["errors"][0]["message"] == "Captcha code is required for this API call"
@@ -204,7 +205,7 @@ async def test_a_signature_without_a_captcha_is_refused_and_nothing_stored(
     assert procaptcha.seen[seen:] == [{"service": "procaptcha", "response": "x"}]
     assert await count(session, Action) == 0
     assert await count(session, Supporter) == 0
-    assert eci_app.state.signature_lane.answered == lane_answered
+    assert state_of(eci_app).signature_lane.answered == lane_answered
 
 
 async def test_a_signature_with_a_verified_captcha_is_stored_with_the_eci_schema(
@@ -217,7 +218,7 @@ async def test_a_signature_with_a_verified_captcha_is_stored_with_the_eci_schema
     backend: str,
 ) -> None:
     page = eci_world.pages["at"]
-    lane_answered = eci_app.state.signature_lane.answered
+    lane_answered = state_of(eci_app).signature_lane.answered
     seen = len(procaptcha.seen)
     body = await answer(
         eci_client,
@@ -246,7 +247,7 @@ async def test_a_signature_with_a_verified_captcha_is_stored_with_the_eci_schema
     refused = await answer(eci_client, ADD_SUPPORT, variables=statement(page, "R7654321"))
     assert refused["errors"][0]["extensions"]["code"] == "unauthorized"
     assert await count(session, Action) == 1
-    assert eci_app.state.signature_lane.answered == lane_answered
+    assert state_of(eci_app).signature_lane.answered == lane_answered
 
     action = (await session.execute(select(Action))).scalar_one()
     campaign = await session.get(Campaign, action.campaign_id)
@@ -276,7 +277,7 @@ async def test_a_signature_with_a_verified_captcha_is_stored_with_the_eci_schema
         finally:
             eci_settings.procaptcha_url = procaptcha.url
         assert "errors" not in taken
-        assert eci_app.state.signature_lane.answered == lane_answered + 1
+        assert state_of(eci_app).signature_lane.answered == lane_answered + 1
         assert await count(session, Action) == 2
         signed = 2
     else:

@@ -22,6 +22,8 @@ from tests.factories import make_campaign, make_org, make_page
 
 __all__ = ["env"]  # the fixture, from tests/cli_helpers.py
 
+pytestmark = pytest.mark.slow  # the proca-server command in a subprocess
+
 Snapshot = tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]
 
 

@@ -140,3 +140,25 @@ def hubspot_app() -> tuple[Starlette, Seen]:
 
     path = "/marketing/transactional/2026-03/single-email/send"
     return Starlette(routes=[Route(path, send, methods=["POST"])]), seen
+
+
+def mailjet_bounce(action_id: int, **over: Any) -> dict[str, Any]:
+    event = {
+        "event": "bounce",
+        "time": 1430812195,
+        "MessageID": 13792286917004336,
+        "Message_GUID": "1ab23cd4-e567-8901-2345-6789f0gh1i2j",
+        "email": "ann@example.org",
+        "mj_campaign_id": 0,
+        "mj_contact_id": 0,
+        "customcampaign": "",
+        "CustomID": f"action:{action_id}",
+        "Payload": "",
+        "blocked": False,
+        "hard_bounce": True,
+        "error_related_to": "recipient",
+        "error": "user unknown",
+        "comment": "Host or domain name not found.",
+    }
+    event.update(over)
+    return event

@@ -31,7 +31,7 @@ from proca_server.email.backends.ses import SesBackend
 from proca_server.email.message import EmailMessage, format_address
 from proca_server.email.preview import PreviewBackend
 from proca_server.models import PreviewEmail
-from tests.email import test_ses as ses_world
+from tests.email import ses_world
 from tests.email.conftest import SMTP_PASSWORD, SMTP_USER, SmtpServer, TlsFiles
 from tests.email.providers import (
     BREVO_KEY,
@@ -43,10 +43,10 @@ from tests.email.providers import (
     hubspot_app,
     mailjet_app,
 )
-from tests.email.test_ses import ACCESS_KEY, REGION, SECRET_KEY, SENDER, sent
+from tests.email.ses_world import ACCESS_KEY, REGION, SECRET_KEY, SENDER, sent
 from tests.local_http import serve
 
-# the moto server and the fresh SES account of test_ses.py
+# the moto server and the fresh SES account of tests/email/ses_world.py
 moto_url = ses_world.moto_url
 ses = ses_world.ses
 

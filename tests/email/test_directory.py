@@ -96,6 +96,15 @@ def brevo_templates(provider: Provider) -> Starlette:
     return Starlette(routes=[Route("/v3/smtp/templates", listing)])
 
 
+@pytest.fixture(autouse=True)
+def fresh_directory() -> Iterator[None]:
+    """The shared directory keeps no provider list from one test to the next (their service
+    ids repeat)."""
+    directory.clear()
+    yield
+    directory.clear()
+
+
 @pytest.fixture
 async def mailjet() -> AsyncIterator[tuple[str, Provider]]:
     provider = Provider()
@@ -358,11 +367,11 @@ async def test_upsert_template_forgets_the_provider_list(
     org = await org_with_backend(session)
     templates = local_mailjet(base)
     await templates.names(session, org)
-    assert org.email_backend_id in templates._remote
+    assert templates.holds(org.email_backend_id)
 
     templates.forget_org(org)
 
-    assert org.email_backend_id not in templates._remote
+    assert not templates.holds(org.email_backend_id)
 
 
 async def test_email_templates_lists_local_and_provider_names(
@@ -383,7 +392,6 @@ async def test_email_templates_lists_local_and_provider_names(
     await session.commit()
     # the shared directory, reading this test's stand-in instead of api.mailjet.com
     monkeypatch.setattr(directory, "_lister_for", local_mailjet(base)._lister_for)
-    monkeypatch.setattr(directory, "_remote", {})
     query = "query($o: String!) { org(name: $o) { processing { emailTemplates } } }"
 
     async def names() -> list[str]:
@@ -418,7 +426,6 @@ async def test_a_page_naming_a_provider_template_sends_that_template(
     provider = Provider(templates=[(4711, "mj thanks")])
     send, seen = mailjet_app()
     app = Starlette(routes=[*send.routes, *mailjet_templates(provider).routes])
-    monkeypatch.setattr(directory, "_remote", {})
     site = await smtp_site(session, None, page_fields={"thank_you_template": "mj thanks"})
     await sign(client, site.page_id)
     [loaded] = await load(session, (await action_ids(session))[-1:])
@@ -453,7 +460,6 @@ async def test_template_names_are_checked_only_with_an_email_backend(
     base, provider = mailjet
     provider.templates = [(3, "remote thanks")]
     monkeypatch.setattr(directory, "_lister_for", local_mailjet(base)._lister_for)
-    monkeypatch.setattr(directory, "_remote", {})
     org = await org_with_backend(session)
     session.add(local(org, "thanks", "de"))
     await session.commit()

@@ -22,10 +22,18 @@ from proca_server.models import Action
 from proca_server.org.service import ensure_instance_org
 from proca_server.workers import WorkerDeps
 from tests.email.conftest import SmtpServer
-from tests.email.test_reminders import REMINDER, confirming_action
-from tests.email.worker_world import add_template, deps, run_worker, signed, smtp_site, trusted_ca
+from tests.email.worker_world import (
+    REMINDER,
+    add_template,
+    confirming_action,
+    deps,
+    run_worker,
+    signed,
+    smtp_site,
+    trusted_ca,
+)
 from tests.mtt.conftest import make_mtt_world, write_letters
-from tests.mtt.test_sending import mtt_settings, run_until_idle
+from tests.mtt.sending import mtt_settings, run_until_idle
 
 __all__ = ["deps", "trusted_ca"]
 

@@ -14,13 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.models import EmailTemplate, Org, PreviewEmail, Service
+from tests.cli_helpers import env, fresh, one_line_error, run_operator
 from tests.email.conftest import SMTP_PASSWORD, SMTP_USER, SmtpServer, TlsFiles
 from tests.factories import make_org
 from tests.local_http import free_port
-from tests.test_cli import env
-from tests.test_operator_cli import fresh, one_line_error, run_operator
 
-__all__ = ["env"]  # the fixture, shared with tests/test_cli.py
+__all__ = ["env"]  # the fixture, from tests/cli_helpers.py
 
 # aiosmtpd itself sets its deprecated Session.login_data on every AUTH
 pytestmark = pytest.mark.filterwarnings(

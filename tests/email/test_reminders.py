@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
-
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.config import Settings
 from proca_server.email.cli import report_lines
 from proca_server.email.reminders import ReminderSettings, reminder_settings, run_reminders
-from proca_server.kit.time import utcnow
-from proca_server.models import Action, PreviewEmail
-from tests.email.worker_world import add_template, signed, smtp_site
-
-REMINDER = {"reminder": {"enabled": True, "delay_days": "2", "max_count": 3}}
+from proca_server.models import PreviewEmail
+from tests.email.worker_world import REMINDER, confirming_action
 
 
 def test_reminder_settings_need_the_opt_in_and_accept_strings() -> None:
@@ -26,27 +20,6 @@ def test_reminder_settings_need_the_opt_in_and_accept_strings() -> None:
     assert reminder_settings(
         {"reminder": {"enabled": True, "delay_days": "5", "max_count": "x"}}
     ) == ReminderSettings(5, 3)
-
-
-async def confirming_action(
-    client: httpx.AsyncClient, session: AsyncSession, *, config: Mapping[str, object], age_days: int
-) -> tuple[int, str]:
-    site = await smtp_site(
-        session,
-        None,
-        org_fields={"supporter_confirm": True, "config": dict(config)},
-        page_fields={"supporter_confirm_template": "confirm"},
-    )
-    await add_template(
-        session, site.org_id, "confirm", subject="Reminder: confirm", html="{{confirmLink}}"
-    )
-    action_id, ref, _ = await signed(client, session, site)
-    then = utcnow() - timedelta(days=age_days)
-    await session.execute(
-        update(Action).where(Action.id == action_id).values(updated_at=then, inserted_at=then)
-    )
-    await session.commit()
-    return action_id, ref
 
 
 async def mailbox(session: AsyncSession) -> list[PreviewEmail]:

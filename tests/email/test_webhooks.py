@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.models import Action, Supporter
 from proca_server.models.enums import ActionProcessingStatus as A
 from proca_server.models.enums import EmailStatus
 from proca_server.models.enums import SupporterProcessingStatus as S
+from tests.email.providers import mailjet_bounce
 from tests.processing.conftest import RecordingPipeline
 from tests.processing.helpers import action_ids, make_site, process, sign
 
@@ -23,10 +25,10 @@ from tests.processing.helpers import action_ids, make_site, process, sign
 @pytest.fixture
 def pipeline(app: FastAPI) -> Iterator[RecordingPipeline]:
     recorder = RecordingPipeline()
-    previous = getattr(app.state, "pipeline", None)
-    app.state.pipeline = recorder
+    previous = state_of(app).pipeline
+    state_of(app).pipeline = recorder
     yield recorder
-    app.state.pipeline = previous
+    state_of(app).pipeline = previous
 
 
 async def delivered(
@@ -48,28 +50,6 @@ async def state(session: AsyncSession) -> tuple[S, EmailStatus, A]:
     supporter = (await session.execute(select(Supporter))).scalar_one()
     action = (await session.execute(select(Action))).scalar_one()
     return supporter.processing_status, supporter.email_status, action.processing_status
-
-
-def mailjet_bounce(action_id: int, **over: Any) -> dict[str, Any]:
-    event = {
-        "event": "bounce",
-        "time": 1430812195,
-        "MessageID": 13792286917004336,
-        "Message_GUID": "1ab23cd4-e567-8901-2345-6789f0gh1i2j",
-        "email": "ann@example.org",
-        "mj_campaign_id": 0,
-        "mj_contact_id": 0,
-        "customcampaign": "",
-        "CustomID": f"action:{action_id}",
-        "Payload": "",
-        "blocked": False,
-        "hard_bounce": True,
-        "error_related_to": "recipient",
-        "error": "user unknown",
-        "comment": "Host or domain name not found.",
-    }
-    event.update(over)
-    return event
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from proca_server.broker import open_broker
 from proca_server.broker.topology import load_org_topology
 from proca_server.config import Settings
-from proca_server.workers import WorkerDeps, batch_handler_for
+from proca_server.workers import WorkerDeps
+from proca_server.workers.registry import batch_handler_for
 from tests.conftest import IN_CI
 from tests.email.conftest import SmtpServer
 from tests.email.worker_world import add_template, signed, smtp_site, trusted_ca

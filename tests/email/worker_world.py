@@ -3,18 +3,21 @@ message the email supporter worker reads."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.broker import open_broker
 from proca_server.broker.base import Delivery
 from proca_server.config import Settings
 from proca_server.email.worker import handle_batch
-from proca_server.models import EmailTemplate, Org, Service
+from proca_server.kit.time import utcnow
+from proca_server.models import Action, EmailTemplate, Org, Service
 from proca_server.workers import WorkerDeps
 from tests.email.conftest import SMTP_PASSWORD, SMTP_USER, SmtpServer, TlsFiles
 from tests.processing.helpers import Site, action_ids, make_site, process, sign
@@ -102,3 +105,27 @@ async def run_worker(
     deps: WorkerDeps, site: Site, deliveries: list[Delivery]
 ) -> list[Exception | None]:
     return await handle_batch(deps, site.org_id, deliveries)
+
+
+REMINDER = {"reminder": {"enabled": True, "delay_days": "2", "max_count": 3}}
+
+
+async def confirming_action(
+    client: httpx.AsyncClient, session: AsyncSession, *, config: Mapping[str, object], age_days: int
+) -> tuple[int, str]:
+    site = await smtp_site(
+        session,
+        None,
+        org_fields={"supporter_confirm": True, "config": dict(config)},
+        page_fields={"supporter_confirm_template": "confirm"},
+    )
+    await add_template(
+        session, site.org_id, "confirm", subject="Reminder: confirm", html="{{confirmLink}}"
+    )
+    action_id, ref, _ = await signed(client, session, site)
+    then = utcnow() - timedelta(days=age_days)
+    await session.execute(
+        update(Action).where(Action.id == action_id).values(updated_at=then, inserted_at=then)
+    )
+    await session.commit()
+    return action_id, ref

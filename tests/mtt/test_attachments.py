@@ -20,8 +20,8 @@ from proca_server.mtt.sender import Sender
 from proca_server.service.storage import StorageError, SupabaseStorage
 from tests.email.conftest import SmtpServer
 from tests.mtt.conftest import MttWorld, letters, make_mtt_world, write_letters
+from tests.mtt.sending import make_due, plan_now
 from tests.mtt.storage_server import FakeStorage, storage_server
-from tests.mtt.test_send_failures import make_due, plan_now
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 PDF = b"%PDF-1.4\n" + b"\x00\xff binary \r\n." * 500

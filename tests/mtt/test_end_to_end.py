@@ -38,6 +38,8 @@ from proca_server.models.mtt import MttTargetCount
 from tests.email.conftest import Received, SmtpHandler, SmtpServer, TlsFiles, run_smtp_server
 from tests.mtt.conftest import MttWorld, letters, make_mtt_world, write_letters
 
+pytestmark = pytest.mark.slow  # worker processes, one of them killed
+
 CLAIM_SECONDS = 5
 WAIT = 45.0
 TEST_EMAIL = "tester@org.example"

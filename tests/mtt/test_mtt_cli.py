@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,11 +17,13 @@ from proca_server.kit.time import utcnow
 from proca_server.models import AuditLog
 from proca_server.models.enums import EmailStatus
 from proca_server.mtt.reports import EXPORT_HEADER
+from tests.cli_helpers import cli, env
 from tests.factories import make_campaign, make_org
 from tests.mtt.report_rows import NOW, count_outcomes, make_mtt_campaign, make_target, write_letter
-from tests.test_cli import cli, env
 
-__all__ = ["env"]  # the fixture, shared with tests/test_cli.py
+__all__ = ["env"]  # the fixture, from tests/cli_helpers.py
+
+pytestmark = pytest.mark.slow  # the proca-server command in a subprocess
 
 
 def parse(out: str) -> list[list[str]]:

@@ -18,10 +18,10 @@ from proca_server.models import Message
 from proca_server.models.message import SendStatus
 from proca_server.models.mtt import MttTargetCount
 from proca_server.mtt import repository
-from proca_server.mtt.planner import plan
 from proca_server.mtt.sender import Sender, retry_delay
 from tests.email.conftest import SmtpHandler, SmtpServer, TlsFiles, run_smtp_server
 from tests.mtt.conftest import letters, make_mtt_world, write_letters
+from tests.mtt.sending import make_due, plan_now
 
 
 class RefusingHandler(SmtpHandler):
@@ -38,22 +38,6 @@ class RefusingHandler(SmtpHandler):
 @pytest.fixture
 def refusing_server(tls_files: TlsFiles) -> Iterator[SmtpServer]:
     yield from run_smtp_server(tls_files, implicit=True, handler=RefusingHandler())
-
-
-async def plan_now(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    async with sessionmaker() as s:
-        await plan(s, utcnow(), cycle_seconds=60, per_chunk=999)
-        await s.commit()
-
-
-async def make_due(session: AsyncSession) -> None:
-    """Bring every waiting letter's next try to now."""
-    await session.execute(
-        update(Message)
-        .where(Message.send_status == SendStatus.PENDING)
-        .values(scheduled_at=utcnow() - timedelta(seconds=1))
-    )
-    await session.commit()
 
 
 async def test_a_temporary_refusal_is_tried_again_later_then_failed_and_counted(

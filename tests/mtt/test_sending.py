@@ -16,25 +16,11 @@ from proca_server.models import PreviewEmail
 from proca_server.models.enums import EmailStatus
 from proca_server.models.message import SendStatus
 from proca_server.models.mtt import MttTargetCount
-from proca_server.mtt.loop import tick
 from proca_server.mtt.planner import plan
 from proca_server.mtt.sender import Sender
 from tests.email.conftest import SmtpServer
 from tests.mtt.conftest import bounce, letters, make_mtt_world, write_letters
-
-
-def mtt_settings(settings: Settings, **over: object) -> Settings:
-    return settings.model_copy(update={"mtt_cycle_seconds": 60, **over})
-
-
-async def run_until_idle(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> None:
-    sender = Sender(settings, sessionmaker)
-    for _ in range(5):
-        report = await tick(settings, sessionmaker, sender)
-        if not report.claimed and not report.plan.planned:
-            return
+from tests.mtt.sending import mtt_settings, run_until_idle
 
 
 async def previews(session: AsyncSession) -> list[PreviewEmail]:

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.models import (
     Action,
     Message,
@@ -38,10 +39,10 @@ SUPPORTER = "ann@example.org"
 @pytest.fixture
 def pipeline(app: FastAPI) -> Iterator[RecordingPipeline]:
     recorder = RecordingPipeline()
-    previous = getattr(app.state, "pipeline", None)
-    app.state.pipeline = recorder
+    previous = state_of(app).pipeline
+    state_of(app).pipeline = recorder
     yield recorder
-    app.state.pipeline = previous
+    state_of(app).pipeline = previous
 
 
 @dataclass(frozen=True)
@@ -472,8 +473,8 @@ async def test_reports_without_the_webhook_secret_are_refused_when_one_is_set(
     app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     letter = await make_letter(session)
-    previous = app.state.settings
-    app.state.settings = previous.model_copy(update={"email_webhook_secret": "Hook-s3cret-42"})
+    previous = state_of(app).settings
+    state_of(app).settings = previous.model_copy(update={"email_webhook_secret": "Hook-s3cret-42"})
     try:
         event = [mailjet("bounce", letter.message_id)]
         anonymous = await client.post("/webhook/mailjet", json=event)
@@ -490,4 +491,4 @@ async def test_reports_without_the_webhook_secret_are_refused_when_one_is_set(
         statuses = await addresses(session)
         assert statuses[FIRST][0] is EmailStatus.BOUNCE
     finally:
-        app.state.settings = previous
+        state_of(app).settings = previous

@@ -18,6 +18,7 @@ import aio_pika
 import pytest
 from fastapi import FastAPI
 
+from proca_server.app_state import state_of
 from proca_server.broker.base import Broker
 from proca_server.broker.embedded import EmbeddedBroker
 from proca_server.config import Settings
@@ -43,19 +44,19 @@ async def running(
     app: FastAPI, broker: Broker, options: RuntimeOptions = FAST
 ) -> AsyncIterator[PipelineRuntime]:
     """A runtime plugged into the app as its pipeline, stopped afterwards."""
-    runtime = PipelineRuntime(app.state.settings, app.state.sessionmaker, broker, options)
+    runtime = PipelineRuntime(state_of(app).settings, state_of(app).sessionmaker, broker, options)
     await runtime.start()
-    app.state.pipeline = runtime
+    state_of(app).pipeline = runtime
     try:
         yield runtime
     finally:
-        app.state.pipeline = None
+        state_of(app).pipeline = None
         await runtime.stop()
 
 
 @pytest.fixture
 async def embedded_broker(app: FastAPI) -> AsyncIterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(app.state.sessionmaker, retry_delay=0.1, poll_interval=0.1)
+    broker = EmbeddedBroker(state_of(app).sessionmaker, retry_delay=0.1, poll_interval=0.1)
     yield broker
     await broker.close()
 

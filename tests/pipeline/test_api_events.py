@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proca_server.auth import jwt as proca_jwt
+from proca_server.app_state import state_of
 from proca_server.broker import open_broker
 from proca_server.broker.store import peek_messages
 from proca_server.config import Settings
@@ -34,6 +34,7 @@ from proca_server.models.enums import ConfirmOperation
 from proca_server.processing.messages import Publication
 from proca_server.processing.runtime import RuntimeOptions
 from proca_server.user.service import reset_api_token
+from tests.account_helpers import app_settings, csrf_for
 from tests.factories import PASSWORD, make_campaign, make_org, make_page, make_user, unique
 from tests.graphql_helpers import data, error, gql
 from tests.local_http import serve
@@ -45,7 +46,6 @@ from tests.pipeline.conftest import (
     fresh_org_id,
     running,
 )
-from tests.test_accounts import app_settings, csrf_for
 
 UPDATE_CAMPAIGN = """
 mutation($id: Int!, $title: String!) {
@@ -247,7 +247,7 @@ async def test_campaign_updates_reach_the_lead_org_and_the_system_queue(
     broker_settings: Settings,
     org_ids: list[int],
 ) -> None:
-    world = await coalition(session, app.state.settings, org_ids)
+    world = await coalition(session, state_of(app).settings, org_ids)
     lead, campaign = world.lead, world.campaign
     inbox = Inbox(session, broker_settings)
     broker = await open_broker(broker_settings, sessionmaker)
@@ -319,7 +319,7 @@ async def test_a_partner_launch_request_and_its_acceptance(
     broker_settings: Settings,
     org_ids: list[int],
 ) -> None:
-    world = await coalition(session, app.state.settings, org_ids)
+    world = await coalition(session, state_of(app).settings, org_ids)
     lead, partner, page = world.lead, world.partner, world.partner_page
     inbox = Inbox(session, broker_settings)
     broker = await open_broker(broker_settings, sessionmaker)
@@ -384,7 +384,7 @@ async def test_an_accepted_join_campaign_link_is_announced_to_the_lead(
     broker_settings: Settings,
     org_ids: list[int],
 ) -> None:
-    world = await coalition(session, app.state.settings, org_ids)
+    world = await coalition(session, state_of(app).settings, org_ids)
     campaign = await session.get(Campaign, world.campaign.id)
     partner = await session.get(Org, world.partner.id)
     creator = await session.get(User, world.partner_owner.id)
@@ -426,7 +426,7 @@ async def test_an_invitation_is_announced_to_the_instance_org(
     broker_settings: Settings,
     org_ids: list[int],
 ) -> None:
-    world = await coalition(session, app.state.settings, org_ids)
+    world = await coalition(session, state_of(app).settings, org_ids)
     inbox = Inbox(session, broker_settings)
     invitee = f"{unique('invitee')}@example.org"
     broker = await open_broker(broker_settings, sessionmaker)
@@ -453,7 +453,7 @@ async def test_a_new_org_is_announced_to_the_instance_org(
     broker_settings: Settings,
     org_ids: list[int],
 ) -> None:
-    world = await coalition(session, app.state.settings, org_ids)
+    world = await coalition(session, state_of(app).settings, org_ids)
     inbox = Inbox(session, broker_settings)
     name = unique("fresh-org")
     broker = await open_broker(broker_settings, sessionmaker)
@@ -481,7 +481,7 @@ async def test_a_registration_is_announced_to_the_instance_org(
     broker_settings: Settings,
     org_ids: list[int],
 ) -> None:
-    world = await coalition(session, app.state.settings, org_ids)
+    world = await coalition(session, state_of(app).settings, org_ids)
     inbox = Inbox(session, broker_settings)
     email = f"{unique('newcomer')}@example.org"
     broker = await open_broker(broker_settings, sessionmaker)
@@ -505,10 +505,10 @@ async def test_a_registration_is_announced_to_the_instance_org(
 
 @pytest.fixture
 def jwt_settings(app: FastAPI) -> Iterator[Settings]:
-    proca_jwt.key_sets.clear()
+    state_of(app).key_sets.clear()
     with app_settings(app, jwt_secret=JWT_SECRET) as settings:
         yield settings
-    proca_jwt.key_sets.clear()
+    state_of(app).key_sets.clear()
 
 
 def sso_token(email: str, subject: str) -> str:
@@ -531,7 +531,7 @@ async def test_a_jwt_user_registered_on_first_use_is_announced_once(
     org_ids: list[int],
     jwt_settings: Settings,
 ) -> None:
-    world = await coalition(session, app.state.settings, org_ids)
+    world = await coalition(session, state_of(app).settings, org_ids)
     inbox = Inbox(session, broker_settings)
     email = f"{unique('sso')}@example.org"
     token = sso_token(email, unique("subject-"))
@@ -583,7 +583,7 @@ async def test_an_event_webhook_backend_receives_the_events_over_http(
     receiver: tuple[str, list[Posted]],
 ) -> None:
     url, received = receiver
-    world = await coalition(session, app.state.settings, org_ids)
+    world = await coalition(session, state_of(app).settings, org_ids)
     hook = Service(
         org_id=world.lead.id,
         name="webhook",
@@ -667,9 +667,9 @@ class Recorder:
 @pytest.fixture
 async def recorder(app: FastAPI) -> AsyncIterator[Recorder]:
     pipeline = Recorder()
-    app.state.pipeline = pipeline
+    state_of(app).pipeline = pipeline
     yield pipeline
-    app.state.pipeline = None
+    state_of(app).pipeline = None
     if pipeline.held is not None:
         pipeline.held.set()
         await asyncio.sleep(0)
@@ -679,7 +679,7 @@ async def test_a_failed_mutation_emits_nothing(
     app: FastAPI, client: httpx.AsyncClient, session: AsyncSession, recorder: Recorder
 ) -> None:
     owner = await make_user(session)
-    instance = await make_org(session, app.state.settings.org_name)
+    instance = await make_org(session, state_of(app).settings.org_name)
     taken = await make_org(session)
     token = await reset_api_token(session, owner)
     await session.commit()
@@ -710,7 +710,7 @@ async def test_a_jwt_user_stays_and_is_announced_when_the_document_fails(
     recorder: Recorder,
     jwt_settings: Settings,
 ) -> None:
-    instance = await make_org(session, app.state.settings.org_name)
+    instance = await make_org(session, state_of(app).settings.org_name)
     await session.commit()
     email = f"{unique('sso')}@example.org"
     body = await gql(

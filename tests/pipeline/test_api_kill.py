@@ -45,8 +45,8 @@ from tests.pipeline.conftest import (
     fresh_org_id,
     require_rabbitmq,
 )
-from tests.pipeline.test_fault import wait_for_queue, worker_process
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature
+from tests.pipeline.helpers import wait_for_queue, worker_process
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature
 
 CLIENTS = 20
 BEFORE_KILL = 2.0  # seconds of load before the kill

@@ -30,7 +30,7 @@ from tests.factories import make_user
 from tests.graphql_helpers import data, gql
 from tests.local_http import serve
 from tests.pipeline.conftest import delete_org_entities, eventually, fresh_org_id, running
-from tests.pipeline.test_rabbitmq import drain
+from tests.pipeline.helpers import drain
 from tests.processing.helpers import Site, action_ids, make_site, sign
 
 WITH_WORKERS = RuntimeOptions(sweep_interval=0.1, sweep_age=0.0, run_workers=True)

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from proca_server.app_state import state_of
 from proca_server.broker import open_broker
 from proca_server.broker.store import peek_messages
 from proca_server.config import Settings
@@ -27,8 +28,8 @@ from proca_server.models.enums import ActionProcessingStatus as A
 from tests.donation.standin import StripeStandIn, running_standin
 from tests.factories import make_campaign, make_org, make_page
 from tests.pipeline.conftest import FAST, delete_org_entities, eventually, fresh_org_id, running
-from tests.pipeline.test_rabbitmq import drain
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.pipeline.helpers import drain
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 API_KEY = "sk_test_journey"
 WEBHOOK_SECRET = "whsec_journey"
@@ -64,7 +65,7 @@ async def org_id(broker_settings: Settings) -> AsyncIterator[int]:
 @pytest.fixture
 async def stripe(app: FastAPI) -> AsyncIterator[StripeStandIn]:
     async with running_standin(StripeStandIn(api_keys={API_KEY})) as (standin, url):
-        settings: Settings = app.state.settings
+        settings: Settings = state_of(app).settings
         previous = settings.stripe_api_base
         settings.stripe_api_base = url
         try:

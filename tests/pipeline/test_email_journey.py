@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from proca_server.app_state import state_of
 from proca_server.broker import open_broker
 from proca_server.config import Settings
 from proca_server.models import Action, Org, Service, Supporter
@@ -24,7 +25,7 @@ from proca_server.models.enums import SupporterProcessingStatus as S
 from proca_server.processing.runtime import RuntimeOptions
 from proca_server.user.service import reset_api_token
 from tests.email.conftest import SMTP_PASSWORD, SMTP_USER, SmtpServer, starttls_server, tls_files
-from tests.email.test_webhooks import mailjet_bounce
+from tests.email.providers import mailjet_bounce
 from tests.email.worker_world import add_template, trusted_ca
 from tests.factories import make_user
 from tests.graphql_helpers import data, gql
@@ -83,7 +84,7 @@ async def test_confirm_link_thank_you_and_bounce_through_the_system_backend(
         await delete_org_entities(site.org_id)  # a previous run's org of the same id
     # the instance org sends through the local SMTP server; the campaign org borrows it
     instance = (
-        await session.execute(select(Org).where(Org.name == app.state.settings.org_name))
+        await session.execute(select(Org).where(Org.name == state_of(app).settings.org_name))
     ).scalar_one()
     smtp = Service(
         name="smtp",

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server import db
+from proca_server.app_state import state_of
 from proca_server.broker.embedded import EmbeddedBroker
 from proca_server.broker.store import peek_messages
 from proca_server.models import Action, Org
@@ -19,7 +20,7 @@ from proca_server.processing.runtime import ACTIONS_TOPIC, PipelineRuntime, Role
 from proca_server.pubsub import pubsub
 from tests.factories import make_world
 from tests.pipeline.conftest import FAST, eventually, running
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 
 async def statuses(session: AsyncSession) -> list[A]:
@@ -86,7 +87,7 @@ async def test_queued_messages_survive_a_restart(
     await embedded_broker.close()
 
     # another process: its own engine and broker over the same database
-    engine = db.create_engine(app.state.settings)
+    engine = db.create_engine(state_of(app).settings)
     try:
         sessionmaker = db.create_sessionmaker(engine)
         broker = EmbeddedBroker(sessionmaker)
@@ -216,8 +217,8 @@ async def test_handoff_passes_action_ids_to_a_worker_runtime(
     org_id, page_id = await world_with(session, custom_action_deliver=True)
     slow = {"sweep_interval": 3600.0, "sweep_age": 3600.0, "run_workers": False}
     worker = PipelineRuntime(
-        app.state.settings,
-        app.state.sessionmaker,
+        state_of(app).settings,
+        state_of(app).sessionmaker,
         embedded_broker,
         RuntimeOptions(role=Role.WORKER, **slow),  # type: ignore[arg-type]
     )

@@ -10,14 +10,11 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aio_pika
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -37,55 +34,14 @@ from tests.pipeline.conftest import (
     fresh_org_id,
     require_rabbitmq,
 )
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature
+from tests.pipeline.helpers import wait_for_queue, worker_process
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature
 
 N = 200
 
 
-@contextlib.asynccontextmanager
-async def worker_process(
-    env: dict[str, str], log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proca_server",
-            "worker",
-            "--sweep-age-ms",
-            "1000",
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
 def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
-async def wait_for_queue(name: str, seconds: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        try:
-            async with amqp_channel() as channel:
-                await channel.declare_queue(name, passive=True)
-                return
-        except (aio_pika.exceptions.ChannelClosed, OSError):
-            if loop.time() > deadline:
-                raise AssertionError(f"queue {name} was never declared") from None
-            await asyncio.sleep(0.2)
 
 
 async def drain(name: str, found: Counter[int]) -> None:

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from proca_server.app_state import state_of
 from proca_server.broker import open_broker
 from proca_server.config import Settings
 from proca_server.kit.time import utcnow
@@ -37,7 +38,7 @@ from tests.pipeline.conftest import (
     running,
 )
 from tests.processing.helpers import make_site
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 __all__ = ["smtps_server", "tls_files", "trusted_ca"]
 
@@ -145,7 +146,7 @@ async def test_letters_reach_each_target_once_and_a_bounce_stops_them(
     ids = [t["id"] for t in targets]
     address = {t["id"]: t["emails"][0]["email"] for t in targets}
 
-    settings = app.state.settings.model_copy(update={"mtt_cycle_seconds": 1})
+    settings = state_of(app).settings.model_copy(update={"mtt_cycle_seconds": 1})
     sender = Sender(settings, sessionmaker)
     received = smtps_server.handler.received
     broker = await open_broker(broker_settings, sessionmaker)

@@ -40,7 +40,7 @@ from tests.pipeline.conftest import (
     fresh_org_id,
     running,
 )
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 PACKAGE = Path(__file__).parent / "node"
 REPO = Path(__file__).resolve().parents[2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,13 +19,13 @@ from tests.factories import make_campaign, make_key, make_org, make_page
 from tests.pipeline.conftest import (
     AMQP_URL,
     FAST,
-    amqp_channel,
     delete_org_entities,
     eventually,
     fresh_org_id,
     running,
 )
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.pipeline.helpers import drain
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 
 @dataclass(frozen=True)
@@ -49,16 +48,6 @@ async def rabbit_world(
         yield world
     finally:
         await delete_org_entities(world.org_id)
-
-
-async def drain(queue: str) -> list[dict[str, object]]:
-    found: list[dict[str, object]] = []
-    async with amqp_channel() as channel:
-        q = await channel.declare_queue(queue, passive=True)
-        while (message := await q.get(fail=False)) is not None:
-            found.append(json.loads(message.body))
-            await message.ack()
-    return found
 
 
 async def test_signature_reaches_the_rabbitmq_queue(

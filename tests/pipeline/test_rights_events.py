@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from proca_server.app_state import state_of
 from proca_server.broker import open_broker
 from proca_server.broker.store import peek_messages
 from proca_server.config import Settings
@@ -27,9 +28,9 @@ from tests.pipeline.conftest import (
     fresh_org_id,
     running,
 )
-from tests.pipeline.test_rabbitmq import drain
+from tests.pipeline.helpers import drain
 from tests.supporter.world import BOTH_OPT_INS, path_of
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ async def test_withdrawing_consent_reaches_the_queue_of_each_receiving_org(
             await session.rollback()
             action_id = (await session.execute(select(Action.id))).scalar_one()
 
-            path = path_of(app.state.settings, action_id, ref)
+            path = path_of(state_of(app).settings, action_id, ref)
             done = await client.post(path, data={"request": "withdraw", "org": "all"})
             assert done.status_code == 200, done.text
 

@@ -21,7 +21,7 @@ from tests.factories import make_world
 from tests.graphql_helpers import data, gql
 from tests.local_http import serve
 from tests.pipeline.conftest import eventually, running
-from tests.test_widget_api import ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION_CONTACT, signature, widget_post
 
 UPSERT_SERVICE = """mutation($org: String!, $url: String!) {
   upsertService(orgName: $org, input: {name: WEBHOOK, host: $url}) { id }

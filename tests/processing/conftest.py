@@ -5,6 +5,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 from fastapi import FastAPI
 
+from proca_server.app_state import state_of
 from proca_server.processing.messages import Publication
 
 
@@ -23,7 +24,7 @@ class RecordingPipeline:
 @pytest.fixture
 def pipeline(app: FastAPI) -> Iterator[RecordingPipeline]:
     recorder = RecordingPipeline()
-    previous = getattr(app.state, "pipeline", None)
-    app.state.pipeline = recorder
+    previous = state_of(app).pipeline
+    state_of(app).pipeline = recorder
     yield recorder
-    app.state.pipeline = previous
+    state_of(app).pipeline = previous

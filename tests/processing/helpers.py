@@ -11,14 +11,18 @@ from nacl.public import Box, PrivateKey
 from nacl.public import PublicKey as NaclPublicKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
 
+from proca_server.app_state import state_of
+from proca_server.broker import OrgConfig, org_topology, store
+from proca_server.broker.embedded import EmbeddedBroker
 from proca_server.kit import base64url
 from proca_server.models import Action, Campaign
 from proca_server.org.service import ensure_instance_org
 from proca_server.processing.loader import LoadedAction, load_actions_for_processing
 from proca_server.processing.service import Plan, apply_plans, plan_processing
 from tests.factories import make_campaign, make_key, make_org, make_page
-from tests.test_widget_api import ADD_ACTION, ADD_ACTION_CONTACT, signature, widget_post
+from tests.widget_helpers import ADD_ACTION, ADD_ACTION_CONTACT, signature, widget_post
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,8 @@ def _take_widget_hand_off(client: httpx.AsyncClient) -> None:
     """The widget's mutation handed its new action to the pipeline after commit; when a test
     records the hand-offs (tests/processing/conftest.py), check that one and drop it, so the
     test sees what the links hand over."""
-    state = getattr(getattr(client._transport, "app", None), "state", None)
-    recorder = getattr(state, "pipeline", None)
+    app = getattr(client._transport, "app", None)
+    recorder = state_of(app).pipeline if isinstance(app, Starlette) else None
     calls = getattr(recorder, "calls", None)
     if calls is None:
         return
@@ -153,3 +157,23 @@ def decrypt(personal_info: dict[str, Any], private: PrivateKey, sign_public: byt
         base64url.decode(personal_info["payload"]), base64url.decode(personal_info["nonce"])
     )
     return json.loads(clear)
+
+
+async def queued(session: AsyncSession, queue: str) -> list[dict[str, object]]:
+    await session.rollback()
+    return [json.loads(m.body) for m in await store.peek_messages(session, queue, 100)]
+
+
+async def delivered_site(
+    client: httpx.AsyncClient, session: AsyncSession, broker: EmbeddedBroker
+) -> tuple[Site, list[int]]:
+    """An org with a custom deliver queue and two delivered actions (the second a repeat)."""
+    site = await make_site(session)
+    await sign(client, site.page_id)
+    await sign(client, site.page_id)
+    ids = await action_ids(session)
+    await process(session, ids)
+    await broker.apply_topology(
+        org_topology(OrgConfig(site.org_id, custom_action_deliver=True, push_backend="webhook"))
+    )
+    return site, ids

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.models import Action, Supporter
 from proca_server.models.enums import ActionProcessingStatus as A
 from proca_server.models.enums import EmailStatus
@@ -185,11 +186,11 @@ async def test_a_failing_hand_off_does_not_undo_the_click(
     client: httpx.AsyncClient, session: AsyncSession, app: FastAPI
 ) -> None:
     action_id, ref, _ = await confirming(client, session)
-    previous = getattr(app.state, "pipeline", None)
-    app.state.pipeline = FailingPipeline()
+    previous = state_of(app).pipeline
+    state_of(app).pipeline = FailingPipeline()
     try:
         response = await client.get(f"/link/s/{action_id}/accept/{ref}", params={"doi": "1"})
     finally:
-        app.state.pipeline = previous
+        state_of(app).pipeline = previous
     assert (response.status_code, response.text) == (200, "SUCCESS")
     assert await supporter_state(session) == (S.ACCEPTED, EmailStatus.DOUBLE_OPT_IN)

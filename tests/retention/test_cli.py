@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.kit.time import months_before
 from proca_server.models import Org
 from proca_server.models.enums import CampaignStatus
+from tests.cli_helpers import cli, env
 from tests.retention.world import NOW, campaign_with_page, make_retention_world, sign
-from tests.test_cli import cli, env
 
-__all__ = ["env"]  # the fixture, shared with tests/test_cli.py
+__all__ = ["env"]  # the fixture, from tests/cli_helpers.py
+
+pytestmark = pytest.mark.slow  # the proca-server command in a subprocess
 
 
 async def test_retention_dry_run_then_runs_and_reruns(

@@ -33,8 +33,9 @@ from proca_server.models.enums import ActionProcessingStatus as A
 from proca_server.models.enums import EmailStatus
 from proca_server.models.enums import SupporterProcessingStatus as S
 from proca_server.processing.detail import InvalidDetails, parse_details
-from proca_server.workers import WorkerDeps, batch_handler_for
+from proca_server.workers import WorkerDeps
 from proca_server.workers.detail import lookup_batch
+from proca_server.workers.registry import batch_handler_for
 from tests.local_http import serve
 from tests.processing.helpers import action_ids, make_site, process, sign
 from tests.workers.conftest import Received
@@ -282,6 +283,7 @@ async def test_failed_lookups_are_retried_or_parked_and_nothing_goes_out(
         assert secret not in text
 
 
+@pytest.mark.slow  # waits out real timeouts
 async def test_a_backend_slower_than_the_timeout_is_retried(
     session: AsyncSession,
     client: httpx.AsyncClient,
@@ -345,6 +347,7 @@ async def test_a_request_whose_action_moved_on_is_dropped(
     assert await delivered(session, signed.org_id) == []
 
 
+@pytest.mark.slow  # waits out real timeouts
 async def test_embedded_queue_retries_a_flaky_backend_and_parks_a_hanging_one(
     session: AsyncSession,
     client: httpx.AsyncClient,

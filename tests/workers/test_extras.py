@@ -15,7 +15,8 @@ from proca_server.email.backends import EmailConfigError, backend_for_service
 from proca_server.kit import extras
 from proca_server.kit.progress import Progress
 from proca_server.models import Service
-from proca_server.workers import WorkerDeps, batch_handler_for
+from proca_server.workers import WorkerDeps
+from proca_server.workers.registry import batch_handler_for
 from tests.factories import make_world
 from tests.graphql_helpers import error, gql
 
@@ -32,6 +33,7 @@ def without_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(extras.importlib.util, "find_spec", find_spec)
 
 
+@pytest.mark.slow  # a fresh interpreter in a subprocess
 def test_the_server_and_its_commands_import_without_the_aws_stack() -> None:
     code = (
         "import sys\n"

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.broker import OrgConfig, org_topology, store
 from proca_server.broker.embedded import EmbeddedBroker
 from proca_server.kit.time import utcnow
 from proca_server.models.enums import ActionProcessingStatus
@@ -20,7 +19,14 @@ from proca_server.processing.requeue_cli import ActionQuery, find_action_ids
 from proca_server.user.service import reset_api_token
 from tests.factories import make_user
 from tests.graphql_helpers import data, error, gql
-from tests.processing.helpers import Site, action_ids, make_site, process, sign
+from tests.processing.helpers import (
+    Site,
+    action_ids,
+    delivered_site,
+    make_site,
+    queued,
+    sign,
+)
 
 REQUEUE = """
 mutation Requeue($org: String!, $ids: [Int!], $queue: Queue!) {
@@ -36,26 +42,6 @@ async def token_for(session: AsyncSession, site: Site, role: str) -> str:
     token = await reset_api_token(session, user)
     await session.commit()
     return token
-
-
-async def queued(session: AsyncSession, queue: str) -> list[dict[str, object]]:
-    await session.rollback()
-    return [json.loads(m.body) for m in await store.peek_messages(session, queue, 100)]
-
-
-async def delivered_site(
-    client: httpx.AsyncClient, session: AsyncSession, broker: EmbeddedBroker
-) -> tuple[Site, list[int]]:
-    """An org with a custom deliver queue and two delivered actions (the second a repeat)."""
-    site = await make_site(session)
-    await sign(client, site.page_id)
-    await sign(client, site.page_id)
-    ids = await action_ids(session)
-    await process(session, ids)
-    await broker.apply_topology(
-        org_topology(OrgConfig(site.org_id, custom_action_deliver=True, push_backend="webhook"))
-    )
-    return site, ids
 
 
 async def test_requeue_sends_the_actions_to_the_destination_queue(
@@ -150,6 +136,7 @@ async def test_find_action_ids_by_campaign_status_and_time(
     assert await find_action_ids(session, other.org_id, ActionQuery(ids=tuple(ids))) == []
 
 
+@pytest.mark.slow  # the proca-server command in a subprocess
 async def test_requeue_cli_by_query(
     client: httpx.AsyncClient,
     session: AsyncSession,

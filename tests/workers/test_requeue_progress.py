@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.broker.embedded import EmbeddedBroker
-from tests.test_cli import cli, env
-from tests.test_cli_progress import cli_each_step
-from tests.workers.test_requeue import delivered_site, queued
+from tests.cli_helpers import cli, cli_each_step, env
+from tests.processing.helpers import delivered_site, queued
 
-__all__ = ["env"]  # the fixture, shared with tests/test_cli.py
+__all__ = ["env"]  # the fixture, from tests/cli_helpers.py
+
+pytestmark = pytest.mark.slow  # the proca-server command in a subprocess
 
 
 async def test_requeue_reports_each_chunk(

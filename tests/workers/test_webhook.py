@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proca_server.broker import OrgConfig, org_topology, store
 from proca_server.broker.base import Delivery, PermanentError, RetryableError
 from proca_server.broker.embedded import EmbeddedBroker
-from proca_server.workers import WorkerDeps, batch_handler_for
+from proca_server.workers import WorkerDeps
+from proca_server.workers.registry import batch_handler_for
 from proca_server.workers.webhook import deliver_batch, split_password
 from tests.local_http import free_port
 from tests.workers.conftest import Peer, org_with_backends
@@ -150,6 +151,7 @@ async def test_any_2xx_delivers_and_other_answers_retry_or_park(
         assert str(status) in str(result)
 
 
+@pytest.mark.slow  # waits out real timeouts
 async def test_unreachable_and_slow_receivers_are_retried(
     session: AsyncSession, deps: WorkerDeps, peer: Peer
 ) -> None:

@@ -57,6 +57,7 @@ from proca_server.action.batcher import StatementBatcher
 from proca_server.action.tracking import source_key
 from proca_server.action.velocity import UNLIMITED, SignatureVelocity
 from proca_server.action.widget_api import action_values, contact_values, tracking_values
+from proca_server.app_state import AppState, state_of
 from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
 from proca_server.config import Settings
 from proca_server.contact.keyrings import keyring_for
@@ -68,6 +69,7 @@ from proca_server.graphql.http import BadRequest, dumps_answer, parse_variables
 from proca_server.graphql.limits import Limits, check_document, default_limits
 from proca_server.graphql.names import convert_variables
 from proca_server.kit import base64url
+from proca_server.kit.cache import Cache
 from proca_server.kit.time import utcnow
 from proca_server.metrics import ACTIONS_RECEIVED
 from proca_server.processing.handoff import pipeline_of
@@ -171,8 +173,12 @@ class SignatureLane:
         schema: GraphQLSchema,
         sessionmaker: async_sessionmaker[AsyncSession],
         velocity: SignatureVelocity | None = None,
+        *,
+        page_cache: service.PageCache,
     ) -> None:
         self.settings = settings
+        # the app's, shared with the general path, which fills it
+        self.page_cache = page_cache
         self.velocity = velocity or UNLIMITED
         self.limits = Limits.of(settings)
         self.schema = schema
@@ -180,13 +186,13 @@ class SignatureLane:
         # refreshes in flight, by what they refresh; kept so that none is collected early
         self._refreshing: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.enabled = settings.signature_lane and engine.dialect.name == "postgresql"
-        self.database = str(engine.url)  # the key of the page and source caches
         self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._pool_retry_at = 0.0
         self._opening: asyncio.Task[asyncpg.Pool | None] | None = None
-        self._plans: dict[tuple[str, str | None], Plan | None] = {}
+        # compiled documents (None: not one for the lane), for good: they depend on the text
+        self._plans: Cache[tuple[str, str | None], Plan | None] = Cache(PLAN_CACHE_SIZE)
         self.batcher = StatementBatcher(
             self._connections, window=settings.signature_batch_ms / 1000
         )
@@ -237,18 +243,15 @@ class SignatureLane:
 
     def _plan(self, query: str, operation_name: str | None) -> Plan | None:
         key = (query, operation_name)
-        try:
-            return self._plans[key]
-        except KeyError:
-            pass
+        cached = self._plans.get_aged(key)
+        if cached is not None:
+            return cached[0]
         plan = compile_plan(self.schema, query, operation_name, self.limits)
-        if len(self._plans) >= PLAN_CACHE_SIZE:
-            self._plans.pop(next(iter(self._plans)))
-        self._plans[key] = plan
+        self._plans.put(key, plan)
         return plan
 
     async def answer(
-        self, body: bytes, referer: str | None, state: Any, address: str | None = None
+        self, body: bytes, referer: str | None, state: AppState, address: str | None = None
     ) -> bytes | None:
         """The response body for a request the lane takes; None to pass it on."""
         if captcha.enabled(self.settings):
@@ -311,7 +314,7 @@ class SignatureLane:
         try:
             async with self.sessionmaker() as session:
                 if kind == "page":
-                    await service.reload_page(session, ident)
+                    await self.page_cache.reload_page(session, ident)
                 else:
                     await keyring_for(self.settings.org_name).refresh(session, ident)
         except Exception:
@@ -339,14 +342,14 @@ class SignatureLane:
             ):
                 return None
             page_id = args["actionPageId"]
-            cached = service.cached_page(self.database, page_id)
+            cached = self.page_cache.cached_page(page_id)
             if cached is None:
                 return None
             page, age = cached
-            if age > service.PAGE_TTL / 2:
+            if age > self.page_cache.page_ttl / 2:
                 self._refresh(("page", page_id))
-            source = service.cached_source(
-                self.database, source_key(tracking_values(args.get("tracking")), referer)
+            source = self.page_cache.cached_source(
+                source_key(tracking_values(args.get("tracking")), referer)
             )
             if source == service.MISSING:
                 return None
@@ -457,7 +460,7 @@ class SignatureLaneMiddleware:
         body = b"".join(chunks)
         client = scope.get("client")
         answer = await self.lane.answer(
-            body, referer, scope["app"].state, client[0] if client else None
+            body, referer, state_of(scope["app"]), client[0] if client else None
         )
         if answer is None:
             await self.app(scope, _replay(body, receive), send)

@@ -26,6 +26,7 @@ from proca_server.donation import currencies
 from proca_server.donation.reports import payment_ids
 from proca_server.errors import BadArgument, NotFound
 from proca_server.kit import base64url, storable
+from proca_server.kit.cache import Cache
 from proca_server.kit.time import utcnow
 from proca_server.models import (
     Action,
@@ -86,10 +87,9 @@ class PageContext:
 
 
 PAGE_TTL = 2.0
-# Source rows are shared and never change or go away: their ids are cached for good.
+PAGE_CACHE_SIZE = 10_000
 SOURCE_CACHE_SIZE = 10_000
-_sources: dict[tuple[str, SourceKey], int] = {}
-_pages: dict[tuple[str, int], tuple[float, PageContext]] = {}
+MISSING = -1
 
 
 @dataclass(frozen=True)
@@ -121,33 +121,78 @@ class ActionData:
 ACTION_TYPE_RE = re.compile(r"^[\w-]+$")
 
 
-def clear_page_cache() -> None:
-    _pages.clear()
-    _sources.clear()
+class PageCache:
+    """What a signature reads again and again, cached in this process for one database:
+    page snapshots (`PageContext`) for `page_ttl` seconds, and the ids of sources rows for
+    good (they are shared and never change or go away). The app builds one
+    (`state.page_cache`), shared by the general path (through the GraphQL context) and the
+    signature lane."""
+
+    def __init__(
+        self,
+        *,
+        page_ttl: float = PAGE_TTL,
+        max_pages: int = PAGE_CACHE_SIZE,
+        max_sources: int = SOURCE_CACHE_SIZE,
+    ) -> None:
+        self.pages: Cache[int, PageContext] = Cache(max_pages, page_ttl)
+        self.sources: Cache[SourceKey, int] = Cache(max_sources)
+
+    @property
+    def page_ttl(self) -> float:
+        return self.pages.ttl or 0.0
+
+    def clear(self) -> None:
+        self.pages.clear()
+        self.sources.clear()
+
+    def cached_page(self, page_id: int) -> tuple[PageContext, float] | None:
+        """The page's snapshot and its age in seconds if this process has a fresh one;
+        None otherwise."""
+        return self.pages.get_aged(page_id)
+
+    async def load_page(self, session: AsyncSession, page_id: int) -> PageContext:
+        cached = self.pages.get(page_id)
+        if cached is not None:
+            return cached
+        return await self.reload_page(session, page_id)
+
+    async def reload_page(self, session: AsyncSession, page_id: int) -> PageContext:
+        """The page's snapshot from the database, cached anew (NotFound drops it)."""
+        loaded_at = time.monotonic()
+        try:
+            ctx = await read_page(session, page_id)
+        except NotFound:
+            self.pages.pop(page_id)
+            raise
+        self.pages.put(page_id, ctx, at=loaded_at)
+        return ctx
+
+    def cached_source(self, key: SourceKey | None) -> int | None:
+        """The sources row id for `key` from the cache (None for no tracking); `MISSING`
+        when it is not cached."""
+        if key is None:
+            return None
+        found = self.sources.get(key)
+        return MISSING if found is None else found
+
+    async def source_id(self, session: AsyncSession, key: SourceKey | None) -> int | None:
+        """The shared sources row for this tracking tuple, inserted once and never updated
+        (an update on a shared row on every signature would serialize them all)."""
+        if key is None:
+            return None
+        cached = self.sources.get(key)
+        if cached is not None:
+            return cached
+        found_id, committed = await _source_id(session, key)
+        # Only a row that was there before this transaction is known to survive it.
+        if found_id is not None and committed:
+            self.sources.put(key, found_id)
+        return found_id
 
 
-def cached_page(database: str, page_id: int) -> tuple[PageContext, float] | None:
-    """The page's snapshot and its age in seconds if this process has a fresh one
-    (`database`: the engine's URL as text); None otherwise."""
-    cached = _pages.get((database, page_id))
-    if cached is not None:
-        age = time.monotonic() - cached[0]
-        if age < PAGE_TTL:
-            return cached[1], age
-    return None
-
-
-async def load_page(session: AsyncSession, page_id: int) -> PageContext:
-    cached = cached_page(str(session.get_bind().engine.url), page_id)
-    if cached is not None:
-        return cached[0]
-    return await reload_page(session, page_id)
-
-
-async def reload_page(session: AsyncSession, page_id: int) -> PageContext:
-    """The page's snapshot from the database, cached anew (NotFound drops it)."""
-    key = (str(session.get_bind().engine.url), page_id)
-    now = time.monotonic()
+async def read_page(session: AsyncSession, page_id: int) -> PageContext:
+    """The page's snapshot as the database has it now."""
     row = (
         await session.execute(
             select(
@@ -167,17 +212,14 @@ async def reload_page(session: AsyncSession, page_id: int) -> PageContext:
         )
     ).first()
     if row is None:
-        _pages.pop(key, None)
         # the field name is in the message; the path is the mutation's alone (as the widget
         # has always been answered)
         raise NotFound(f"action_page_id: Cannot find Action Page with id={page_id}")
-    ctx = PageContext(
+    return PageContext(
         PageSnap(row[0], row[1], row[2], row[3]),
         CampaignSnap(row[2], row[4], row[5], row[6], bool(row[8])),
         OrgSnap(row[1], row[7]),
     )
-    _pages[key] = (now, ctx)
-    return ctx
 
 
 LINK_NOT_FOUND = "ActionPage or contact not found"
@@ -293,35 +335,6 @@ async def _mtt_rows(
     return content, [Message(target_id=t, files=files) for t in ids]
 
 
-MISSING = -1
-
-
-def cached_source(database: str, key: SourceKey | None) -> int | None:
-    """The sources row id for `key` from this process's cache (None for no tracking);
-    `MISSING` when it is not cached."""
-    if key is None:
-        return None
-    return _sources.get((database, key), MISSING)
-
-
-async def source_id(session: AsyncSession, key: SourceKey | None) -> int | None:
-    """The shared sources row for this tracking tuple, inserted once and never updated (an
-    update on a shared row on every signature would serialize them all)."""
-    if key is None:
-        return None
-    cache_key = (str(session.get_bind().engine.url), key)
-    cached = _sources.get(cache_key)
-    if cached is not None:
-        return cached
-    found_id, committed = await _source_id(session, key)
-    # Only a row that was there before this transaction is known to survive it.
-    if found_id is not None and committed:
-        if len(_sources) >= SOURCE_CACHE_SIZE:
-            _sources.pop(next(iter(_sources)))
-        _sources[cache_key] = found_id
-    return found_id
-
-
 async def _source_id(session: AsyncSession, key: SourceKey) -> tuple[int | None, bool]:
     values = {
         "source": key.source,
@@ -377,6 +390,7 @@ class Created:
 async def add_action_contact(
     session: AsyncSession,
     keyring: KeyRing,
+    cache: PageCache,
     ctx: PageContext,
     contact: ValidatedContact,
     data: ActionData,
@@ -390,7 +404,7 @@ async def add_action_contact(
     check_action(data)
     donation = _donation_row(data.donation) if data.donation else None
     mtt = await _mtt_rows(session, campaign, data.mtt) if data.mtt else None
-    source_row = await source_id(session, source)
+    source_row = await cache.source_id(session, source)
     sealed = [
         (consent, await seal_for_org(keyring, session, consent.org_id, contact.payload))
         for consent in receivers(ctx, opt_in, lead_opt_in)
@@ -541,6 +555,7 @@ async def find_supporter(
 
 async def add_action(
     session: AsyncSession,
+    cache: PageCache,
     ctx: PageContext,
     data: ActionData,
     ref: bytes,
@@ -553,7 +568,7 @@ async def add_action(
         raise BadArgument("contact_ref: Cannot find contact for MTT action")
     donation = _donation_row(data.donation) if data.donation else None
     mtt = await _mtt_rows(session, ctx.campaign, data.mtt) if data.mtt else None
-    source_row = await source_id(session, source)
+    source_row = await cache.source_id(session, source)
     action_id = await store.insert_action(
         session,
         _action_row(ctx, data, source_row, with_consent=False, ref=None if supporter else ref),

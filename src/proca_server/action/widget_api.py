@@ -209,7 +209,7 @@ class WidgetMutation:
     ) -> ContactReference:
         ctx = info.context
         try:
-            page = await service.load_page(ctx.session, action_page_id)
+            page = await ctx.page_cache.load_page(ctx.session, action_page_id)
             ref = service.decode_ref(contact_ref)
         except (NotFound, BadArgument) as exc:
             raise NotFound(service.LINK_NOT_FOUND) from exc
@@ -232,7 +232,7 @@ async def sign(
 ) -> ContactReference:
     """addActionContact, from plain values (both resolvers below come here)."""
     session = ctx.session
-    page = await service.load_page(session, action_page_id)
+    page = await ctx.page_cache.load_page(session, action_page_id)
     link_ref = service.decode_ref(contact_ref) if contact_ref else None
     captcha_meta = await captcha.verify(ctx.settings, ctx.extensions)
     validated = validate_contact(
@@ -245,6 +245,7 @@ async def sign(
     created = await service.add_action_contact(
         session,
         keyring(ctx),
+        ctx.page_cache,
         page,
         validated,
         action,
@@ -277,11 +278,11 @@ async def share(
     tracking: dict[str, str | None] | None,
 ) -> ContactReference:
     """addAction, from plain values."""
-    page = await service.load_page(ctx.session, action_page_id)
+    page = await ctx.page_cache.load_page(ctx.session, action_page_id)
     ref = service.decode_ref(contact_ref)
     ctx.velocity.admit(ctx.client_address, None)
     created = await service.add_action(
-        ctx.session, page, action, ref, source_key(tracking, ctx.referer)
+        ctx.session, ctx.page_cache, page, action, ref, source_key(tracking, ctx.referer)
     )
     _hand_off(ctx, [created.action_id], "addAction")
     return ContactReference(contact_ref=str(contact_ref), first_name=None)

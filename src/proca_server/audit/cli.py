@@ -17,6 +17,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.audit import repository
+from proca_server.command import in_transaction, run, settings
 from proca_server.errors import UserInputError
 from proca_server.kit.table import format_table
 from proca_server.models import AuditLog
@@ -103,8 +104,6 @@ def audit(
 ) -> None:
     """List the audit trail, newest first: staff reads of personal data, key changes,
     erasures."""
-    from proca_server.cli import in_transaction, run, settings
-
     if limit < 1:
         raise UserInputError("--limit must be at least 1")
     start = parse_since(since) if since is not None else None

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.auth.jwt import authenticate_jwt, looks_like_jwt
+from proca_server.auth.jwt import KeySetCache, authenticate_jwt, looks_like_jwt
 from proca_server.auth.passwords import (
     check_password_in_thread,
     hash_password_in_thread,
@@ -101,6 +101,7 @@ async def authenticate_request(
     cookies: Mapping[str, str],
     client: str | None,
     throttle: LoginThrottle,
+    key_sets: KeySetCache,
     methods: AuthMethod = ANY_METHOD,
     required: bool = False,
 ) -> User | None:
@@ -111,7 +112,13 @@ async def authenticate_request(
     user = None
     if authorization and authorization.strip():
         user = await authenticate(
-            session, authorization, settings, client=client, throttle=throttle, methods=methods
+            session,
+            authorization,
+            settings,
+            client=client,
+            throttle=throttle,
+            key_sets=key_sets,
+            methods=methods,
         )
     elif AuthMethod.SESSION in methods:
         user = await user_from_cookies(session, settings, cookies)
@@ -127,6 +134,7 @@ async def authenticate(
     *,
     client: str | None,
     throttle: LoginThrottle,
+    key_sets: KeySetCache,
     methods: AuthMethod = ANY_METHOD,
 ) -> User | None:
     """The user the Authorization header identifies; None when there is no header.
@@ -142,7 +150,7 @@ async def authenticate(
     if scheme == "bearer":
         if looks_like_jwt(credentials):
             _accept(methods, AuthMethod.JWT)
-            return await authenticate_jwt(session, credentials, settings)
+            return await authenticate_jwt(session, credentials, settings, key_sets)
         _accept(methods, AuthMethod.API_TOKEN)
         user = await service.get_user_by_api_token(session, credentials)
         if user is None:

@@ -6,19 +6,20 @@ import asyncio
 import contextlib
 import errno
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server import db, error_reporting
+from proca_server.action.export_cli import export
 from proca_server.audit.cli import audit
 from proca_server.broker.cli import queue_app
 from proca_server.campaign.cli import campaigns_app
-from proca_server.config import ConfigError, Settings, get_settings
+from proca_server.command import in_transaction, run, settings
+from proca_server.config import ConfigError, Settings
 from proca_server.eci.cli import eci_app
 from proca_server.email.cli import reminders
 from proca_server.email.probe_cli import email_app
@@ -31,8 +32,6 @@ from proca_server.org.cli import orgs_app
 from proca_server.processing.requeue_cli import requeue_app
 from proca_server.retention.cli import retention
 from proca_server.user.cli import register as register_user_commands
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="proca-server: a backend for online advocacy campaigns.",
@@ -54,56 +53,11 @@ app.command("retention")(retention)
 app.add_typer(campaigns_app, name="campaigns")
 app.command("audit")(audit)
 app.add_typer(eci_app, name="eci")
+app.command("export")(export)
 app.add_typer(keys_app, name="keys")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(email_app, name="email")
 register_user_commands(user_app)
-
-
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def settings() -> Settings:
-    s = get_settings()
-    s.check()
-    # every command that reads the settings reports its crashes (SENTRY_DSN)
-    error_reporting.start(s, "cli")
-    return s
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-async def in_transaction(s: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one transaction on a migrated database."""
-    from proca_server.migrations.migrate import is_up_to_date
-
-    engine = db.create_engine(s)
-    try:
-        if not await is_up_to_date(engine):
-            raise UserInputError("the database is not migrated: run `proca-server setup`")
-        async with db.transaction(db.create_sessionmaker(engine)) as session:
-            return await work(session)
-    finally:
-        await engine.dispose()
-
-
-async def with_database(
-    s: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
-) -> T:
-    """Run `work`, which opens its own transactions, on a migrated database."""
-    from proca_server.migrations.migrate import is_up_to_date
-
-    engine = db.create_engine(s)
-    try:
-        if not await is_up_to_date(engine):
-            raise UserInputError("the database is not migrated: run `proca-server setup`")
-        return await work(db.create_sessionmaker(engine))
-    finally:
-        await engine.dispose()
 
 
 @db_app.command("upgrade")

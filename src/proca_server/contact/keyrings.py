@@ -18,3 +18,8 @@ def keyring_for(instance_org_name: str, *, require_encryption: bool | None = Non
     if require_encryption is not None:
         ring.require_encryption = require_encryption
     return ring
+
+
+def forget_keyrings() -> None:
+    """Drop every ring (a restart, for a test: the next call of `keyring_for` loads anew)."""
+    _keyrings.clear()

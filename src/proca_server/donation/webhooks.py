@@ -16,6 +16,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from proca_server.app_state import state_of
 from proca_server.donation import repository
 from proca_server.donation.reports import apply_report, parse_event, read_report
 from proca_server.donation.stripe import keys_of, verify_report
@@ -33,7 +34,7 @@ def _answer(status: int, message: str) -> Response:
 
 @router.post("/webhook/stripe/{service_id}")
 async def stripe_webhook(service_id: int, request: Request) -> Response:
-    state = request.app.state
+    state = state_of(request)
     payload = await request.body()
     async with state.sessionmaker() as session:
         service = await repository.get_stripe_service_by_id(session, service_id)

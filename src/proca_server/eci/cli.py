@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.command import in_transaction, run, settings
 from proca_server.eci.service import GENERATED, PAGE_LOCALES, EciSetup, create_eci
 from proca_server.key.cli import PRIVATE_KEY_WARNING
 from proca_server.kit import base64url
@@ -55,8 +56,6 @@ def create(
     The org gets contact schema eci and an active key (public part only), the campaign one
     action page per EU member state, named CAMPAIGN/<cc> with the country code as locale.
     Running it again changes nothing."""
-    from proca_server.cli import in_transaction, run, settings
-
     s = settings()
     with Progress("action pages", len(PAGE_LOCALES)) as bar:
 

@@ -8,7 +8,6 @@ server accepts is not for anonymous callers to list."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from graphql import FieldNode, GraphQLError, ValidationRule
@@ -49,9 +48,8 @@ class SignaturePageSchema(ProcaSchema):
         return [f for f in fields if name_of(f) in kept]
 
 
-@lru_cache(maxsize=1)
 def signature_page_schema() -> ProcaSchema:
-    """Built once per process (the app builds it when it starts in the ECI build)."""
+    """Built once per app, by `create_app` in the ECI build."""
     return build_schema(
         SignaturePageSchema,
         subscription=None,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from proca_server.command import run, settings
 from proca_server.email.reminders import ReminderReport, run_reminders
 from proca_server.kit.progress import Progress
 
@@ -33,7 +34,6 @@ def reminders(
 ) -> None:
     """Send the confirm emails again to supporters who have not confirmed yet."""
     from proca_server import db
-    from proca_server.cli import run, settings
     from proca_server.errors import UserInputError
     from proca_server.migrations.migrate import is_up_to_date
 

@@ -32,6 +32,7 @@ from proca_server.email.backends.base import (
 )
 from proca_server.email.templates import ProviderTemplate, TemplateText, find_template
 from proca_server.errors import BadArgument
+from proca_server.kit.cache import Cache
 from proca_server.models import EmailTemplate, Org
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ DEFAULT_TTL = 300.0
 # at most one reload a service per this many seconds on misses: a page naming a template that
 # does not exist must not make every email call the provider
 MISS_RELOAD_INTERVAL = 10.0
+# providers' lists kept at a time (one per email backend service)
+MAX_LISTINGS = 1_000
 
 
 class Missing(enum.Enum):
@@ -76,11 +79,18 @@ class TemplateDirectory:
         self.miss_reload_interval = miss_reload_interval
         self._clock = clock
         self._lister_for = lister_for
-        self._remote: dict[int, _Listing] = {}
+        self._remote: Cache[int, _Listing] = Cache(MAX_LISTINGS, ttl, timer=clock)
+
+    def clear(self) -> None:
+        self._remote.clear()
+
+    def holds(self, service_id: int) -> bool:
+        """Whether the provider's list of the service is kept now."""
+        return service_id in self._remote
 
     def forget(self, service_id: int | None) -> None:
         if service_id is not None:
-            self._remote.pop(service_id, None)
+            self._remote.pop(service_id)
 
     def forget_org(self, org: Org) -> None:
         """Drop the remote lists of the org's email backends (after `upsertTemplate`)."""
@@ -106,12 +116,12 @@ class TemplateDirectory:
         for template in templates:
             refs.setdefault(template.name, template.ref)
         listing = _Listing(now, refs)
-        self._remote[service_id] = listing
+        self._remote.put(service_id, listing, at=now)
         return listing
 
     async def _listing(self, service_id: int, lister: TemplateLister) -> _Listing:
         listing = self._remote.get(service_id)
-        if listing is None or self._clock() - listing.loaded_at >= self.ttl:
+        if listing is None:
             listing = await self._load(service_id, lister)
         return listing
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from proca_server.command import run, settings, with_database
 from proca_server.email.backends.base import EmailConfigError, EmailDeliveryError
 from proca_server.email.probe import Probe, compose_probe
 from proca_server.errors import UserInputError
@@ -47,8 +48,6 @@ def test_command(
 ) -> None:
     """Send a test email through the backend the org's supporter emails take, from the
     org's sender address."""
-    from proca_server.cli import run, settings, with_database
-
     s = settings()
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> Probe:

@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.email.message import parse_custom_id
 from proca_server.metrics import EMAIL_PROVIDER_BOUNCES, EMAIL_PROVIDER_EVENTS, MTT_PROVIDER_EVENTS
 from proca_server.models import Action, Supporter
@@ -223,8 +224,9 @@ async def handle_events(
     outcome = Outcome()
     handled = 0
     letters: list[MttEvent] = []
-    seed = request.app.state.settings.fingerprint_seed
-    async with request.app.state.sessionmaker() as session:
+    state = state_of(request)
+    seed = state.settings.fingerprint_seed
+    async with state.sessionmaker() as session:
         for event in events:
             mtt = _mtt_event(event)
             _count(provider, event, mtt)
@@ -251,7 +253,7 @@ async def handle_events(
             )
         tracked = await track_mtt_events(session, letters, provider) if letters else 0
         await session.commit()
-    await handoff.after_commit(request.app.state, outcome.publications, outcome.process_action_ids)
+    await handoff.after_commit(state, outcome.publications, outcome.process_action_ids)
     # `tracked` only for reports about letters, so that a supporter bounce answers as before
     return {"handled": handled, "tracked": tracked} if letters else {"handled": handled}
 
@@ -268,7 +270,7 @@ def _authorized(request: Request) -> bool:
     authentication (`https://proca:SECRET@host/webhook/mailjet`, which Mailjet and Brevo both
     send) or as `?secret=`. Without it, anyone who can guess a letter's id could stop a
     target's letters with a made-up bounce."""
-    secret = request.app.state.settings.email_webhook_secret
+    secret = state_of(request).settings.email_webhook_secret
     if not secret:
         return True
     given = request.query_params.get("secret", "")

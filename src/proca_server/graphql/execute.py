@@ -10,7 +10,7 @@ from strawberry.types import ExecutionResult
 
 from proca_server.audit import service as audit
 from proca_server.graphql.context import Context
-from proca_server.graphql.schema import ProcaSchema, schema
+from proca_server.graphql.schema import ProcaSchema
 
 
 async def run_document(
@@ -19,12 +19,12 @@ async def run_document(
     variables: dict[str, Any] | None,
     operation_name: str | None,
     *,
-    on: ProcaSchema = schema,
+    on: ProcaSchema,
 ) -> ExecutionResult:
-    """Run the document in the context's session, on the full schema unless told `on` which.
-    Root mutations commit one by one (graphql/transactions.py); what is left is a query's own
-    writes (such as a token's last use), kept when nothing failed. The after-commit callbacks
-    are the caller's to run."""
+    """Run the document on the schema `on` in the context's session. Root mutations commit
+    one by one (graphql/transactions.py); what is left is a query's own writes (such as a
+    token's last use), kept when nothing failed. The after-commit callbacks are the caller's
+    to run."""
     try:
         result = await on.execute(
             query, variable_values=variables, context_value=context, operation_name=operation_name

@@ -16,10 +16,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from graphql import OperationType
 from graphql.error import GraphQLError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from proca_server.app_state import AppState, state_of
 from proca_server.auth.authenticate import ANY_METHOD, AuthMethod, authenticate_request
-from proca_server.config import Settings
 from proca_server.errors import AuthenticationFailed
 from proca_server.graphql import idempotency, response_cache
 from proca_server.graphql.context import Context
@@ -27,7 +26,7 @@ from proca_server.graphql.errors import format_error
 from proca_server.graphql.execute import run_document
 from proca_server.graphql.names import Prepared, convert_variables, make_preparer
 from proca_server.graphql.response_cache import ResponseCache
-from proca_server.graphql.schema import ProcaSchema, schema
+from proca_server.graphql.schema import ProcaSchema, core_schema
 from proca_server.kit import jsontext
 from proca_server.processing import events
 from proca_server.processing.handoff import pipeline_of
@@ -54,11 +53,7 @@ class Endpoint:
     prepare: Callable[[str], Prepared | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prepare", make_preparer(self.schema._schema))
-
-
-# /api: the full schema, every way of authenticating
-API = Endpoint(schema)
+        object.__setattr__(self, "prepare", make_preparer(core_schema(self.schema)))
 
 
 class BadRequest(Exception):
@@ -155,11 +150,7 @@ def _wants_ide(request: Request) -> bool:
 
 
 async def execute_request(
-    request: Request,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    cache: ResponseCache | None = None,
-    endpoint: Endpoint = API,
+    request: Request, endpoint: Endpoint, cache: ResponseCache | None
 ) -> Response:
     cache_key: response_cache.Key | None = None
     if cache is not None and response_cache.anonymous(request.headers, request.cookies):
@@ -210,8 +201,7 @@ async def execute_request(
     def execute(cacheable: bool) -> Awaitable[tuple[Response, str | None]]:
         return _execute(
             request,
-            sessionmaker,
-            settings,
+            state_of(request),
             query,
             variables,
             operation_name,
@@ -249,8 +239,7 @@ async def execute_request(
 
 async def _execute(
     request: Request,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
+    state: AppState,
     query: str,
     variables: dict[str, Any] | None,
     operation_name: str | None,
@@ -263,6 +252,7 @@ async def _execute(
     """Run the document; the response, and the answer's text when `cacheable` and it is
     one to keep (no errors)."""
     client = request.client.host if request.client else None
+    settings, sessionmaker = state.settings, state.sessionmaker
     async with sessionmaker() as session:
         try:
             user = None
@@ -273,7 +263,8 @@ async def _execute(
                     authorization=request.headers.get("authorization"),
                     cookies=request.cookies,
                     client=client,
-                    throttle=request.app.state.login_throttle,
+                    throttle=state.login_throttle,
+                    key_sets=state.key_sets,
                     methods=endpoint.auth,
                     required=endpoint.require_user,
                 )
@@ -282,7 +273,7 @@ async def _execute(
             response = _error(exc.http_status, exc.message, exc.code)
             response.headers.update(exc.headers)
             return response, None
-        pipeline = pipeline_of(request.app.state)
+        pipeline = pipeline_of(state)
         await events.commit_registrations(session, settings, pipeline)
         # the key is looked up only now that the caller is known: it is theirs alone
         binding = None
@@ -307,7 +298,8 @@ async def _execute(
             user=user,
             referer=request.headers.get("referer"),
             client_address=client,
-            velocity=request.app.state.velocity,
+            velocity=state.velocity,
+            page_cache=state.page_cache,
             extensions=extensions,
             idempotency_key=binding,
             pipeline=pipeline,
@@ -357,8 +349,8 @@ def _executed(errors: list[GraphQLError]) -> bool:
 
 @router.api_route("/api", methods=["GET", "POST"])
 async def graphql_endpoint(request: Request) -> Response:
-    state = request.app.state
-    return await execute_request(request, state.sessionmaker, state.settings, state.response_cache)
+    state = state_of(request)
+    return await execute_request(request, state.api, state.response_cache)
 
 
 @router.options("/api")

@@ -13,8 +13,9 @@ What the real clients send is far from every limit (docs/configuration.md has th
 A refusal is the error `query_too_complex`, shaped as a validation error, naming the limit.
 
 `check_document` is the one entry point: the GraphQL transports reach it through the
-`DocumentLimits` schema extension (which also stands in for Strawberry's ParserCache), the
-name normaliser (names.py) and the signature lane call it with the same limits. Outcomes
+`DocumentLimits` schema extension (graphql/schema.py, which also stands in for Strawberry's
+ParserCache), the name normaliser (names.py) and the signature lane call it with the same
+limits. Outcomes
 are cached by document text, as parsing was.
 
 A query that asks only the schema (`__schema`, `__type`, `__typename` at its root, as
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -54,7 +54,6 @@ from graphql import (
 )
 from graphql.error import GraphQLSyntaxError
 from graphql.language import FloatValueNode, IntValueNode, Visitor, visit
-from strawberry.extensions import SchemaExtension
 
 from proca_server.config import Settings, get_settings
 from proca_server.errors import QueryTooComplex
@@ -303,40 +302,10 @@ def check_document(
     return outcome
 
 
-def _limits_of(context: Any) -> Limits:
+def limits_of(context: Any) -> Limits:
+    """The limits for an execution's context: its settings', else the process's."""
     settings = getattr(context, "settings", None)
     return Limits.of(settings) if isinstance(settings, Settings) else default_limits()
-
-
-class DocumentLimits(SchemaExtension):
-    """Parses (with the parse cache) and refuses documents over the limits; answers queries
-    of the schema alone off the event loop."""
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.graphql_document is None and context.query:
-            context.graphql_document = check_document(
-                context.schema._schema, context.query, _limits_of(context.context)
-            )
-        yield
-
-    async def on_execute(self) -> AsyncIterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        if (
-            document is not None
-            and context.result is None
-            and context.query
-            and introspection_only(document, context.operation_name)
-        ):
-            context.result = await introspect(
-                context.schema._schema,
-                document,
-                context.query,
-                context.operation_name,
-                context.variables,
-            )
-        yield
 
 
 def introspection_only(document: DocumentNode, operation_name: str | None) -> bool:
@@ -353,7 +322,7 @@ def introspection_only(document: DocumentNode, operation_name: str | None) -> bo
     )
 
 
-_answers: LRUCache[tuple[str, str | None, str], ExecutionResult] = LRUCache(
+_answers: LRUCache[tuple[GraphQLSchema, str, str | None, str], ExecutionResult] = LRUCache(
     INTROSPECTION_CACHE_SIZE
 )
 
@@ -366,9 +335,9 @@ async def introspect(
     variables: dict[str, Any] | None,
 ) -> ExecutionResult:
     """A query of the schema alone, answered by graphql-core in a worker thread; the answer
-    (it depends only on the document and the variables) is kept for the next time."""
+    (it depends only on the schema, the document and the variables) is kept for the next time."""
     try:
-        key = (query, operation_name, json.dumps(variables, sort_keys=True))
+        key = (schema, query, operation_name, json.dumps(variables, sort_keys=True))
     except (TypeError, ValueError):
         key = None
     kept = _answers.get(key) if key is not None else None

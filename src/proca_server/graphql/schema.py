@@ -1,12 +1,14 @@
-"""Schema assembly."""
+"""Schema assembly: the root types, the extensions every execution runs, and the schemas
+`create_app` builds once (`build_schemas`). `core_schema` is the one place that reaches the
+graphql-core schema behind a Strawberry one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSchema
 from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -20,7 +22,12 @@ from proca_server.campaign.types import PrivateCampaign, PublicCampaign
 from proca_server.confirm.api import ConfirmMutation
 from proca_server.donation.api import DonationMutation
 from proca_server.graphql.errors import is_expected, log
-from proca_server.graphql.limits import DocumentLimits
+from proca_server.graphql.limits import (
+    check_document,
+    introspect,
+    introspection_only,
+    limits_of,
+)
 from proca_server.graphql.scalars import SCALAR_MAP
 from proca_server.graphql.subscriptions import Subscription
 from proca_server.graphql.transactions import MutationTransactions
@@ -82,6 +89,43 @@ PRIVATE_IMPLEMENTATIONS: tuple[type, ...] = (
 )
 
 
+def core_schema(schema: strawberry.Schema) -> GraphQLSchema:
+    """The graphql-core schema behind a Strawberry schema (Strawberry has no public accessor:
+    its attribute is read here and nowhere else)."""
+    return schema._schema
+
+
+class DocumentLimits(SchemaExtension):
+    """Parses (with the parse cache) and refuses documents over the limits
+    (graphql/limits.py); answers queries of the schema alone off the event loop."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query:
+            context.graphql_document = check_document(
+                core_schema(context.schema), context.query, limits_of(context.context)
+            )
+        yield
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if (
+            document is not None
+            and context.result is None
+            and context.query
+            and introspection_only(document, context.operation_name)
+        ):
+            context.result = await introspect(
+                core_schema(context.schema),
+                document,
+                context.query,
+                context.operation_name,
+                context.variables,
+            )
+        yield
+
+
 def build_schema(
     kind: type[ProcaSchema] = ProcaSchema,
     *,
@@ -104,15 +148,23 @@ def build_schema(
         types=list(types),
     )
     # the widget's mutations skip the generic argument conversion (action/widget_api.py)
-    install_direct_resolvers(built._schema)
+    install_direct_resolvers(core_schema(built))
     return built
 
 
-schema = build_schema()
+@dataclass(frozen=True, eq=False)
+class Schemas:
+    """The full schema, built once per app: Strawberry's, and graphql-core's behind it (what
+    the name normaliser and the signature lane read)."""
+
+    full: ProcaSchema
+    core: GraphQLSchema
+
+
+def build_schemas() -> Schemas:
+    full = build_schema()
+    return Schemas(full, core_schema(full))
 
 
 def sdl() -> str:
-    return schema.as_str() + "\n"
-
-
-__all__: list[Any] = ["schema", "sdl"]
+    return build_schema().as_str() + "\n"

@@ -36,18 +36,16 @@ from typing import Any, NamedTuple, Protocol
 
 from fastapi import APIRouter, FastAPI, WebSocket
 from graphql import OperationType
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.types import ExecutionResult
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
-from proca_server.config import Settings
+from proca_server.app_state import AppState, state_of
 from proca_server.graphql.context import Context
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.execute import run_document
-from proca_server.graphql.names import convert_variables, make_preparer
-from proca_server.graphql.schema import schema
+from proca_server.graphql.names import convert_variables
 from proca_server.graphql.subscriptions import SubscriptionContext
 from proca_server.kit import jsontext
 from proca_server.processing.handoff import pipeline_of
@@ -63,13 +61,11 @@ MAX_SUBSCRIPTIONS = 100
 CLOSE_BAD_FRAME = 1003
 CLOSE_POLICY = 1008
 
-prepare = make_preparer(schema._schema)
-
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Cross-process delivery for as long as the app runs (PostgreSQL only)."""
-    await pubsub.connect(app.state.engine)
+    await pubsub.connect(state_of(app).engine)
     try:
         yield
     finally:
@@ -180,13 +176,15 @@ class PhoenixConnection:
         self,
         websocket: WebSocket,
         serializer: Serializer,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        settings: Settings,
+        state: AppState,
     ) -> None:
         self.websocket = websocket
         self.serializer = serializer
-        self.sessionmaker = sessionmaker
-        self.settings = settings
+        self.state = state
+        # the schema and the name normaliser of /api
+        self.endpoint = state.api
+        self.sessionmaker = state.sessionmaker
+        self.settings = state.settings
         self.joined = False
         # the join_ref of the joined channel: every reply on the channel carries it
         self.join_ref: Any = None
@@ -266,7 +264,7 @@ class PhoenixConnection:
         if operation_name is not None and not isinstance(operation_name, str):
             await self.reply(frame, "error", _error_body("operationName must be a string"))
             return
-        prepared = prepare(query)
+        prepared = self.endpoint.prepare(query)
         operation = prepared.operation(operation_name) if prepared else None
         if prepared is not None:
             query = prepared.query
@@ -289,11 +287,14 @@ class PhoenixConnection:
             context = Context(
                 session=session,
                 settings=self.settings,
-                pipeline=pipeline_of(self.websocket.app.state),
+                pipeline=pipeline_of(self.state),
                 client_address=client.host if client else None,
-                velocity=self.websocket.app.state.velocity,
+                velocity=self.state.velocity,
+                page_cache=self.state.page_cache,
             )
-            result = await run_document(context, query, variables, operation_name)
+            result = await run_document(
+                context, query, variables, operation_name, on=self.endpoint.schema
+            )
         await context.run_after_commit()
         body = _body(result)
         await self.reply(frame, "ok" if "data" in body else "error", body)
@@ -344,7 +345,7 @@ class PhoenixConnection:
                     sessionmaker=self.sessionmaker,
                     subscribed=sub.subscribed,
                 )
-                stream = await schema.subscribe(
+                stream = await self.endpoint.schema.subscribe(
                     query,
                     variable_values=variables,
                     context_value=context,
@@ -445,6 +446,5 @@ async def phoenix_socket(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_POLICY)
         return
     await websocket.accept()
-    state = websocket.app.state
-    connection = PhoenixConnection(websocket, serializer, state.sessionmaker, state.settings)
+    connection = PhoenixConnection(websocket, serializer, state_of(websocket))
     await connection.run()

@@ -44,8 +44,10 @@ async def in_own_transaction(context: Any, call: Callable[[], Awaitable[T]]) -> 
             context.idempotency_reserved = True
     except Exception:
         await context.session.rollback()
+        context.forget_loaded()
         context.after_commit.clear()
         raise
     await context.session.commit()
+    context.forget_loaded()
     await context.run_after_commit()
     return result

@@ -14,6 +14,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.audit import service as audit
+from proca_server.command import in_transaction, run, settings
 from proca_server.errors import UserInputError
 from proca_server.key import service as keys
 from proca_server.kit import base64url
@@ -62,7 +63,6 @@ async def _activate(session: AsyncSession, org: Org, key_id: int) -> None:
 @keys_app.command("list")
 def list_command(org: OrgName) -> None:
     """List the org's keys, newest first (public parts only)."""
-    from proca_server.cli import in_transaction, run, settings
 
     async def work(session: AsyncSession) -> list[list[object]]:
         found = await require_org(session, org)
@@ -95,8 +95,6 @@ def generate_command(
     activate: Activate = False,
 ) -> None:
     """Generate a key pair for the org and print its private key, once."""
-    from proca_server.cli import in_transaction, run, settings
-
     s = settings()
 
     async def work(session: AsyncSession) -> _Generated:
@@ -139,7 +137,6 @@ def activate_command(
 ) -> None:
     """Make the key the org's active key (the others become inactive): new contacts are
     sealed for it."""
-    from proca_server.cli import in_transaction, run, settings
 
     async def work(session: AsyncSession) -> None:
         found = await require_org(session, org)
@@ -166,7 +163,6 @@ def import_command(
     activate: Activate = False,
 ) -> None:
     """Add a public key made elsewhere (its private part stays with the org)."""
-    from proca_server.cli import in_transaction, run, settings
 
     async def work(session: AsyncSession) -> tuple[int, bool]:
         found = await require_org(session, org)

@@ -19,6 +19,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.audit import service as audit
+from proca_server.command import in_transaction, run, settings
 from proca_server.errors import UserInputError
 from proca_server.kit.progress import Progress
 from proca_server.kit.table import format_table
@@ -81,8 +82,6 @@ def export(
 
     Columns: first_name, last_name, email, area, campaign_name,
     target_name, msg_subject, msg_body, created_at (the action's time, UTC)."""
-    from proca_server.cli import in_transaction, run, settings
-
     emails = [e for e in target or [] if e.strip()]
     ids = _parse_uuids(target_uuid or [])
     if not emails and not ids:
@@ -148,8 +147,6 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show where the sending of each mail-to-target campaign stands."""
-    from proca_server.cli import in_transaction, run, settings
-
     if targets and campaign is None:
         raise UserInputError("--targets needs a CAMPAIGN")
 

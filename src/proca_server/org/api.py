@@ -27,14 +27,9 @@ from proca_server.key import service as keys
 from proca_server.kit import base64url
 from proca_server.models import Org
 from proca_server.org import service, templates
+from proca_server.org.interface import OrgInterface
 from proca_server.org.repository import get_org_by_name, latest_service
-from proca_server.org.types import (
-    KeyType,
-    KeyWithPrivateType,
-    OrgInterface,
-    PrivateOrg,
-    ServiceType,
-)
+from proca_server.org.types import KeyType, KeyWithPrivateType, PrivateOrg, ServiceType
 from proca_server.processing import events
 from proca_server.processing.handoff import org_changed_after_commit
 from proca_server.service import budget

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.command import in_transaction, run, settings
 from proca_server.errors import UserInputError
 from proca_server.kit.table import format_table
 from proca_server.models import Org
@@ -49,8 +50,6 @@ def list_orgs(
 ) -> None:
     """List the orgs with their counts: campaigns they lead, their action pages and staff,
     the actions and supporters of their pages, and the contacts they received."""
-    from proca_server.cli import in_transaction, run, settings
-
     rows = run(in_transaction(settings(), org_counts))
     if as_json:
         for row in rows:

@@ -11,6 +11,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.audit import service as audit
+from proca_server.command import run, settings, with_database
 from proca_server.errors import UserInputError
 from proca_server.kit.progress import Progress
 from proca_server.kit.table import format_table
@@ -75,8 +76,6 @@ def retention(
     A person who acted in any other way (in the campaign, with --campaign) keeps every
     contact with the org. Actions, fingerprints and areas stay: the counters do not move.
     Runs in batches: stopped midway, it keeps what is done, and running it again finishes."""
-    from proca_server.cli import run, settings, with_database
-
     if status:
         if org is not None or months or campaign or mode or dry_run:
             raise UserInputError("--status takes no ORG or other option")

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.auth import passwords
 from proca_server.auth.permissions import ADMIN, ROLES, is_admin, role_of
+from proca_server.command import in_transaction, run, settings
 from proca_server.errors import UserInputError
 from proca_server.kit.table import format_table
 from proca_server.models import User
@@ -37,8 +38,6 @@ async def require_user(session: AsyncSession, email: str) -> User:
 
 
 def _set_admin(email: str, admin: bool) -> bool:
-    from proca_server.cli import in_transaction, run, settings
-
     async def work(session: AsyncSession) -> bool:
         return await set_instance_admin(session, await require_user(session, email), admin)
 
@@ -65,8 +64,6 @@ def add(
     ],
 ) -> None:
     """Add the user to the org with the role, or give a member that role."""
-    from proca_server.cli import in_transaction, run, settings
-
     bits = ROLES.get(role)
     if bits is None:
         raise UserInputError(f"unknown role {role}: use one of {ROLE_NAMES}")
@@ -89,7 +86,6 @@ def add(
 
 def remove(email: Email, org: OrgName) -> None:
     """Remove the user from the org; the org's last owner stays."""
-    from proca_server.cli import in_transaction, run, settings
 
     async def work(session: AsyncSession) -> None:
         found = await require_org(session, org)
@@ -110,7 +106,6 @@ def reset_password(
     ] = None,
 ) -> None:
     """Set the user's password; their sessions, API tokens and email links end."""
-    from proca_server.cli import in_transaction, run, settings
     from proca_server.web.account_service import reset_password as set_password
 
     chosen = password if password is not None else passwords.generate_password()
@@ -147,7 +142,6 @@ def list_users(
     ] = False,
 ) -> None:
     """List the users: email, instance admin or not, and their orgs with their roles."""
-    from proca_server.cli import in_transaction, run, settings
 
     async def work(session: AsyncSession) -> list[_Listed]:
         org_id = (await require_org(session, org)).id if org is not None else None

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 
+from proca_server.app_state import state_of
 from proca_server.auth.authenticate import (
     REMEMBER_ME_COOKIE,
     SESSION_COOKIE,
@@ -142,7 +143,7 @@ async def register(page: Page = Depends(page_context)) -> Response:
     token = await accounts.create_session_token(page.session, user)
     registered = await events.new_user(page.session, page.settings, user.email)
     await page.session.commit()
-    events.publish_soon(pipeline_of(page.request.app.state), registered)
+    events.publish_soon(pipeline_of(state_of(page.request)), registered)
     await page.send([message])
     page.flash("info", "User created successfully.")
     response = page.redirect("/")
@@ -188,7 +189,7 @@ async def log_in(page: Page = Depends(page_context)) -> Response:
     try:
         user = await authenticate_password(
             page.session,
-            page.request.app.state.login_throttle,
+            state_of(page.request).login_throttle,
             email,
             fields.get("password", ""),
             client,
@@ -396,7 +397,7 @@ async def update_settings(page: Page = Depends(page_context)) -> Response:
     action = fields.get("action")
     current = fields.get("current_password", "")
     client = page.request.client.host if page.request.client else None
-    guess = (page.request.app.state.login_throttle, client)
+    guess = (state_of(page.request).login_throttle, client)
     if action == "update_email":
         try:
             message = await accounts.change_email_instructions(

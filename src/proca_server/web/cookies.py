@@ -16,6 +16,7 @@ from typing import Literal
 
 from fastapi import Request, Response
 
+from proca_server.app_state import state_of
 from proca_server.auth.authenticate import (
     REMEMBER_ME_COOKIE,
     SESSION_COOKIE,
@@ -37,8 +38,7 @@ FlashKind = Literal["info", "error"]
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return state_of(request).settings
 
 
 def _set_cookie(

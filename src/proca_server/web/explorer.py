@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 
+from proca_server.app_state import state_of
 from proca_server.web.html import Html, e, html_response, layout
 
 GRAPHIQL_DIR = Path(__file__).resolve().parent / "graphiql"
@@ -138,23 +140,31 @@ def _not_installed(directory: Path, missing: list[str]) -> HTMLResponse:
     return html_response(layout("GraphiQL is not installed", body), status_code=503)
 
 
+def explorer_files(request: Request) -> ExplorerFiles:
+    """The app's GraphiQL files; a dependency of the routes, so that a test serves its own."""
+    return state_of(request).explorer_files
+
+
+Files = Annotated[ExplorerFiles, Depends(explorer_files)]
+
+
 def explorer_response(request: Request) -> HTMLResponse:
-    return explorer_page(request.app.state.explorer_files)
+    return explorer_page(explorer_files(request))
 
 
 # Plain functions: FastAPI runs them in its thread pool, away from the event loop, as they
 # read the disk.
 @router.get("/graphiql")
-def graphiql(request: Request) -> HTMLResponse:
-    return explorer_response(request)
+def graphiql(files: Files) -> HTMLResponse:
+    return explorer_page(files)
 
 
 @router.get(ASSETS_PATH + "/{name}")
-def graphiql_asset(name: str, request: Request) -> Response:
+def graphiql_asset(name: str, files: Files) -> Response:
     asset = ASSETS.get(name)
     if asset is None:
         raise HTTPException(404)
-    path: Path = request.app.state.explorer_files.path(name)
+    path = files.path(name)
     if not path.is_file():
         raise HTTPException(404)
     return FileResponse(

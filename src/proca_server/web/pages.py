@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, session_from_cookies, unsign
 from proca_server.config import Settings
 from proca_server.email import EmailMessage
@@ -92,18 +93,18 @@ class Page:
         ready = [m for m in messages if m is not None]
         if not ready:
             return
+        state = state_of(self.request)
         try:
-            await deliver_instance_emails(
-                self.request.app.state.sessionmaker, self.request.app.state.settings, ready
-            )
+            await deliver_instance_emails(state.sessionmaker, state.settings, ready)
         except Exception:
             # The account change is committed; the user can ask for the email again.
             log.exception("could not deliver an account email")
 
 
 async def page_context(request: Request) -> AsyncIterator[Page]:
-    settings: Settings = request.app.state.settings
-    async with request.app.state.sessionmaker() as session:
+    state = state_of(request)
+    settings = state.settings
+    async with state.sessionmaker() as session:
         user, cookie = await session_from_cookies(session, settings, request.cookies)
         renew = None
         if cookie == REMEMBER_ME_COOKIE:

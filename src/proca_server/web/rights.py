@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.app_state import state_of
 from proca_server.models.enums import SupporterProcessingStatus
 from proca_server.processing import handoff
 from proca_server.processing.loader import LoadedAction
@@ -157,7 +158,7 @@ async def _form(request: Request) -> dict[str, str] | None:
 async def _open(session: AsyncSession, request: Request, token: str) -> LoadedAction | int:
     """The token's action, or the status of the page that refuses it."""
     try:
-        loaded = await rights.open_token(session, request.app.state.settings, token)
+        loaded = await rights.open_token(session, state_of(request).settings, token)
     except rights.MalformedToken:
         return 400
     return 404 if loaded is None else loaded
@@ -165,7 +166,7 @@ async def _open(session: AsyncSession, request: Request, token: str) -> LoadedAc
 
 @router.api_route("/link/rights/{token}", methods=["GET", "HEAD"])
 async def rights_page(request: Request, token: str) -> Response:
-    async with request.app.state.sessionmaker() as session:
+    async with state_of(request).sessionmaker() as session:
         loaded = await _open(session, request, token)
         if isinstance(loaded, int):
             return _invalid(loaded)
@@ -214,7 +215,7 @@ async def rights_request(request: Request, token: str) -> Response:
             400,
         )
 
-    state = request.app.state
+    state = state_of(request)
     async with state.sessionmaker() as session:
         loaded = await _open(session, request, token)
         if isinstance(loaded, int):

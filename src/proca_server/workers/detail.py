@@ -38,7 +38,6 @@ from proca_server.broker.base import (
     PermanentError,
     RetryableError,
 )
-from proca_server.broker.embedded import EmbeddedBroker
 from proca_server.metrics import DETAIL_LOOKUPS, WORKER_DURATION
 from proca_server.models import Action, Org, Service
 from proca_server.processing.detail import (
@@ -149,14 +148,12 @@ async def _publish(
     """The stage messages, sent with the transaction that clears what delivery clears: in
     it for the embedded queue, confirmed before its commit for RabbitMQ (a commit that fails
     then sends them again on the retry; consumers take a message twice)."""
-    for p in publications:
-        try:
-            if isinstance(deps.broker, EmbeddedBroker):
-                await deps.broker.publish(p.exchange, p.routing_key, p.body, session=session)
-            else:
-                await deps.broker.publish(p.exchange, p.routing_key, p.body)
-        except BrokerError as exc:
-            raise RetryableError(f"publish to {p.exchange}: {type(exc).__name__}") from None
+    outcomes = await deps.broker.publish_batch(
+        [(p.exchange, p.routing_key, p.body) for p in publications], session=session
+    )
+    for p, outcome in zip(publications, outcomes, strict=True):
+        if isinstance(outcome, BrokerError):
+            raise RetryableError(f"publish to {p.exchange}: {type(outcome).__name__}")
 
 
 async def _finish(
