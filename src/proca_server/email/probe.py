@@ -24,7 +24,9 @@ from proca_server.email.backend import (
 from proca_server.email.backends.base import EmailConfigError, message_id_for
 from proca_server.email.directory import Missing, directory
 from proca_server.email.message import EmailMessage, apply_sender, format_custom_id
-from proca_server.email.templates import ProviderTemplate, flatten_variables, render_template
+from proca_server.email.templates import (
+    templated_message,
+)
 from proca_server.errors import BadArgument
 from proca_server.models import Org
 from proca_server.org.service import EMAIL_RE
@@ -112,25 +114,7 @@ async def compose_probe(
             where = f" in locale {locale}" if locale else ""
             raise BadArgument(f"org {org.name} has no template {template}{where}")
         variables = sample_variables(org, to, locale)
-        if isinstance(found, ProviderTemplate):
-            message = EmailMessage(
-                to=to,
-                sender="",
-                subject="",
-                custom_id=custom_id,
-                template_ref=found.ref,
-                variables=flatten_variables(variables),
-            )
-        else:
-            rendered = render_template(found, variables)
-            message = EmailMessage(
-                to=to,
-                sender="",
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                custom_id=custom_id,
-            )
+        message = templated_message(found, variables, to=to, custom_id=custom_id)
     # no From yet: the sender rules take the org's address, no sender rewriting (no SRS key)
     sent_as = apply_sender(message, backend.sender_rules(org), srs_key="")
     if sent_as is None:

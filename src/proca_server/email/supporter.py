@@ -33,9 +33,7 @@ from proca_server.email.message import (
     format_custom_id,
 )
 from proca_server.email.templates import (
-    ProviderTemplate,
-    flatten_variables,
-    render_template,
+    templated_message,
 )
 from proca_server.kit import base64url
 from proca_server.models.enums import ActionProcessingStatus
@@ -229,25 +227,7 @@ async def compose_email(
     first_name = variables.get("firstName")
     to = format_address(first_name if isinstance(first_name, str) else None, address)
     custom_id = format_custom_id("action", action.id)
-    if isinstance(template, ProviderTemplate):
-        message = EmailMessage(
-            to=to,
-            sender="",
-            subject="",
-            custom_id=custom_id,
-            template_ref=template.ref,
-            variables=flatten_variables(variables),
-        )
-    else:
-        rendered = render_template(template, variables)
-        message = EmailMessage(
-            to=to,
-            sender="",
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            custom_id=custom_id,
-        )
+    message = templated_message(template, variables, to=to, custom_id=custom_id)
     return apply_sender(
         message,
         backend.sender_rules(org),

@@ -18,6 +18,7 @@ from pystache.parsed import ParsedTemplate
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.email.message import EmailMessage
 from proca_server.models import EmailTemplate
 
 # Partials are never loaded: a template must not read files from the server's disk.
@@ -104,3 +105,34 @@ def flatten_variables(variables: Mapping[str, Any], prefix: str = "") -> dict[st
         else:
             flat[name] = "" if value is None else value
     return flat
+
+
+def templated_message(
+    template: TemplateText | ProviderTemplate,
+    variables: Mapping[str, Any],
+    *,
+    to: str,
+    custom_id: str | None,
+    sender: str = "",
+    provider_subject: str = "",
+) -> EmailMessage:
+    """An email from `template`: rendered here, or (a provider's template) handed to the
+    provider with the flattened variables and `provider_subject`."""
+    if isinstance(template, ProviderTemplate):
+        return EmailMessage(
+            to=to,
+            sender=sender,
+            subject=provider_subject,
+            custom_id=custom_id,
+            template_ref=template.ref,
+            variables=flatten_variables(variables),
+        )
+    rendered = render_template(template, variables)
+    return EmailMessage(
+        to=to,
+        sender=sender,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        custom_id=custom_id,
+    )

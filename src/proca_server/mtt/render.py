@@ -29,9 +29,8 @@ from proca_server.email.message import EmailMessage, apply_sender, format_addres
 from proca_server.email.templates import (
     ProviderTemplate,
     TemplateText,
-    flatten_variables,
     render_mustache,
-    render_template,
+    templated_message,
 )
 from proca_server.models import Message, MessageContent, Mtt, Org, Target
 from proca_server.processing.loader import LoadedAction
@@ -152,28 +151,16 @@ async def compose(
         custom_id=format_custom_id("mtt", letter.message.id),
     )
     if template is not None:
-        found = template
         variables["subject"] = subject
         variables["body"] = body_html(body)
-        if isinstance(found, ProviderTemplate):
-            message = EmailMessage(
-                to="",
-                sender=message.sender,
-                subject=subject,
-                custom_id=message.custom_id,
-                template_ref=found.ref,
-                variables=flatten_variables(variables),
-            )
-        else:
-            rendered = render_template(found, variables)
-            message = EmailMessage(
-                to="",
-                sender=message.sender,
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                custom_id=message.custom_id,
-            )
+        message = templated_message(
+            template,
+            variables,
+            to="",
+            custom_id=message.custom_id,
+            sender=message.sender,
+            provider_subject=subject,
+        )
     cc = [c for c in (mtt.cc_contacts or []) if c]
     if testing:
         to = format_address(name, address)
