@@ -20,7 +20,6 @@ from proca_server.contact.schemas import validate_contact
 from proca_server.errors import BadArgument, NotFound
 from proca_server.graphql.context import Context
 from proca_server.graphql.scalars import Date, Json
-from proca_server.graphql.transactions import in_own_transaction
 from proca_server.kit import base64url
 from proca_server.kit.time import utcnow
 from proca_server.metrics import ACTIONS_RECEIVED
@@ -376,18 +375,15 @@ async def _direct_add_action_contact(
         return await generic(root, info, **args)
     ctx: Context = info.context
     privacy = args["privacy"]
-    return await in_own_transaction(
+    return await sign(
         ctx,
-        lambda: sign(
-            ctx,
-            args["actionPageId"],
-            action_values(args["action"]),
-            contact_values(args["contact"]),
-            opt_in=privacy.get("optIn"),
-            lead_opt_in=privacy.get("leadOptIn"),
-            tracking=tracking_values(args.get("tracking")),
-            contact_ref=args.get("contactRef"),
-        ),
+        args["actionPageId"],
+        action_values(args["action"]),
+        contact_values(args["contact"]),
+        opt_in=privacy.get("optIn"),
+        lead_opt_in=privacy.get("leadOptIn"),
+        tracking=tracking_values(args.get("tracking")),
+        contact_ref=args.get("contactRef"),
     )
 
 
@@ -397,15 +393,12 @@ async def _direct_add_action(
     if _generic(args["action"]):
         return await generic(root, info, **args)
     ctx: Context = info.context
-    return await in_own_transaction(
+    return await share(
         ctx,
-        lambda: share(
-            ctx,
-            args["actionPageId"],
-            action_values(args["action"]),
-            args["contactRef"],
-            tracking_values(args.get("tracking")),
-        ),
+        args["actionPageId"],
+        action_values(args["action"]),
+        args["contactRef"],
+        tracking_values(args.get("tracking")),
     )
 
 

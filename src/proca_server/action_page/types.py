@@ -26,28 +26,28 @@ class PublicActionPage(ActionPageInterface):
 class PrivateActionPage(ActionPageInterface):
     @strawberry.field
     def extra_supporters(self) -> int:
-        return self.m.extra_supporters
+        return self.page.extra_supporters
 
     @strawberry.field
     def delivery(self) -> bool:
-        return self.m.delivery
+        return self.page.delivery
 
     @strawberry.field
     def supporter_confirm_template(self) -> str | None:
-        return self.m.supporter_confirm_template
+        return self.page.supporter_confirm_template
 
     @strawberry.field
     def duplicate_template(self) -> str | None:
-        return self.m.duplicate_template
+        return self.page.duplicate_template
 
     @strawberry.field
     async def location(self, info: Ctx) -> str | None:
-        return await info.context.loaders.page_location.load(self.m.id)
+        return await info.context.loaders.page_location.load(self.page.id)
 
     @strawberry.field
     async def status(self, info: Ctx) -> ActionPageStatusEnum | None:
         now = utcnow()
-        last = await info.context.loaders.page_last_action_at.load(self.m.id)
+        last = await info.context.loaders.page_last_action_at.load(self.page.id)
         if last is None or now - last > timedelta(days=365):
             return ActionPageStatusEnum.STANDBY
         days_in_month = calendar.monthrange(now.year, now.month)[1]

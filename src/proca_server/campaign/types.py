@@ -52,16 +52,16 @@ class PublicCampaign(CampaignInterface):
 class PrivateCampaign(CampaignInterface):
     @strawberry.field
     def force_delivery(self) -> bool:
-        return self.m.force_delivery
+        return self.campaign.force_delivery
 
     @strawberry.field
     async def action_pages(self, info: Ctx) -> list[PrivateActionPage]:
-        pages = await info.context.loaders.campaign_pages.load(self.m.id)
-        return [PrivateActionPage(m=p) for p in pages]
+        pages = await info.context.loaders.campaign_pages.load(self.campaign.id)
+        return [PrivateActionPage.of(p) for p in pages]
 
     @strawberry.field
     async def mtt(self, info: Ctx) -> CampaignMttType | None:
-        mtt = await info.context.loaders.campaign_mtt.load(self.m.id)
+        mtt = await info.context.loaders.campaign_mtt.load(self.campaign.id)
         if mtt is None:
             return None
         return CampaignMttType(
@@ -80,12 +80,12 @@ class PrivateCampaign(CampaignInterface):
         ctx = info.context
         loaders = ctx.loaders
         by_org: dict[int, list[ActionPage]] = {}
-        for page in await loaders.campaign_pages.load(self.m.id):
-            if page.org_id != self.m.org_id:
+        for page in await loaders.campaign_pages.load(self.campaign.id):
+            if page.org_id != self.campaign.org_id:
                 by_org.setdefault(page.org_id, []).append(page)
         if not by_org:
             return []
-        requests = await loaders.launch_requests.load(self.m.id)
+        requests = await loaders.launch_requests.load(self.campaign.id)
         orgs = await orgs_of(ctx, list(by_org))
         org_answers = await org_views(ctx, orgs)
         partner_pages = [page for pages in by_org.values() for page in pages]

@@ -10,7 +10,7 @@ from proca_server.user.api import UserType
 
 @strawberry.type(name="Confirm")
 class ConfirmType:
-    m: strawberry.Private[Confirm]
+    confirm: strawberry.Private[Confirm]
     code: str
     email: str | None
     message: str | None
@@ -19,7 +19,7 @@ class ConfirmType:
     @classmethod
     def of(cls, confirm: Confirm) -> ConfirmType:
         return cls(
-            m=confirm,
+            confirm=confirm,
             code=confirm.code,
             email=confirm.email,
             message=confirm.message,
@@ -28,7 +28,7 @@ class ConfirmType:
 
     @strawberry.field
     async def creator(self, info: Info[Context, None]) -> UserType | None:
-        if self.m.creator_id is None:
+        if self.confirm.creator_id is None:
             return None
-        user = await info.context.loaders.user.load(self.m.creator_id)
+        user = await info.context.loaders.user.load(self.confirm.creator_id)
         return UserType.from_model(user) if user else None

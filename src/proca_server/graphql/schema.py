@@ -30,7 +30,7 @@ from proca_server.graphql.limits import (
 )
 from proca_server.graphql.scalars import SCALAR_MAP
 from proca_server.graphql.subscriptions import Subscription
-from proca_server.graphql.transactions import MutationTransactions
+from proca_server.graphql.transactions import own_transactions
 from proca_server.org.api import OrgMutation, OrgQuery
 from proca_server.org.types import PrivateOrg, PublicOrg
 from proca_server.processing.api import RequeueMutation
@@ -144,11 +144,13 @@ def build_schema(
         # widgets send the same few documents: parse (DocumentLimits, which also refuses a
         # document over the limits before anything else is done with it) and validate each
         # once
-        extensions=[MutationTransactions, DocumentLimits, _validation_cache, *extensions],
+        extensions=[DocumentLimits, _validation_cache, *extensions],
         types=list(types),
     )
     # the widget's mutations skip the generic argument conversion (action/widget_api.py)
     install_direct_resolvers(core_schema(built))
+    # after the direct resolvers, so that they too run in their mutation's own transaction
+    own_transactions(core_schema(built))
     return built
 
 

@@ -85,4 +85,4 @@ class Subscription:
                     if page is None:
                         continue
                     ctx.session = session
-                    yield PublicActionPage(m=page)
+                    yield PublicActionPage.of(page)

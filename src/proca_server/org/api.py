@@ -135,7 +135,7 @@ class OrgQuery:
         ctx = info.context
         org = await service.access_org(ctx.session, name)
         allow_staffer(await auth_for(ctx, org.id))
-        return PrivateOrg(m=org)
+        return PrivateOrg(org=org)
 
 
 ORG_BACKENDS = {
@@ -187,13 +187,13 @@ class OrgMutation:
             await events.new_org(ctx.session, ctx.settings, user, org),
         )
         ctx.staffers.pop((user.id, org.id), None)
-        return PrivateOrg(m=org)
+        return PrivateOrg(org=org)
 
     @strawberry.mutation
     async def update_org(self, info: Ctx, name: str, input: OrgInput) -> PrivateOrg:
         ctx = info.context
         org, _ = await org_access(ctx, name, Permission.CHANGE_ORG_SETTINGS)
-        return PrivateOrg(m=await service.update_org(ctx.session, org, input.attrs()))
+        return PrivateOrg(org=await service.update_org(ctx.session, org, input.attrs()))
 
     @strawberry.mutation
     async def update_org_processing(
@@ -250,7 +250,7 @@ class OrgMutation:
             ),
         )
         org_changed_after_commit(ctx.pipeline, ctx.after_commit, org.id)
-        return PrivateOrg(m=org)
+        return PrivateOrg(org=org)
 
     @strawberry.mutation
     async def delete_org(self, info: Ctx, name: str) -> StatusEnum:
@@ -267,7 +267,7 @@ class OrgMutation:
             ctx.session, org, auth.user, service.check_role("owner"), create=True, update=True
         )
         ctx.staffers.pop((auth.user.id, org.id), None)
-        return JoinOrgResult(status=StatusEnum.SUCCESS, org=PrivateOrg(m=org))
+        return JoinOrgResult(status=StatusEnum.SUCCESS, org=PrivateOrg(org=org))
 
     @strawberry.mutation
     async def add_org_user(self, info: Ctx, org_name: str, input: OrgUserInput) -> ChangeUserStatus:

@@ -20,7 +20,7 @@ from proca_server.models import Org
 
 @strawberry.interface(name="Org")
 class OrgInterface:
-    m: strawberry.Private[Org]
+    org: strawberry.Private[Org]
     # the view chosen by `org_view`: PrivateOrg, else PublicOrg
     private: strawberry.Private[bool] = False
 
@@ -32,15 +32,15 @@ class OrgInterface:
 
     @strawberry.field
     def name(self) -> str:
-        return self.m.name
+        return self.org.name
 
     @strawberry.field
     def title(self) -> str:
-        return self.m.title
+        return self.org.title
 
     @strawberry.field
     def config(self) -> Json:
-        return Json(self.m.config or {})
+        return Json(self.org.config or {})
 
 
 async def org_view(ctx: Context, org: Org, *, private: bool = False) -> OrgInterface:
@@ -50,7 +50,7 @@ async def org_view(ctx: Context, org: Org, *, private: bool = False) -> OrgInter
         private = auth is not None and (
             auth.staffer is not None or auth.can(Permission.MANAGE_ORGS)
         )
-    return OrgInterface(m=org, private=private)
+    return OrgInterface(org=org, private=private)
 
 
 async def org_views(ctx: Context, orgs: Iterable[Org]) -> list[OrgInterface]:

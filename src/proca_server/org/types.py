@@ -202,11 +202,11 @@ async def _keys(ctx: Context, org_id: int, select: SelectKey) -> list[KeyType]:
 class PrivateOrg(OrgInterface):
     @strawberry.field
     def id(self) -> int:
-        return self.m.id
+        return self.org.id
 
     @strawberry.field
     def personal_data(self) -> PersonalDataType:
-        org = self.m
+        org = self.org
         return PersonalDataType(
             contact_schema=ContactSchemaEnum.of(org.contact_schema),
             supporter_confirm=org.supporter_confirm,
@@ -219,7 +219,7 @@ class PrivateOrg(OrgInterface):
 
     @strawberry.field
     async def processing(self, info: Ctx) -> ProcessingType:
-        org = self.m
+        org = self.org
         names = await _backends(info.context, org)
 
         def backend(service_id: int | None) -> ServiceNameEnum | None:
@@ -245,11 +245,11 @@ class PrivateOrg(OrgInterface):
 
     @strawberry.field
     async def keys(self, info: Ctx, select: SelectKey | None = None) -> list[KeyType]:
-        return await _keys(info.context, self.m.id, select or SelectKey())
+        return await _keys(info.context, self.org.id, select or SelectKey())
 
     @strawberry.field
     async def key(self, info: Ctx, select: SelectKey) -> KeyType:
-        keys = await _keys(info.context, self.m.id, select)
+        keys = await _keys(info.context, self.org.id, select)
         if not keys:
             raise NotFound("not_found")
         return keys[0]
@@ -259,12 +259,12 @@ class PrivateOrg(OrgInterface):
         self, info: Ctx, select: SelectService | None = None
     ) -> list[ServiceType | None]:
         name = select.name.value if select and select.name else None
-        services = await repository.list_services(info.context.session, self.m.id, name)
+        services = await repository.list_services(info.context.session, self.org.id, name)
         return [ServiceType.of(s) for s in services]
 
     @strawberry.field
     async def users(self, info: Ctx) -> list[OrgUserType | None]:
-        staff = await repository.list_staff(info.context.session, self.m.id)
+        staff = await repository.list_staff(info.context.session, self.org.id)
         return [
             OrgUserType(
                 email=user.email,
@@ -283,7 +283,7 @@ class PrivateOrg(OrgInterface):
         ctx = info.context
         campaigns = await repository.list_campaigns(
             ctx.session,
-            self.m.id,
+            self.org.id,
             title_like=select.title_like if select else None,
             lead_org_name=select.org_name if select and select.org_name else None,
         )
@@ -292,7 +292,7 @@ class PrivateOrg(OrgInterface):
     @strawberry.field
     async def campaign(self, info: Ctx, id: int) -> CampaignInterface:
         ctx = info.context
-        for campaign in await repository.list_campaigns(ctx.session, self.m.id, id=id):
+        for campaign in await repository.list_campaigns(ctx.session, self.org.id, id=id):
             return await campaign_view(ctx, campaign)
         raise NotFound("Cannot find campaign")
 
@@ -302,7 +302,7 @@ class PrivateOrg(OrgInterface):
     ) -> list[ActionPageInterface]:
         ctx = info.context
         pages = await repository.list_action_pages(
-            ctx.session, self.m.id, campaign_id=select.campaign_id if select else None
+            ctx.session, self.org.id, campaign_id=select.campaign_id if select else None
         )
         return await page_views(ctx, pages)
 
@@ -312,7 +312,7 @@ class PrivateOrg(OrgInterface):
     ) -> ActionPageInterface:
         ctx = info.context
         page = await load(ctx.session, ActionPage, id=id, name=name)
-        if page.org_id != self.m.id:
+        if page.org_id != self.org.id:
             raise NotFound("Entity not found")
         return await page_view(ctx, page)
 
@@ -321,7 +321,7 @@ class PrivateOrg(OrgInterface):
     async def audit_log(
         self, info: Ctx, since: DateTime | None = None, limit: int | None = None
     ) -> list[AuditEntryType]:
-        return await audit_log(info.context, self.m.id, since, limit)
+        return await audit_log(info.context, self.org.id, since, limit)
 
 
 __all__ = ["OrgInterface", "PrivateOrg", "PublicOrg"]

@@ -54,4 +54,4 @@ class TargetMutation:
         rows = await service.upsert_targets(
             ctx.session, campaign, [t.attrs() for t in targets], outdated
         )
-        return [PrivateTarget(m=t) for t in rows]
+        return [PrivateTarget(target=t) for t in rows]

@@ -21,31 +21,31 @@ class TargetEmailType:
 
 @strawberry.interface(name="Target")
 class TargetInterface:
-    m: strawberry.Private[Target]
+    target: strawberry.Private[Target]
 
     @strawberry.field
     def id(self) -> str:
-        return str(self.m.id)
+        return str(self.target.id)
 
     @strawberry.field
     def name(self) -> str:
-        return self.m.name
+        return self.target.name
 
     @strawberry.field
     def external_id(self) -> str:
-        return self.m.external_id
+        return self.target.external_id
 
     @strawberry.field
     def locale(self) -> str | None:
-        return self.m.locale
+        return self.target.locale
 
     @strawberry.field
     def area(self) -> str | None:
-        return self.m.area
+        return self.target.area
 
     @strawberry.field
     def fields(self) -> Json | None:
-        return Json(self.m.fields or {})
+        return Json(self.target.fields or {})
 
 
 @strawberry.type(name="PublicTarget")
@@ -61,12 +61,12 @@ class PrivateTarget(TargetInterface):
             TargetEmailType(
                 email=e.email or "", email_status=EmailStatusEnum.of(e.email_status), error=e.error
             )
-            for e in await info.context.loaders.target_emails.load(self.m.id)
+            for e in await info.context.loaders.target_emails.load(self.target.id)
         ]
 
 
 def target_view(ctx: Context, target: Target) -> TargetInterface:
     user = ctx.user
     if user is not None and user.perms & Permission.INSTANCE_OWNER:
-        return PrivateTarget(m=target)
-    return PublicTarget(m=target)
+        return PrivateTarget(target=target)
+    return PublicTarget(target=target)

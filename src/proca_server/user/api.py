@@ -66,7 +66,7 @@ class UserType:
         # Orgs reached through one's own roles are shown privately (`PrivateOrg`), whatever the
         # permissions: a member sees the org they belong to.
         memberships = await user_memberships(info.context.session, self.user_id)
-        return [UserRole(org=PrivateOrg(m=org), role=role_of(s.perms)) for s, org in memberships]
+        return [UserRole(org=PrivateOrg(org=org), role=role_of(s.perms)) for s, org in memberships]
 
 
 @strawberry.type(name="Application")
