@@ -45,6 +45,7 @@ import contextlib
 import os
 import resource
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -435,6 +436,7 @@ def bench_graphql(
                     times: list[float] = []
                     count, start = 0, None
                     meter = Meter(dbname, pid=pid)
+                    spy = profiler(args.profile, pid, label) if _ == 0 else None
                     cpu0 = cpu_seconds(pid)
                     with meter.measure():
                         while True:
@@ -446,6 +448,9 @@ def bench_graphql(
                             count += len(rows)
                             start = rows[-1]["actionId"] + 1
                     meter.cpu = cpu_seconds(pid) - cpu0
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(timeout=60)
                     full = sorted(times[:-1])  # the last page is empty
                     log(
                         meter.line(f"  exportActions limit 1000 over HTTP, {label}", count)
@@ -457,6 +462,20 @@ def bench_graphql(
     finally:
         server.stop()
     return rates
+
+
+def profiler(folder: Path | None, pid: int, label: str) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the server during the first pass of a selection (--profile DIR)."""
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"export-{label.replace(' ', '-')}.txt"
+    spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen(
+        [str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def summary(label: str, rates: list[float]) -> str:
@@ -517,6 +536,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=4089)
     parser.add_argument("--wait-quiet", type=float, default=0.0)
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="With --graphql: record the server with py-spy (pip install py-spy) during the first pass of "
+        "each selection, into this folder (bench/profile_report.py reads it).",
+    )
     return parser.parse_args()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,39 @@ async def test_serve_on_a_port_in_use_says_so_in_one_line(env: dict[str, str]) -
         rc, _, err = await cli("serve", "--port", str(port), env=env)
     assert rc == 1
     assert err.strip() == f"error: cannot listen on 127.0.0.1:{port}: the port is in use"
+
+
+async def test_a_reader_that_stops_early_ends_the_command_quietly(
+    env: dict[str, str], session: AsyncSession
+) -> None:
+    """`proca-server audit --json | head -1`: the pipe closes while the command still writes;
+    it stops with status 1 and says nothing (no "database unreachable", no traceback)."""
+    from proca_server.models import AuditLog
+
+    session.add_all(
+        AuditLog(
+            actor_id="cli", resource="keys.generate", resource_id="1", changeset={"n": "x" * 200}
+        )
+        for _ in range(1_000)
+    )
+    await session.commit()
+
+    def head_1() -> tuple[bytes, int, bytes]:
+        # `... | head -1`: read one line, then close the pipe while the command still writes
+        command = [sys.executable, "-m", "proca_server", "audit", "--json", "--limit", "1000"]
+        with subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            first = proc.stdout.readline()
+            proc.stdout.close()
+            err = proc.stderr.read()
+            return first, proc.wait(timeout=60), err
+
+    first, status, err = await asyncio.wait_for(asyncio.to_thread(head_1), timeout=120)
+    assert first.startswith(b"{")
+    assert status == 1
+    assert err == b""

@@ -15,6 +15,7 @@ from proca_server.action import export
 from proca_server.campaign.types import CustomFieldType
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import EmailStatusEnum
+from proca_server.graphql.executor import SharedInAnswer
 from proca_server.graphql.scalars import Json, NaiveDateTime
 from proca_server.kit import base64url
 from proca_server.models import Donation
@@ -62,7 +63,7 @@ class ConsentType:
 
 
 @strawberry.type(name="Tracking")
-class TrackingType:
+class TrackingType(SharedInAnswer):
     source: str
     medium: str
     campaign: str

@@ -14,6 +14,7 @@ from proca_server.auth.permissions import Permission
 from proca_server.campaign.interface import CampaignInterface, campaign_view
 from proca_server.graphql.access import auth_for
 from proca_server.graphql.context import Context
+from proca_server.graphql.executor import SharedInAnswer
 from proca_server.graphql.scalars import Json
 from proca_server.graphql.views import implementation
 from proca_server.models import ActionPage
@@ -24,7 +25,7 @@ DEFAULT_JOURNEY = ["Petition", "Share"]
 
 
 @strawberry.interface(name="ActionPage")
-class ActionPageInterface:
+class ActionPageInterface(SharedInAnswer):
     page: strawberry.Private[ActionPage]
     # plain values, not resolver methods: an answer may hold a page per action (exportActions),
     # and graphql-core and Strawberry resolve a plain field several times faster

@@ -17,6 +17,7 @@ from proca_server.campaign import repository
 from proca_server.graphql.access import auth_for
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import CampaignStatusEnum, ContactSchemaEnum
+from proca_server.graphql.executor import SharedInAnswer
 from proca_server.graphql.scalars import Date, Json, NaiveDateTime
 from proca_server.graphql.views import implementation
 from proca_server.models import Campaign
@@ -140,7 +141,7 @@ def public_fields(campaign: Campaign, action_type: str) -> list[str]:
 
 
 @strawberry.interface(name="Campaign")
-class CampaignInterface:
+class CampaignInterface(SharedInAnswer):
     campaign: strawberry.Private[Campaign]
     # plain values, not resolver methods: an answer may hold a campaign per action
     # (exportActions), and graphql-core and Strawberry resolve a plain field several times faster

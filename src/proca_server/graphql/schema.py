@@ -22,6 +22,7 @@ from proca_server.campaign.types import PrivateCampaign, PublicCampaign
 from proca_server.confirm.api import ConfirmMutation
 from proca_server.donation.api import DonationMutation
 from proca_server.graphql.errors import is_expected, log
+from proca_server.graphql.executor import ProcaExecutionContext
 from proca_server.graphql.limits import (
     check_document,
     introspect,
@@ -146,6 +147,7 @@ def build_schema(
         # once
         extensions=[DocumentLimits, _validation_cache, *extensions],
         types=list(types),
+        execution_context_class=ProcaExecutionContext,
     )
     # the widget's mutations skip the generic argument conversion (action/widget_api.py)
     install_direct_resolvers(core_schema(built))

@@ -17,6 +17,7 @@ from proca_server.errors import BadArgument, NotFound
 from proca_server.graphql.access import load
 from proca_server.graphql.context import Context
 from proca_server.graphql.enums import ContactSchemaEnum, ServiceNameEnum
+from proca_server.graphql.executor import SharedInAnswer
 from proca_server.graphql.scalars import DateTime, NaiveDateTime
 from proca_server.kit import base64url
 from proca_server.models import ActionPage, Org, PublicKey, Service
@@ -63,7 +64,7 @@ class KeyWithPrivateType:
 
 
 @strawberry.type(name="KeyIds")
-class KeyIdsType:
+class KeyIdsType(SharedInAnswer):
     id: int
     public: str
 
