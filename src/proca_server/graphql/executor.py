@@ -53,7 +53,7 @@ def plain_leaf(field: GraphQLField) -> _Leaf:
     type_ = field.type
     if isinstance(type_, GraphQLNonNull):
         type_ = type_.of_type
-    return (resolve, type_) if is_leaf_type(type_) else None  # type: ignore[return-value]
+    return (resolve, type_) if is_leaf_type(type_) else None
 
 
 class ProcaExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -102,7 +102,7 @@ class ProcaExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self,
         return_type: GraphQLObjectType,
         field_details_list: FieldDetailsList,
-        info: GraphQLResolveInfo,
+        info: GraphQLResolveInfo[Any],
         path: Path,
         result: Any,
         position_context: Any,
