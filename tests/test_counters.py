@@ -669,3 +669,62 @@ def test_the_statuses_the_counting_sql_relies_on() -> None:
     assert ActionProcessingStatus.REJECTED == SupporterProcessingStatus.REJECTED == 2
     assert CampaignStatus.LIVE == 1
     assert [int(k) for k in CounterKind] == [0, 1, 2, 3]
+
+
+async def test_the_full_join_diffs_find_what_the_portable_ones_find(
+    session: AsyncSession, engine: AsyncEngine, partnered: Partnered
+) -> None:
+    """PostgreSQL reconciles with full joins (no pairwise nested loop when its statistics
+    are behind a growing campaign); they must find the same differences as the portable
+    statements: people to add, to move to another area and to drop, org people to add and
+    to drop."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the full-join diffs are PostgreSQL's")
+    from proca_server.stats import maintenance
+
+    page, partner_page = partnered.world.page, partnered.partner_page
+    for person, area in (("ann", "DE"), ("bob", "FR"), ("cid", None), ("dee", "IT")):
+        await sign(session, page, person, area=area)
+    await sign(session, partner_page, "bob", area="FR")
+    campaign_id = page.campaign_id
+    await session.execute(delete(CounterPerson).where(CounterPerson.fingerprint == fp("ann")))
+    await session.execute(
+        update(CounterPerson).where(CounterPerson.fingerprint == fp("bob")).values(area="PL")
+    )
+    await session.execute(
+        update(CounterPerson).where(CounterPerson.fingerprint == fp("cid")).values(area="ES")
+    )
+    session.add(CounterPerson(campaign_id=campaign_id, fingerprint=fp("eve"), area="SE", seen=1))
+    await session.execute(
+        delete(CounterOrgPerson).where(
+            CounterOrgPerson.org_id == partner_page.org_id,
+            CounterOrgPerson.fingerprint == fp("bob"),
+        )
+    )
+    session.add(
+        CounterOrgPerson(campaign_id=campaign_id, org_id=page.org_id, fingerprint=fp("eve"))
+    )
+    await session.commit()
+    key = {"campaign_id": campaign_id}
+    async with engine.connect() as conn:
+        found = {}
+        for name in ("_PEOPLE_DIFF", "_PEOPLE_DIFF_PG", "_ORG_DIFF", "_ORG_DIFF_PG"):
+            rows = (await conn.execute(getattr(maintenance, name), key)).all()
+            found[name] = sorted(
+                tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows
+            )
+    assert found["_PEOPLE_DIFF_PG"] == found["_PEOPLE_DIFF"]
+    assert found["_ORG_DIFF_PG"] == found["_ORG_DIFF"]
+    people = {
+        (fingerprint, counted, area) for fingerprint, counted, area, *_ in found["_PEOPLE_DIFF"]
+    }
+    assert people == {
+        (fp("ann"), 1, "DE"),  # to add
+        (fp("bob"), 1, "FR"),  # to move back
+        (fp("cid"), 1, None),  # to move to no area
+        (fp("eve"), 0, None),  # to drop
+    }
+    assert {(org, f, c) for org, f, c in found["_ORG_DIFF"]} == {
+        (partner_page.org_id, fp("bob"), 1),
+        (page.org_id, fp("eve"), 0),
+    }

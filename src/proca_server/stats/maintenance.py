@@ -114,7 +114,12 @@ counted AS (
       AND a.processing_status <> 2 AND s.processing_status <> 2
 )"""
 
-_PEOPLE_DIFF = sql(
+# The diffs between the exact sets (from the actions) and the counters' (the `known` rows).
+# On PostgreSQL as full joins: a growing campaign's rows are newer than the planner's
+# statistics, which then expect one row on each side and, for a left join or NOT EXISTS,
+# choose a nested loop comparing every pair (seconds for a few thousand supporters); a full
+# join cannot be a nested loop. SQLite (whose full join is recent) indexes the CTEs itself.
+_PEOPLE_SETS = (
     "WITH ",
     _COUNTED,
     """, ranked AS (
@@ -128,17 +133,34 @@ _PEOPLE_DIFF = sql(
 ), known AS (
     SELECT fingerprint, area FROM counter_people WHERE campaign_id = :campaign_id
 )
-SELECT e.fingerprint, 1 AS counted, e.area, CASE WHEN k.fingerprint IS NULL THEN 0 ELSE 1 END,
-       k.area
+""",
+)
+_PEOPLE_CHANGED = "(e.area IS NULL) <> (k.area IS NULL) OR e.area <> k.area"
+# rows of (fingerprint, counted, its area, known, the known area)
+_PEOPLE_DIFF = sql(
+    *_PEOPLE_SETS,
+    """SELECT e.fingerprint, 1 AS counted, e.area,
+       CASE WHEN k.fingerprint IS NULL THEN 0 ELSE 1 END, k.area
 FROM exact AS e LEFT JOIN known AS k ON k.fingerprint = e.fingerprint
-WHERE k.fingerprint IS NULL OR (e.area IS NULL) <> (k.area IS NULL) OR e.area <> k.area
+WHERE k.fingerprint IS NULL OR """,
+    _PEOPLE_CHANGED,
+    """
 UNION ALL
 SELECT k.fingerprint, 0, NULL, 1, k.area FROM known AS k
 WHERE NOT EXISTS (SELECT 1 FROM exact AS e WHERE e.fingerprint = k.fingerprint)
 """,
 )
+_PEOPLE_DIFF_PG = sql(
+    *_PEOPLE_SETS,
+    """SELECT COALESCE(e.fingerprint, k.fingerprint),
+       CASE WHEN e.fingerprint IS NULL THEN 0 ELSE 1 END, e.area,
+       CASE WHEN k.fingerprint IS NULL THEN 0 ELSE 1 END, k.area
+FROM exact AS e FULL JOIN known AS k ON k.fingerprint = e.fingerprint
+WHERE e.fingerprint IS NULL OR k.fingerprint IS NULL OR """,
+    _PEOPLE_CHANGED,
+)
 
-_ORG_DIFF = sql(
+_ORG_SETS = (
     "WITH ",
     _COUNTED,
     """, exact AS (
@@ -146,7 +168,12 @@ _ORG_DIFF = sql(
 ), known AS (
     SELECT org_id, fingerprint FROM counter_org_people WHERE campaign_id = :campaign_id
 )
-SELECT e.org_id, e.fingerprint, 1 FROM exact AS e
+""",
+)
+# rows of (org id, fingerprint, counted)
+_ORG_DIFF = sql(
+    *_ORG_SETS,
+    """SELECT e.org_id, e.fingerprint, 1 FROM exact AS e
 WHERE NOT EXISTS (
     SELECT 1 FROM known AS k WHERE k.org_id = e.org_id AND k.fingerprint = e.fingerprint
 )
@@ -155,6 +182,14 @@ SELECT k.org_id, k.fingerprint, 0 FROM known AS k
 WHERE NOT EXISTS (
     SELECT 1 FROM exact AS e WHERE e.org_id = k.org_id AND e.fingerprint = k.fingerprint
 )
+""",
+)
+_ORG_DIFF_PG = sql(
+    *_ORG_SETS,
+    """SELECT COALESCE(e.org_id, k.org_id), COALESCE(e.fingerprint, k.fingerprint),
+       CASE WHEN e.fingerprint IS NULL THEN 0 ELSE 1 END
+FROM exact AS e FULL JOIN known AS k ON k.org_id = e.org_id AND k.fingerprint = e.fingerprint
+WHERE e.fingerprint IS NULL OR k.fingerprint IS NULL
 """,
 )
 
@@ -353,7 +388,8 @@ async def _unlock(conn: AsyncConnection, lock: dict[str, int]) -> None:
 
 async def _reconcile(conn: AsyncConnection, campaign_id: int) -> Reconciliation:
     key = {"campaign_id": campaign_id}
-    people = (await conn.execute(_PEOPLE_DIFF, key)).all()
+    pg = conn.dialect.name == "postgresql"
+    people = (await conn.execute(_PEOPLE_DIFF_PG if pg else _PEOPLE_DIFF, key)).all()
     add, move, drop = [], [], []
     for fingerprint, counted, area, known, _known_area in people:
         row = {**key, "fingerprint": bytes(fingerprint), "area": area}
@@ -366,7 +402,7 @@ async def _reconcile(conn: AsyncConnection, campaign_id: int) -> Reconciliation:
     for statement, rows in ((_DROP_PERSON, drop), (_MOVE_PERSON, move), (_ADD_PERSON, add)):
         if rows:
             await conn.execute(statement, rows)
-    org_people = (await conn.execute(_ORG_DIFF, key)).all()
+    org_people = (await conn.execute(_ORG_DIFF_PG if pg else _ORG_DIFF, key)).all()
     org_add = [
         {**key, "org_id": org_id, "fingerprint": bytes(fp)} for org_id, fp, c in org_people if c
     ]
