@@ -539,8 +539,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="With --graphql: record the server with py-spy (pip install py-spy) during the first pass of "
-        "each selection, into this folder (bench/profile_report.py reads it).",
+        help="With --graphql: record the server with py-spy (pip install py-spy) during the "
+        "first pass of each selection, into this folder (bench/profile_report.py reads it).",
     )
     return parser.parse_args()
 
