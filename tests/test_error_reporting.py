@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from proca_server import error_reporting
-from proca_server.action import service as action_service
+from proca_server.action import store as action_store
 from proca_server.app import create_app
 from proca_server.app_state import state_of
 from proca_server.broker.embedded import EmbeddedBroker
@@ -155,7 +155,7 @@ def crash_in_the_store(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
         # a bug whose message carries what it should not
         raise RuntimeError(f"cannot store {EMAIL} for {token}")
 
-    monkeypatch.setattr(action_service, "add_action_contact", broken)
+    monkeypatch.setattr(action_store, "insert_signature", broken)
 
 
 async def sign_with_everything(
@@ -302,6 +302,7 @@ async def test_a_route_crash_is_reported_once_with_the_route_template(
     assert event["transaction"] == "/boom/{code}"
 
 
+@pytest.mark.slow  # the proca-server command in a subprocess
 async def test_a_command_that_crashes_is_reported(sentry: Sentry, tmp_path: Any) -> None:
     program = (
         "import sys\n"
@@ -391,6 +392,7 @@ def test_a_dsn_without_the_library_refuses_to_start(
     )
 
 
+@pytest.mark.slow  # the proca-server command in a subprocess
 @pytest.mark.parametrize("command", ["worker", "serve"])
 async def test_the_commands_refuse_a_dsn_without_the_library_in_one_line(
     command: str, tmp_path: Any

@@ -73,6 +73,13 @@ PROCESSING_BATCH_DURATION = Histogram(
 PUBLISH_FAILURES = Counter(
     "proca_publish_failures", "Messages that could not be published to the broker.", ["exchange"]
 )
+# exchange: as above (org.deliver, org.confirm.action, ...; `default` for the default exchange).
+# A message no queue took: normal for an org with no queue bound for a stage (broker/base.py)
+BROKER_UNROUTABLE = Counter(
+    "proca_broker_unroutable",
+    "Messages published to the broker that no queue took (nothing bound for their routing key).",
+    ["exchange"],
+)
 SWEPT_ACTIONS = Counter(
     "proca_swept_actions", "Actions found unprocessed by the sweeper and processed again."
 )
@@ -106,6 +113,17 @@ DETAIL_LOOKUPS = Counter(
 # reason: address | email (action/velocity.py)
 SIGNATURES_REFUSED = Counter(
     "proca_signatures_refused", "Signatures refused by the velocity limits.", ["reason"]
+)
+# the signature lane (action/lane.py): the signatures it answered, and those it left to the
+# general path by reason: captcha | idempotency | input | invalid | cache | document |
+# velocity | pool | refused | error (lane.py FALLBACKS; "error" is a bug)
+SIGNATURE_LANE_ANSWERED = Counter(
+    "proca_signature_lane_answered", "Signatures the signature lane stored and answered."
+)
+SIGNATURE_LANE_FALLBACKS = Counter(
+    "proca_signature_lane_fallbacks",
+    "Signatures the signature lane left to the general path.",
+    ["reason"],
 )
 REQUEST_LIMITS = Counter(
     "proca_request_limit_refusals", "Requests refused by a request limit.", ["limit"]

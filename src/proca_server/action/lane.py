@@ -3,26 +3,34 @@
 A signature is the hot path of a campaign in a viral spike, and most of its cost on the general
 path is machinery, not work: the ASGI router, the GraphQL executor, the ORM session and its
 greenlets, and BEGIN and COMMIT round trips around a single statement. The lane is an ASGI
-middleware in front of the router (inside CORS) that takes a `POST /api` when everything about
-it is the common case, and otherwise passes the request on untouched (its body replayed):
+middleware in front of the router (inside CORS) that answers a `POST /api` signature itself
+when it can, and otherwise passes the request on untouched (its body replayed):
 
-- PostgreSQL, no captcha configured, no credentials (Authorization, session cookies) and no
-  idempotency key: those requests need the general path's checks and bookkeeping;
-- a document that is one `addActionContact` mutation selecting only `contactRef`, `firstName`
-  and `__typename` (aliases allowed), checked and compiled once per document text;
-- variables and arguments that graphql-core coerces without error, no donation, MTT or
-  `contactRef` (their extra statements stay on the general path);
-- input that passes validation, and a page, source row and keys already in this process's
-  caches (a miss goes the general path, which fills them).
+- requests with credentials (Authorization, session cookies) or a body that is not JSON are
+  not the widget's: passed on at once, and not counted;
+- a document is compiled once per text (`compile_document`): one `addActionContact` mutation
+  selecting only `contactRef`, `firstName` and `__typename` (aliases allowed) is a
+  `LaneDocument`; another document with addActionContact is counted as a "document" fallback;
+- the signature itself goes through signature.py: the arguments as graphql-core coerces them,
+  mapped by widget_api.py, and then `plain_statement`, which asks the shared rule
+  (`general_path_reason`: captcha, idempotency key, donation, MTT, contactRef...) and runs the
+  signature's steps from this process's caches (page, sources row, keys; a miss goes the
+  general path, which fills them).
 
 So every request the lane takes would succeed on the general path, and every error comes from
-the general path, in its shape. The lane then runs the signature's one statement
-(`store.pg_signature`: the same text as the general path's, compiled by SQLAlchemy's dialect)
-on its own asyncpg pool, grouped with the signatures of the same few milliseconds
-(`SIGNATURE_BATCH_MS`) into one round trip and one commit (batcher.py: a group is atomic, and
-a refused group is retried statement by statement), hands the action to the pipeline as the
-general path does after its commit, and writes the answer.
-tests/test_signature_lane.py checks that both paths store and answer the same."""
+the general path, in its shape. The lane then runs the signature's one statement on its own
+asyncpg pool, grouped with the signatures of the same few milliseconds (`SIGNATURE_BATCH_MS`)
+into one round trip and one commit (batcher.py: a group is atomic, and a refused group is
+retried statement by statement), hands the action off as the general path does after its
+commit, and writes the answer.
+
+Every signature the lane leaves to the general path is counted in
+`proca_signature_lane_fallbacks_total{reason}` (FALLBACKS) and logged at DEBUG, the signatures
+it answers in `proca_signature_lane_answered_total`. An unexpected exception in the lane's own
+steps is the "error" reason, logged as a WARNING with its type and place (never its message,
+which may echo the input), once a minute per type at most.
+docs/adr/0002-signature-fast-path.md; tests/test_signature_lane.py checks that both paths
+store and answer the same."""
 
 from __future__ import annotations
 
@@ -31,9 +39,10 @@ import contextlib
 import json
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import asyncpg
 from graphql import (
@@ -52,17 +61,16 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from proca_server.action import captcha, service, store
+from proca_server.action import captcha, service
 from proca_server.action.batcher import StatementBatcher
-from proca_server.action.tracking import source_key
+from proca_server.action.signature import PlainFallback, PlainStatement, hand_off, plain_statement
 from proca_server.action.velocity import UNLIMITED, SignatureVelocity
-from proca_server.action.widget_api import action_values, contact_values, tracking_values
+from proca_server.action.widget_api import signature_input
 from proca_server.app_state import AppState, state_of
 from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
 from proca_server.config import Settings
 from proca_server.contact.keyrings import keyring_for
-from proca_server.contact.schemas import validate_contact
-from proca_server.errors import QueryTooComplex, TooManySignatures
+from proca_server.errors import ProcaError, QueryTooComplex, TooManySignatures
 from proca_server.graphql import idempotency
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.http import BadRequest, dumps_answer, parse_variables
@@ -70,8 +78,7 @@ from proca_server.graphql.limits import Limits, check_document, default_limits
 from proca_server.graphql.names import convert_variables
 from proca_server.kit import base64url
 from proca_server.kit.cache import Cache
-from proca_server.kit.time import utcnow
-from proca_server.metrics import ACTIONS_RECEIVED
+from proca_server.metrics import SIGNATURE_LANE_ANSWERED, SIGNATURE_LANE_FALLBACKS
 from proca_server.processing.handoff import pipeline_of
 
 log = logging.getLogger(__name__)
@@ -82,18 +89,31 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PLAN_CACHE_SIZE = 256
+DOCUMENT_CACHE_SIZE = 256
 POOL_RETRY = 10.0
 # connections the lane's pool opens at start and keeps (a PostgreSQL connection is a process
 # to fork and warm: opening them in the first seconds of a spike was that spike's worst tail)
 WARM_CONNECTIONS = 4
+# the most often an unexpected exception of one type is logged
+ERROR_LOG_INTERVAL = 60.0
 _OUTPUT_FIELDS = frozenset(("contactRef", "firstName", "__typename"))
 _CREDENTIAL_COOKIES = (SESSION_COOKIE.encode(), REMEMBER_ME_COOKIE.encode())
 
+# Why a signature went the general way: the shared rule's reasons and the plain steps' own
+# (signature.py: captcha, idempotency, input, invalid, cache), then the lane's: "document" (an
+# addActionContact document the lane does not answer), "velocity" (over a velocity limit: the
+# general path refuses it in its shape), "pool" (no connection pool), "refused" (the database
+# refused the statement, or it could not be sent: nothing was written) and "error" (an
+# unexpected exception: a bug).
+Fallback = Literal[PlainFallback, "document", "velocity", "pool", "refused", "error"]
+FALLBACKS: tuple[Fallback, ...] = get_args(Fallback)
+_FALLBACKS = {reason: SIGNATURE_LANE_FALLBACKS.labels(reason=reason) for reason in FALLBACKS}
+
 
 @dataclass(frozen=True)
-class Plan:
-    """A document the lane answers: its variables, the mutation field and what it selects."""
+class LaneDocument:
+    """A compiled document the lane answers: its variables, the mutation field and what it
+    selects."""
 
     variable_definitions: list[VariableDefinitionNode]
     variable_types: dict[str, GraphQLInputType]
@@ -103,11 +123,16 @@ class Plan:
     outputs: tuple[tuple[str, str], ...]  # (response key, field name)
 
 
-def compile_plan(
+# a document with addActionContact in a shape the lane does not answer
+OTHER_SHAPE: Literal["document"] = "document"
+
+
+def compile_document(
     schema: GraphQLSchema, query: str, operation_name: str | None, limits: Limits | None = None
-) -> Plan | None:
-    """The plan for a valid document, within the document limits, whose operation is one
-    plain addActionContact, else None."""
+) -> LaneDocument | Literal["document"] | None:
+    """The lane's compiled form of a valid document, within the document limits, whose
+    operation is one plain addActionContact; OTHER_SHAPE for another mutation with
+    addActionContact; None for anything else (not a signature, or not a valid document)."""
     try:
         document = check_document(schema, query, limits or default_limits(), count=False)
     except (GraphQLError, QueryTooComplex):
@@ -115,25 +140,24 @@ def compile_plan(
     if validate(schema, document):
         return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if len(operations) != len(document.definitions):
-        return None  # fragments: not the widget's shape
     if operation_name is None:
-        if len(operations) != 1:
-            return None
-        operation = operations[0]
+        named = operations
     else:
         named = [o for o in operations if o.name and o.name.value == operation_name]
-        if len(named) != 1:
-            return None
-        operation = named[0]
-    if operation.operation is not OperationType.MUTATION or operation.directives:
+    if len(named) != 1 or named[0].operation is not OperationType.MUTATION:
         return None
+    operation = named[0]
     selections = operation.selection_set.selections
-    if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+    if not any(isinstance(s, FieldNode) and s.name.value == "addActionContact" for s in selections):
         return None
+    if len(operations) != len(document.definitions) or operation.directives:
+        return OTHER_SHAPE  # fragments, directives: not the widget's shape
+    if len(selections) != 1:
+        return OTHER_SHAPE
     node = selections[0]
-    if node.name.value != "addActionContact" or node.directives or node.selection_set is None:
-        return None
+    assert isinstance(node, FieldNode)
+    if node.directives or node.selection_set is None:
+        return OTHER_SHAPE
     outputs = []
     for child in node.selection_set.selections:
         if (
@@ -142,7 +166,7 @@ def compile_plan(
             or child.selection_set is not None
             or child.name.value not in _OUTPUT_FIELDS
         ):
-            return None
+            return OTHER_SHAPE
         outputs.append(((child.alias or child.name).value, child.name.value))
     mutation = schema.mutation_type
     assert mutation is not None
@@ -151,9 +175,9 @@ def compile_plan(
     for definition in definitions:
         type_ = type_from_ast(schema, definition.type)
         if type_ is None:
-            return None
+            return OTHER_SHAPE
         types[definition.variable.name.value] = type_  # type: ignore[assignment]
-    return Plan(
+    return LaneDocument(
         variable_definitions=definitions,
         variable_types=types,
         field=mutation.fields["addActionContact"],
@@ -164,7 +188,7 @@ def compile_plan(
 
 
 class SignatureLane:
-    """The lane's state in one process: compiled plans and the asyncpg pool."""
+    """The lane's state in one process: compiled documents and the asyncpg pool."""
 
     def __init__(
         self,
@@ -185,18 +209,23 @@ class SignatureLane:
         self.sessionmaker = sessionmaker
         # refreshes in flight, by what they refresh; kept so that none is collected early
         self._refreshing: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._refresher = self._refresh  # bound once: the plain steps call it back
         self.enabled = settings.signature_lane and engine.dialect.name == "postgresql"
         self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._pool_retry_at = 0.0
         self._opening: asyncio.Task[asyncpg.Pool | None] | None = None
-        # compiled documents (None: not one for the lane), for good: they depend on the text
-        self._plans: Cache[tuple[str, str | None], Plan | None] = Cache(PLAN_CACHE_SIZE)
+        # compiled documents, for good: they depend on the text alone
+        self._documents: Cache[
+            tuple[str, str | None], LaneDocument | Literal["document"] | None
+        ] = Cache(DOCUMENT_CACHE_SIZE)
         self.batcher = StatementBatcher(
             self._connections, window=settings.signature_batch_ms / 1000
         )
         self.answered = 0  # signatures the lane stored (the general path's are not counted)
+        # when an unexpected exception of each type may be logged again
+        self._quiet_until: dict[str, float] = {}
 
     def start(self) -> None:
         """Open the pool in the background (a request that comes first opens it itself).
@@ -241,62 +270,142 @@ class SignatureLane:
                     )
             return self._pool
 
-    def _plan(self, query: str, operation_name: str | None) -> Plan | None:
+    def _document(
+        self, query: str, operation_name: str | None
+    ) -> LaneDocument | Literal["document"] | None:
         key = (query, operation_name)
-        cached = self._plans.get_aged(key)
+        cached = self._documents.get_aged(key)
         if cached is not None:
             return cached[0]
-        plan = compile_plan(self.schema, query, operation_name, self.limits)
-        self._plans.put(key, plan)
-        return plan
+        document = compile_document(self.schema, query, operation_name, self.limits)
+        self._documents.put(key, document)
+        return document
 
     async def answer(
-        self, body: bytes, referer: str | None, state: AppState, address: str | None = None
+        self,
+        body: bytes,
+        referer: str | None,
+        state: AppState,
+        address: str | None = None,
+        *,
+        idempotency_header: bool = False,
     ) -> bytes | None:
         """The response body for a request the lane takes; None to pass it on."""
-        if captcha.enabled(self.settings):
-            return None
         request = _request(body)
         if request is None:
             return None
-        query, operation_name, variables = request
-        plan = self._plan(query, operation_name)
-        if plan is None:
+        query, operation_name, params = request
+        document = self._document(query, operation_name)
+        if document is None:
+            return None  # not a signature
+        if isinstance(document, str):
+            self._fall_back(document)  # another shape of addActionContact
             return None
-        prepared = self._prepare(plan, variables, referer)
-        if prepared is None:
+        plain = self._prepare(document, params, body, referer, idempotency_header)
+        if isinstance(plain, str):
+            self._fall_back(plain)
             return None
-        sql, arguments, fingerprint, first_name, email = prepared
         if await self._connections() is None:
+            self._fall_back("pool")
             return None
         try:
-            self.velocity.admit(address, email)
+            self.velocity.admit(address, plain.email)
         except TooManySignatures:
-            return None  # the general path refuses it, in its shape
+            self._fall_back("velocity")  # the general path refuses it, in its shape
+            return None
         try:
-            row = await self.batcher.fetchrow(sql, arguments)
+            row = await self.batcher.fetchrow(plain.sql, plain.arguments)
         except (asyncpg.PostgresError, OSError) as exc:
             # refused or never sent: nothing was written; the general path answers (and counts
             # the signature against the velocity limits again)
-            self.velocity.give_back(address, email)
+            self.velocity.give_back(address, plain.email)
             log.info("signature lane: %s; the request goes the general way", type(exc).__name__)
+            self._fall_back("refused")
             return None
         except Exception as exc:
             # the connection broke with the statement in flight: it may or may not have been
             # committed, so it must not be sent again
             log.exception("signature lane: the statement's outcome is unknown")
-            error = GraphQLError(str(exc), path=[plan.response_key], original_error=exc)
+            error = GraphQLError(str(exc), path=[document.response_key], original_error=exc)
             return _encode({"errors": [format_error(error)], "data": None})
         self.answered += 1
-        ACTIONS_RECEIVED.labels(kind="addActionContact").inc()
-        await pipeline_of(state).after_commit([], [int(row[1])])
+        SIGNATURE_LANE_ANSWERED.inc()
+        await hand_off(pipeline_of(state), [int(row[1])], "addActionContact")
         values = {
-            "contactRef": base64url.encode(fingerprint),
-            "firstName": first_name,
-            "__typename": get_named_type(plan.field.type).name,
+            "contactRef": base64url.encode(plain.fingerprint),
+            "firstName": plain.first_name,
+            "__typename": get_named_type(document.field.type).name,
         }
-        result = {key: values[name] for key, name in plan.outputs}
-        return _encode({"data": {plan.response_key: result}})
+        result = {key: values[name] for key, name in document.outputs}
+        return _encode({"data": {document.response_key: result}})
+
+    def _prepare(
+        self,
+        document: LaneDocument,
+        params: dict[str, Any],
+        body: bytes,
+        referer: str | None,
+        idempotency_header: bool,
+    ) -> PlainStatement | Fallback:
+        """The signature's statement (signature.py `plain_statement`) from the request's
+        variables and extensions, or why the general path takes it."""
+        try:
+            extensions = params.get("extensions")
+            if extensions is not None and not isinstance(extensions, dict):
+                return "invalid"
+            idempotency_key = idempotency_header or (
+                extensions is not None and idempotency.key_from({}, extensions) is not None
+            )
+            variables = get_variable_values(
+                self.schema,
+                document.variable_definitions,
+                convert_variables(
+                    parse_variables(params.get("variables"), body) or {}, document.variable_types
+                ),
+            )
+            if isinstance(variables, list):
+                return "invalid"
+            args = get_argument_values(document.field, document.node, variables)
+            signature = signature_input(args)
+            if signature is None:
+                return "input"
+            return plain_statement(
+                self.settings,
+                self.page_cache,
+                signature,
+                referer,
+                idempotency_key=idempotency_key,
+                refresh=self._refresher,
+            )
+        except (GraphQLError, ProcaError, BadRequest, idempotency.BadKey):
+            return "invalid"  # the general path answers why
+        except Exception as exc:
+            # the last safety net: a bug here must neither fail the request nor send all
+            # signatures the slower way unseen
+            self._unexpected(exc)
+            return "error"
+
+    def _fall_back(self, reason: Fallback) -> None:
+        """Count a signature left to the general path (its answer is the general path's)."""
+        _FALLBACKS[reason].inc()
+        log.debug("signature lane: %s; the signature goes the general way", reason)
+
+    def _unexpected(self, exc: Exception) -> None:
+        """Log an unexpected exception's type and where it was raised, at most once per type
+        every ERROR_LOG_INTERVAL seconds; never its message, which may echo the input."""
+        kind = type(exc).__name__
+        now = time.monotonic()
+        if now < self._quiet_until.get(kind, 0.0):
+            return
+        self._quiet_until[kind] = now + ERROR_LOG_INTERVAL
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        log.warning(
+            "signature lane: unexpected %s%s; signatures go the general way (counted as "
+            "reason error, logged at most once a minute)",
+            kind,
+            where,
+        )
 
     def _refresh(self, what: tuple[str, int]) -> None:
         """Reload a page snapshot or an org's keys in the background, once at a time, before
@@ -320,68 +429,6 @@ class SignatureLane:
         except Exception:
             log.info("signature lane: refreshing %s %s failed", kind, ident, exc_info=True)
 
-    def _prepare(
-        self, plan: Plan, raw_variables: dict[str, Any], referer: str | None
-    ) -> tuple[str, list[Any], bytes, str | None, str | None] | None:
-        """The statement and its arguments, the fingerprint and first name; None when the
-        request is not one for the lane (its outcome is then the general path's to give)."""
-        try:
-            variables = get_variable_values(
-                self.schema,
-                plan.variable_definitions,
-                convert_variables(raw_variables, plan.variable_types),
-            )
-            if isinstance(variables, list):
-                return None
-            args = get_argument_values(plan.field, plan.node, variables)
-            action = args["action"]
-            if (
-                action.get("donation") is not None
-                or action.get("mtt") is not None
-                or args.get("contactRef") is not None
-            ):
-                return None
-            page_id = args["actionPageId"]
-            cached = self.page_cache.cached_page(page_id)
-            if cached is None:
-                return None
-            page, age = cached
-            if age > self.page_cache.page_ttl / 2:
-                self._refresh(("page", page_id))
-            source = self.page_cache.cached_source(
-                source_key(tracking_values(args.get("tracking")), referer)
-            )
-            if source == service.MISSING:
-                return None
-            data = action_values(action)
-            service.check_action(data)
-            contact = validate_contact(
-                page.campaign.contact_schema,
-                contact_values(args["contact"]),
-                seed=self.settings.fingerprint_seed,
-                today=utcnow().date(),
-            )
-            privacy = args["privacy"]
-            receivers = service.receivers(page, privacy.get("optIn"), privacy.get("leadOptIn"))
-            if not receivers:
-                return None
-            keyring = keyring_for(
-                self.settings.org_name, require_encryption=self.settings.require_encryption
-            )
-            sealed = []
-            for consent in receivers:
-                copy = keyring.cached_seal(consent.org_id, contact.payload)
-                if copy is None:
-                    return None
-                if keyring.ageing(consent.org_id):
-                    self._refresh(("keys", consent.org_id))
-                sealed.append((consent, copy))
-        except Exception:
-            return None
-        rows = service.signature_rows(page, contact, data, source, sealed)
-        sql, arguments = store.pg_signature(*rows, utcnow())
-        return sql, arguments, contact.fingerprint, contact.first_name, contact.email
-
 
 async def _keep(connection: asyncpg.Connection) -> None:
     """The pool's reset between two uses. asyncpg's default (advisory unlocks, CLOSE ALL,
@@ -390,8 +437,8 @@ async def _keep(connection: asyncpg.Connection) -> None:
 
 
 def _request(body: bytes) -> tuple[str, str | None, dict[str, Any]] | None:
-    """(query, operationName, variables) of a JSON request body, None when anything about it
-    is not plain."""
+    """(query, operationName, the whole request) of a JSON request body with a query; None
+    when it is not one."""
     try:
         params = json.loads(body)
     except (ValueError, RecursionError):
@@ -404,16 +451,7 @@ def _request(body: bytes) -> tuple[str, str | None, dict[str, Any]] | None:
         operation_name is None or isinstance(operation_name, str)
     ):
         return None
-    extensions = params.get("extensions")
-    if extensions is not None and not isinstance(extensions, dict):
-        return None
-    try:
-        if idempotency.key_from({}, extensions) is not None:
-            return None
-        variables = parse_variables(params.get("variables"), body) or {}
-    except (idempotency.BadKey, BadRequest):
-        return None
-    return query, operation_name, variables
+    return query, operation_name, params
 
 
 def _encode(body: dict[str, Any]) -> bytes:
@@ -435,8 +473,9 @@ class SignatureLaneMiddleware:
             await self.app(scope, receive, send)
             return
         referer = None
+        idempotency_header = False
         for name, value in scope["headers"]:
-            if name in (b"authorization", b"idempotency-key"):
+            if name == b"authorization":
                 await self.app(scope, receive, send)
                 return
             if name == b"cookie" and any(c in value for c in _CREDENTIAL_COOKIES):
@@ -449,6 +488,8 @@ class SignatureLaneMiddleware:
                     return
             elif name == b"referer":
                 referer = value.decode("latin-1")
+            elif name == b"idempotency-key":
+                idempotency_header = True
         chunks = []
         while True:
             message = await receive()
@@ -460,7 +501,11 @@ class SignatureLaneMiddleware:
         body = b"".join(chunks)
         client = scope.get("client")
         answer = await self.lane.answer(
-            body, referer, state_of(scope["app"]), client[0] if client else None
+            body,
+            referer,
+            state_of(scope["app"]),
+            client[0] if client else None,
+            idempotency_header=idempotency_header,
         )
         if answer is None:
             await self.app(scope, _replay(body, receive), send)

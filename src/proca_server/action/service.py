@@ -1,4 +1,6 @@
-"""Actions from the widget: addActionContact, addAction, linkActions.
+"""Actions from the widget: addAction and linkActions, and what they share with
+addActionContact (whose steps are in signature.py): the page snapshots and sources cache, the
+action's checks, donation and mail-to-target rows, the linking of earlier anonymous actions.
 
 One transaction each: validate everything first, then write supporter, contacts and action,
 so invalid input leaves no row behind."""
@@ -20,8 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proca_server.action import store
 from proca_server.action.fields import check_fields
 from proca_server.action.tracking import SourceKey
-from proca_server.contact.crypto import KeyRing, SealedContact, seal_for_org
-from proca_server.contact.schemas import ValidatedContact
 from proca_server.donation import currencies
 from proca_server.donation.reports import payment_ids
 from proca_server.errors import BadArgument, NotFound
@@ -45,7 +45,6 @@ from proca_server.models.enums import ContactSchema, DonationFrequencyUnit, Dona
 from proca_server.org.templates import check_mustache
 from proca_server.service import storage
 from proca_server.stats import record as counters
-from proca_server.supporter.privacy import Consent, consents
 
 CURRENCY_RE = re.compile(r"[A-Z]{3}")
 MAX_SUBJECT = 1280
@@ -161,12 +160,12 @@ class PageCache:
         """The page's snapshot from the database, cached anew (NotFound drops it)."""
         loaded_at = time.monotonic()
         try:
-            ctx = await read_page(session, page_id)
+            page = await read_page(session, page_id)
         except NotFound:
             self.pages.pop(page_id)
             raise
-        self.pages.put(page_id, ctx, at=loaded_at)
-        return ctx
+        self.pages.put(page_id, page, at=loaded_at)
+        return page
 
     def cached_source(self, key: SourceKey | None) -> int | None:
         """The sources row id for `key` from the cache (None for no tracking); `MISSING`
@@ -249,7 +248,7 @@ def check_action(data: ActionData) -> None:
     check_fields(data.fields)
 
 
-def _donation_row(data: DonationInput) -> Donation:
+def donation_row(data: DonationInput) -> Donation:
     payload = dict(data.payload)
     amount, currency = data.amount, data.currency
     if data.schema is DonationSchema.STRIPE_PAYMENT_INTENT:
@@ -284,7 +283,7 @@ def _donation_row(data: DonationInput) -> Donation:
     )
 
 
-async def _mtt_rows(
+async def mtt_rows(
     session: AsyncSession, campaign: CampaignSnap, mtt: MttInput
 ) -> tuple[MessageContent, list[Message]]:
     if not campaign.has_mtt:
@@ -360,23 +359,6 @@ async def _source_id(session: AsyncSession, key: SourceKey) -> tuple[int | None,
     return int(await session.scalar(select(Source.id).where(*where)) or 0) or None, False
 
 
-def _cleartext(contact: ValidatedContact, org: OrgSnap, has_mtt: bool) -> dict[str, Any]:
-    """Which personal fields stay readable on the supporter row: the area only for a
-    high-security org; everything for a campaign with MTT (letters go as the supporter);
-    otherwise email, first name and area."""
-    if org.high_security:
-        return {"area": contact.area}
-    if has_mtt:
-        return {
-            "email": contact.email,
-            "first_name": contact.first_name,
-            "last_name": contact.last_name,
-            "address": contact.address,
-            "area": contact.area,
-        }
-    return {"email": contact.email, "first_name": contact.first_name, "area": contact.area}
-
-
 @dataclass(frozen=True)
 class Created:
     action_id: int
@@ -387,85 +369,7 @@ class Created:
     linked_action_ids: tuple[int, ...] = ()
 
 
-async def add_action_contact(
-    session: AsyncSession,
-    keyring: KeyRing,
-    cache: PageCache,
-    ctx: PageContext,
-    contact: ValidatedContact,
-    data: ActionData,
-    *,
-    opt_in: bool | None,
-    lead_opt_in: bool | None,
-    source: SourceKey | None,
-    link_ref: bytes | None,
-) -> Created:
-    campaign = ctx.campaign
-    check_action(data)
-    donation = _donation_row(data.donation) if data.donation else None
-    mtt = await _mtt_rows(session, campaign, data.mtt) if data.mtt else None
-    source_row = await cache.source_id(session, source)
-    sealed = [
-        (consent, await seal_for_org(keyring, session, consent.org_id, contact.payload))
-        for consent in receivers(ctx, opt_in, lead_opt_in)
-    ]
-    rows = signature_rows(ctx, contact, data, source_row, sealed)
-    supporter_id, action_id = await store.insert_signature(session, *rows, utcnow())
-    await _attach(session, action_id, donation, mtt)
-    linked: list[int] = []
-    if link_ref is not None:
-        linked = await _link(session, [link_ref], supporter_id, contact.fingerprint, contact.area)
-    return Created(action_id, supporter_id, contact.fingerprint, contact.first_name, tuple(linked))
-
-
-def receivers(ctx: PageContext, opt_in: bool | None, lead_opt_in: bool | None) -> list[Consent]:
-    """The orgs that get a copy of the contact, with their consents (supporter/privacy.py)."""
-    page, campaign = ctx.page, ctx.campaign
-    return consents(
-        page_org_id=page.org_id,
-        lead_org_id=campaign.org_id if campaign.org_id is not None else page.org_id,
-        page_delivery=page.delivery,
-        force_delivery=campaign.force_delivery,
-        opt_in=opt_in,
-        lead_opt_in=lead_opt_in,
-    )
-
-
-def signature_rows(
-    ctx: PageContext,
-    contact: ValidatedContact,
-    data: ActionData,
-    source_row: int | None,
-    sealed: Sequence[tuple[Consent, SealedContact]],
-) -> tuple[store.SupporterRow, list[store.ContactRow], store.ActionRow, store.Counted | None]:
-    """The rows of a signature (store.insert_signature's arguments but the time), from its
-    checked input and the sealed copy of the contact for each receiver."""
-    page, campaign = ctx.page, ctx.campaign
-    supporter = store.SupporterRow(
-        fingerprint=contact.fingerprint,
-        campaign_id=campaign.id,
-        action_page_id=page.id,
-        source_id=source_row,
-        **_cleartext(contact, ctx.org, campaign.has_mtt),
-    )
-    contacts = [
-        store.ContactRow(
-            org_id=consent.org_id,
-            payload=copy.payload,
-            crypto_nonce=copy.crypto_nonce,
-            public_key_id=copy.public_key_id,
-            sign_key_id=copy.sign_key_id,
-            communication_consent=consent.communication,
-            delivery_consent=consent.delivery,
-        )
-        for consent, copy in sealed
-    ]
-    action = _action_row(ctx, data, source_row, with_consent=True)
-    counted = None if data.testing else store.Counted(page.org_id, contact.area)
-    return supporter, contacts, action, counted
-
-
-async def _link(
+async def attach_earlier_actions(
     session: AsyncSession,
     refs: Sequence[bytes],
     supporter_id: int,
@@ -497,8 +401,8 @@ async def _link(
     return [int(row[0]) for row in linked]
 
 
-def _action_row(
-    ctx: PageContext,
+def action_row(
+    page: PageContext,
     data: ActionData,
     source: int | None,
     *,
@@ -509,15 +413,15 @@ def _action_row(
         action_type=data.action_type,
         fields=data.fields,
         testing=data.testing,
-        campaign_id=ctx.campaign.id,
-        action_page_id=ctx.page.id,
+        campaign_id=page.campaign.id,
+        action_page_id=page.page.id,
         source_id=source,
         with_consent=with_consent,
         ref=ref,
     )
 
 
-async def _attach(
+async def attach_donation_and_mtt(
     session: AsyncSession,
     action_id: int,
     donation: Donation | None,
@@ -556,31 +460,31 @@ async def find_supporter(
 async def add_action(
     session: AsyncSession,
     cache: PageCache,
-    ctx: PageContext,
+    page: PageContext,
     data: ActionData,
     ref: bytes,
     source: SourceKey | None,
 ) -> Created:
     """Attach to the org's supporter with this contactRef, or keep it unlinked under `ref`."""
     check_action(data)
-    supporter = await find_supporter(session, ctx.page.org_id, ref)
+    supporter = await find_supporter(session, page.page.org_id, ref)
     if data.mtt is not None and supporter is None:
         raise BadArgument("contact_ref: Cannot find contact for MTT action")
-    donation = _donation_row(data.donation) if data.donation else None
-    mtt = await _mtt_rows(session, ctx.campaign, data.mtt) if data.mtt else None
+    donation = donation_row(data.donation) if data.donation else None
+    mtt = await mtt_rows(session, page.campaign, data.mtt) if data.mtt else None
     source_row = await cache.source_id(session, source)
     action_id = await store.insert_action(
         session,
-        _action_row(ctx, data, source_row, with_consent=False, ref=None if supporter else ref),
+        action_row(page, data, source_row, with_consent=False, ref=None if supporter else ref),
         supporter.id if supporter else None,
         utcnow(),
     )
-    await _attach(session, action_id, donation, mtt)
+    await attach_donation_and_mtt(session, action_id, donation, mtt)
     await counters.record_action(
         session,
-        campaign_id=ctx.campaign.id,
-        org_id=ctx.page.org_id,
-        action_page_id=ctx.page.id,
+        campaign_id=page.campaign.id,
+        org_id=page.page.org_id,
+        action_page_id=page.page.id,
         action_type=data.action_type,
         fingerprint=supporter.fingerprint if supporter else None,
         area=supporter.area if supporter else None,
@@ -590,14 +494,14 @@ async def add_action(
 
 
 async def link_actions(
-    session: AsyncSession, ctx: PageContext, ref: bytes, link_refs: Sequence[bytes]
+    session: AsyncSession, page: PageContext, ref: bytes, link_refs: Sequence[bytes]
 ) -> tuple[Supporter, list[int]]:
-    supporter = await find_supporter(session, ctx.page.org_id, ref)
+    supporter = await find_supporter(session, page.page.org_id, ref)
     if supporter is None:
         raise NotFound(LINK_NOT_FOUND)
     linked: list[int] = []
     if link_refs:
-        linked = await _link(
+        linked = await attach_earlier_actions(
             session, link_refs, supporter.id, supporter.fingerprint, supporter.area
         )
     return supporter, linked

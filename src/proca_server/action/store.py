@@ -3,13 +3,15 @@
 They are written with Core statements, not through the ORM unit of work: the signature is the
 hot path and the rows are never read back in the same request. On PostgreSQL all of them go in
 ONE statement (data-modifying CTEs), so a signature costs BEGIN, one statement and COMMIT; on
-SQLite they are consecutive inserts in the same transaction."""
+SQLite they are consecutive inserts in the same transaction. The columns a row fills are its
+dataclass's fields, looked up in the models' tables; the statement is built from those once
+per shape (how many contacts, counted or not)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -18,7 +20,6 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.models import Action, Contact, Supporter
-from proca_server.models.base import JSONMap, UTCDateTime
 from proca_server.stats import record as counters
 
 
@@ -66,85 +67,74 @@ class Counted:
     area: str | None
 
 
-_SUPPORTER_COLUMNS = (
-    "fingerprint",
-    "campaign_id",
-    "action_page_id",
-    "source_id",
-    "first_name",
-    "last_name",
-    "email",
-    "address",
-    "area",
-)
-_CONTACT_COLUMNS = (
-    "org_id",
-    "payload",
-    "crypto_nonce",
-    "public_key_id",
-    "sign_key_id",
-    "communication_consent",
-    "delivery_consent",
-)
-_ACTION_COLUMNS = (
-    "action_type",
-    "fields",
-    "testing",
-    "campaign_id",
-    "action_page_id",
-    "source_id",
-    "with_consent",
-    "ref",
-)
+def _columns(table: Table, row: type) -> tuple[str, ...]:
+    """The columns of `table` a row of type `row` fills, in the row's order: its fields are named
+    after them (a field the table does not have fails here, at import)."""
+    return tuple(table.c[field.name].name for field in fields(row))
+
+
+_SUPPORTERS = cast(Table, Supporter.__table__)
+_CONTACTS = cast(Table, Contact.__table__)
+_ACTIONS = cast(Table, Action.__table__)
+_SUPPORTER_COLUMNS = _columns(_SUPPORTERS, SupporterRow)
+_CONTACT_COLUMNS = _columns(_CONTACTS, ContactRow)
+_ACTION_COLUMNS = _columns(_ACTIONS, ActionRow)
+# the scopes of a signature's communication consent
+COMMUNICATION_SCOPES = ["email"]
 
 _statements: dict[tuple[int, bool], TextClause] = {}
 
 
+def _insert(table: Table, rows: Sequence[Mapping[str, str]]) -> str:
+    """INSERT INTO `table` ... VALUES: one row per item of `rows` (column name: SQL expression),
+    each stamped `:now` (a name the table lacks fails)."""
+    names = [table.c[name].name for name in rows[0]]
+    names += [table.c.inserted_at.name, table.c.updated_at.name]
+    values = ", ".join("(" + ", ".join([*row.values(), ":now", ":now"]) + ")" for row in rows)
+    # names from the models' tables, and this module's own placeholders: no input in the text
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {values}"  # noqa: S608
+
+
 def _pg_statement(contacts: int, counted: bool) -> TextClause:
     """The signature's statement for `contacts` contact rows, with or without the counter
-    CTEs; built once per shape. Parameters: the supporter's columns under their own names
-    (campaign_id, fingerprint and area are shared with the counter CTEs), `c<i>_<column>` per
-    contact, `a_<column>` for the action, `now`."""
+    CTEs; built once per shape from the models' tables. Every value goes into its column by
+    INSERT ... VALUES, where PostgreSQL gives a parameter its column's type. Parameters: the
+    supporter's columns under their own names (campaign_id, fingerprint and area are shared
+    with the counter CTEs), `c<i>_<column>` per contact, `a_<column>` for the action,
+    `scopes` and `now`."""
     key = (contacts, counted)
     stmt = _statements.get(key)
     if stmt is not None:
         return stmt
-    supporter_values = ", ".join(
-        f"CAST(:{c} AS {_PG_TYPES.get(c, 'varchar')})" for c in _SUPPORTER_COLUMNS
-    )
-    contact_rows = ", ".join(
-        "(" + ", ".join(f"CAST(:c{i}_{c} AS {_PG_TYPES[c]})" for c in _CONTACT_COLUMNS) + ")"
+    new_supporter = "(SELECT id FROM s)"
+    supporter = {c: f":{c}" for c in _SUPPORTER_COLUMNS}
+    contact_rows = [
+        {
+            "supporter_id": new_supporter,
+            **{c: f":c{i}_{c}" for c in _CONTACT_COLUMNS},
+            "communication_scopes": ":scopes",
+        }
         for i in range(contacts)
-    )
-    action_values = ", ".join(
-        f"CAST(:a_{c} AS {_PG_TYPES.get(c, 'varchar')})" for c in _ACTION_COLUMNS
-    )
-    parts = [
-        "WITH s AS (INSERT INTO supporters (",
-        ", ".join(_SUPPORTER_COLUMNS),
-        ", inserted_at, updated_at) VALUES (",
-        supporter_values,
-        ", :now, :now) RETURNING id)",
-        ", c AS (INSERT INTO contacts (supporter_id, ",
-        ", ".join(_CONTACT_COLUMNS),
-        ", communication_scopes, inserted_at, updated_at) SELECT s.id, v.*, "
-        "ARRAY['email']::varchar[], :now, :now FROM s, (VALUES ",
-        contact_rows,
-        ") AS v)",
-        ", a AS (INSERT INTO actions (supporter_id, ",
-        ", ".join(_ACTION_COLUMNS),
-        ", inserted_at, updated_at) SELECT s.id, ",
-        action_values,
-        ", :now, :now FROM s RETURNING id)",
     ]
+    action = {"supporter_id": new_supporter, **{c: f":a_{c}" for c in _ACTION_COLUMNS}}
+    parts = [f"WITH s AS ({_insert(_SUPPORTERS, [supporter])} RETURNING id)"]
+    if contact_rows:
+        parts.append(f", c AS ({_insert(_CONTACTS, contact_rows)})")
+    parts.append(f", a AS ({_insert(_ACTIONS, [action])} RETURNING id)")
     if counted:
         parts += [", ", counters.PG_COUNTER_CTES]
     parts.append(" SELECT s.id, a.id FROM s, a")
+    # the two parameters whose values need their column type's conversion on the way in
     stmt = text("".join(parts)).bindparams(
-        bindparam("now", type_=UTCDateTime()), bindparam("a_fields", type_=JSONMap())
+        bindparam("now", type_=_SUPPORTERS.c.inserted_at.type),
+        bindparam("a_fields", type_=_ACTIONS.c.fields.type),
     )
     _statements[key] = stmt
     return stmt
+
+
+def _values(row: Any, columns: Sequence[str]) -> dict[str, Any]:
+    return {c: getattr(row, c) for c in columns}
 
 
 def _pg_params(
@@ -154,10 +144,11 @@ def _pg_params(
     counted: Counted | None,
     now: datetime,
 ) -> dict[str, Any]:
-    params: dict[str, Any] = {c: getattr(supporter, c) for c in _SUPPORTER_COLUMNS}
+    params = _values(supporter, _SUPPORTER_COLUMNS)
     for i, contact in enumerate(contacts):
         params.update({f"c{i}_{c}": getattr(contact, c) for c in _CONTACT_COLUMNS})
     params.update({f"a_{c}": getattr(action, c) for c in _ACTION_COLUMNS})
+    params["scopes"] = COMMUNICATION_SCOPES
     params["now"] = now
     if counted is not None:
         delta = counters.delta_params(supporter.campaign_id, counted.org_id, action.action_type)
@@ -179,8 +170,7 @@ def pg_signature(
     """The signature's statement as asyncpg runs it ($n placeholders, compiled once per shape
     by SQLAlchemy's asyncpg dialect, so it is the very text `insert_signature` sends) and its
     arguments, for callers that talk to the driver directly. It returns (supporter id,
-    action id); on its own (autocommit) it is atomic. Needs at least one contact."""
-    assert contacts
+    action id); on its own (autocommit) it is atomic."""
     key = (len(contacts), counted is not None)
     compiled = _driver_statements.get(key)
     if compiled is None:
@@ -194,26 +184,6 @@ def pg_signature(
     return sql, [params[name] for name in names]
 
 
-_PG_TYPES = {
-    "fingerprint": "bytea",
-    "campaign_id": "bigint",
-    "action_page_id": "bigint",
-    "source_id": "bigint",
-    "area": "varchar",
-    "org_id": "bigint",
-    "payload": "bytea",
-    "crypto_nonce": "bytea",
-    "public_key_id": "bigint",
-    "sign_key_id": "bigint",
-    "communication_consent": "boolean",
-    "delivery_consent": "boolean",
-    "fields": "jsonb",
-    "testing": "boolean",
-    "with_consent": "boolean",
-    "ref": "bytea",
-}
-
-
 async def insert_signature(
     session: AsyncSession,
     supporter: SupporterRow,
@@ -224,7 +194,7 @@ async def insert_signature(
 ) -> tuple[int, int]:
     """Insert the rows (and count them unless `counted` is None); (supporter id, action id)."""
     bind = session.bind
-    if bind is not None and bind.dialect.name == "postgresql" and contacts:
+    if bind is not None and bind.dialect.name == "postgresql":
         params = _pg_params(supporter, contacts, action, counted, now)
         row = (
             await session.execute(_pg_statement(len(contacts), counted is not None), params)
@@ -234,13 +204,9 @@ async def insert_signature(
     supporter_id = int(
         (
             await session.execute(
-                insert(Supporter)
-                .values(
-                    **{c: getattr(supporter, c) for c in _SUPPORTER_COLUMNS},
-                    inserted_at=now,
-                    updated_at=now,
-                )
-                .returning(Supporter.id)
+                insert(_SUPPORTERS)
+                .values(**_values(supporter, _SUPPORTER_COLUMNS), inserted_at=now, updated_at=now)
+                .returning(_SUPPORTERS.c.id)
             )
         ).scalar_one()
     )
@@ -248,12 +214,12 @@ async def insert_signature(
         # the table, not the entity: the ORM's bulk insert would leave a None consent out
         # (and the column's default false would replace "not asked")
         await session.execute(
-            insert(cast(Table, Contact.__table__)),
+            insert(_CONTACTS),
             [
                 {
                     "supporter_id": supporter_id,
-                    **{c: getattr(contact, c) for c in _CONTACT_COLUMNS},
-                    "communication_scopes": ["email"],
+                    **_values(contact, _CONTACT_COLUMNS),
+                    "communication_scopes": COMMUNICATION_SCOPES,
                     "inserted_at": now,
                     "updated_at": now,
                 }
@@ -281,14 +247,14 @@ async def insert_action(
     return int(
         (
             await session.execute(
-                insert(Action)
+                insert(_ACTIONS)
                 .values(
                     supporter_id=supporter_id,
-                    **{c: getattr(action, c) for c in _ACTION_COLUMNS},
+                    **_values(action, _ACTION_COLUMNS),
                     inserted_at=now,
                     updated_at=now,
                 )
-                .returning(Action.id)
+                .returning(_ACTIONS.c.id)
             )
         ).scalar_one()
     )

@@ -1,36 +1,41 @@
-"""GraphQL: the public mutations widgets call — addActionContact, addAction, linkActions."""
+"""GraphQL: the public mutations widgets call — addActionContact, addAction, linkActions.
+
+A signature's steps are in signature.py; this module maps the GraphQL input to them, once:
+`contact_values`, `action_values` and `tracking_values` read graphql-core's coerced arguments,
+for the direct resolvers below and the signature lane; Strawberry's generic resolvers (which
+serve donations and mail-to-target letters) read their typed input back into that shape
+(`_arguments`) and go through the same functions."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
+from functools import cache, partial
 from typing import Any
 
 import strawberry
 from graphql import GraphQLResolveInfo, GraphQLSchema
+from strawberry.schema.name_converter import NameConverter
 from strawberry.types import Info
+from strawberry.types.base import get_object_definition, has_object_definition
 
-from proca_server.action import captcha, service
+from proca_server.action import service
 from proca_server.action.fields import merge_fields
+from proca_server.action.signature import (
+    Sender,
+    SignatureInput,
+    hand_off_after_commit,
+    record_signature,
+)
 from proca_server.action.tracking import source_key
 from proca_server.action.types import DonationFrequencyUnitEnum, DonationSchemaEnum
-from proca_server.contact.crypto import KeyRing
-from proca_server.contact.keyrings import keyring_for
-from proca_server.contact.schemas import validate_contact
 from proca_server.errors import BadArgument, NotFound
 from proca_server.graphql.context import Context
 from proca_server.graphql.scalars import Date, Json
 from proca_server.kit import base64url
-from proca_server.kit.time import utcnow
-from proca_server.metrics import ACTIONS_RECEIVED
-from proca_server.models import AuditLog
 from proca_server.models import enums as m
 
 Ctx = Info[Context, None]
-
-
-def keyring(ctx: Context) -> KeyRing:
-    return keyring_for(ctx.settings.org_name, require_encryption=ctx.settings.require_encryption)
 
 
 @strawberry.input(name="CustomFieldInput")
@@ -69,7 +74,8 @@ class ActionInput:
     testing: bool | None = None
 
     def data(self) -> service.ActionData:
-        legacy = [(f.key, f.value) for f in self.fields or []]
+        """The action as the service takes it: its common part through `action_values`, a
+        donation and a letter from their typed input."""
         donation = None
         if self.donation is not None:
             d = self.donation
@@ -90,13 +96,7 @@ class ActionInput:
                 body=self.mtt.body,
                 files=self.mtt.files,
             )
-        return service.ActionData(
-            action_type=self.action_type,
-            fields=merge_fields(self.custom_fields, legacy),  # type: ignore[arg-type]
-            testing=bool(self.testing),
-            donation=donation,
-            mtt=mtt,
-        )
+        return replace(action_values(_arguments(self)), donation=donation, mtt=mtt)
 
 
 @strawberry.input(name="AddressInput")
@@ -128,12 +128,8 @@ class ContactInput:
     nationality: NationalityInput | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            k: v for k, v in vars(self).items() if k not in ("address", "nationality")
-        }
-        out["address"] = vars(self.address) if self.address else None
-        out["nationality"] = vars(self.nationality) if self.nationality else None
-        return out
+        """The contact as the service takes it (`contact_values`)."""
+        return contact_values(_arguments(self))
 
 
 @strawberry.input(name="ConsentInput")
@@ -158,7 +154,7 @@ class ContactReference:
 
 
 def _tracking(tracking: TrackingInput | None) -> dict[str, str | None] | None:
-    return dict(vars(tracking)) if tracking is not None else None
+    return tracking_values(None if tracking is None else _arguments(tracking))
 
 
 @strawberry.type
@@ -174,16 +170,16 @@ class WidgetMutation:
         tracking: TrackingInput | None = None,
         contact_ref: strawberry.ID | None = None,
     ) -> ContactReference:
-        return await sign(
-            info.context,
-            action_page_id,
-            action.data(),
-            contact.as_dict(),
+        signature = SignatureInput(
+            page_id=action_page_id,
+            action=action.data(),
+            contact=contact.as_dict(),
             opt_in=privacy.opt_in,
             lead_opt_in=privacy.lead_opt_in,
             tracking=_tracking(tracking),
             contact_ref=contact_ref,
         )
+        return await _add_action_contact(info.context, signature)
 
     @strawberry.mutation
     async def add_action(
@@ -214,56 +210,23 @@ class WidgetMutation:
             raise NotFound(service.LINK_NOT_FOUND) from exc
         refs = [service.decode_ref(r, "linkRefs") for r in link_refs or []]
         supporter, linked = await service.link_actions(ctx.session, page, ref, refs)
-        _hand_off(ctx, linked)
+        hand_off_after_commit(ctx.after_commit, ctx.pipeline, linked, None)
         return ContactReference(contact_ref=str(contact_ref), first_name=supporter.first_name)
 
 
-async def sign(
-    ctx: Context,
-    action_page_id: int,
-    action: service.ActionData,
-    contact: dict[str, Any],
-    *,
-    opt_in: bool | None,
-    lead_opt_in: bool | None,
-    tracking: dict[str, str | None] | None,
-    contact_ref: str | None,
-) -> ContactReference:
-    """addActionContact, from plain values (both resolvers below come here)."""
-    session = ctx.session
-    page = await ctx.page_cache.load_page(session, action_page_id)
-    link_ref = service.decode_ref(contact_ref) if contact_ref else None
-    captcha_meta = await captcha.verify(ctx.settings, ctx.extensions)
-    validated = validate_contact(
-        page.campaign.contact_schema,
-        contact,
-        seed=ctx.settings.fingerprint_seed,
-        today=utcnow().date(),
-    )
-    ctx.velocity.admit(ctx.client_address, validated.email)
-    created = await service.add_action_contact(
-        session,
-        keyring(ctx),
-        ctx.page_cache,
-        page,
-        validated,
-        action,
-        opt_in=opt_in,
-        lead_opt_in=lead_opt_in,
-        source=source_key(tracking, ctx.referer),
-        link_ref=link_ref,
+async def _add_action_contact(ctx: Context, signature: SignatureInput) -> ContactReference:
+    """addActionContact on the general path (signature.py `record_signature`)."""
+    created = await record_signature(
+        ctx.session,
+        ctx.after_commit,
+        ctx.pipeline,
+        signature,
+        Sender(ctx.client_address, ctx.referer, ctx.extensions),
+        settings=ctx.settings,
+        page_cache=ctx.page_cache,
+        velocity=ctx.velocity,
     )
     assert created.fingerprint is not None
-    if captcha_meta:
-        session.add(
-            AuditLog(
-                actor_id=str(created.supporter_id),
-                resource="captcha_actions",
-                resource_id=str(created.action_id),
-                changeset=captcha_meta,
-            )
-        )
-    _hand_off(ctx, [created.action_id, *created.linked_action_ids], "addActionContact")
     return ContactReference(
         contact_ref=base64url.encode(created.fingerprint), first_name=created.first_name
     )
@@ -283,33 +246,14 @@ async def share(
     created = await service.add_action(
         ctx.session, ctx.page_cache, page, action, ref, source_key(tracking, ctx.referer)
     )
-    _hand_off(ctx, [created.action_id], "addAction")
+    hand_off_after_commit(ctx.after_commit, ctx.pipeline, [created.action_id], "addAction")
     return ContactReference(contact_ref=str(contact_ref), first_name=None)
 
 
-def _hand_off(ctx: Context, action_ids: list[int], received: str | None = None) -> None:
-    """Once the mutation commits, its actions go to processing (the sweeper redoes it if this
-    process dies first); `received` counts the new action by the mutation's name."""
-    if not action_ids:
-        return
-    pipeline = ctx.pipeline
-
-    async def hand_off() -> None:
-        if received is not None:
-            ACTIONS_RECEIVED.labels(kind=received).inc()
-        await pipeline.after_commit([], action_ids)
-
-    ctx.after_commit.append(hand_off)
-
-
-# --- direct resolvers -------------------------------------------------------------------------
-# The widget's two mutations are the hot path. Strawberry's generic argument conversion (input
-# objects rebuilt field by field, with type introspection at every level) costs about as much
-# as the rest of a signature, so these resolvers take graphql-core's coerced arguments (plain
-# dicts, GraphQL field names) and build the service's values directly. Donations and MTT keep
-# the generic path. tests/test_widget_direct.py checks that both paths answer and store the same.
-
-DIRECT_RESOLVERS = True
+# --- the input, mapped once ---------------------------------------------------------------------
+# graphql-core's coerced arguments (plain dicts under the GraphQL field names) as the service
+# takes them. The direct resolvers and the signature lane read them so; Strawberry's generic
+# resolvers turn their typed input back into that shape first (`_arguments`).
 
 _ADDRESS = (
     ("country", "country"),
@@ -320,12 +264,17 @@ _ADDRESS = (
     ("street_number", "streetNumber"),
 )
 _TRACKING = ("source", "medium", "campaign", "content", "location")
-
-Resolver = Callable[..., Awaitable[Any]]
+# What the mapping reads of addActionContact's arguments and of an ActionInput. Anything else
+# the schema has (a donation, a letter, or a field added later) is read from the typed input
+# of the generic resolver when it is given, and keeps a signature off the signature lane.
+ARGUMENTS_READ = frozenset(
+    ("actionPageId", "action", "contact", "privacy", "tracking", "contactRef")
+)
+ACTION_FIELDS_READ = frozenset(("actionType", "customFields", "fields", "testing"))
 
 
 def contact_values(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """ContactInput.as_dict() from the coerced input."""
+    """A ContactInput as contact/schemas.py `validate_contact` reads it."""
     address = raw.get("address")
     nationality = raw.get("nationality")
     return {
@@ -349,7 +298,8 @@ def contact_values(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def action_values(raw: Mapping[str, Any]) -> service.ActionData:
-    """ActionInput.data() from the coerced input (no donation, no MTT)."""
+    """An ActionInput's common part (all but a donation and a letter) as the service takes it:
+    customFields and the deprecated key/value list merged."""
     legacy = [(f["key"], f["value"]) for f in raw.get("fields") or []]
     return service.ActionData(
         action_type=raw["actionType"],
@@ -362,24 +312,25 @@ def tracking_values(raw: Mapping[str, Any] | None) -> dict[str, str | None] | No
     return None if raw is None else {k: raw.get(k) for k in _TRACKING}
 
 
-def _generic(action: Mapping[str, Any]) -> bool:
-    return (
-        not DIRECT_RESOLVERS or action.get("donation") is not None or action.get("mtt") is not None
-    )
+def _given(values: Mapping[str, Any], names: tuple[str, ...]) -> bool:
+    """Whether `values` give something (not null) under one of `names`."""
+    for name in names:  # noqa: SIM110 (a loop: no generator made on the hot path)
+        if values.get(name) is not None:
+            return True
+    return False
 
 
-async def _direct_add_action_contact(
-    generic: Resolver, root: Any, info: GraphQLResolveInfo[Any], **args: Any
-) -> Any:
-    if _generic(args["action"]):
-        return await generic(root, info, **args)
-    ctx: Context = info.context
+def signature_input(args: Mapping[str, Any]) -> SignatureInput | None:
+    """addActionContact's coerced arguments as the signature's steps take them; None when they
+    give more than this mapping reads (a donation, a letter: the generic resolver's)."""
+    action = args["action"]
+    if _given(action, _ACTION_UNREAD) or _given(args, _ARGUMENTS_UNREAD):
+        return None
     privacy = args["privacy"]
-    return await sign(
-        ctx,
-        args["actionPageId"],
-        action_values(args["action"]),
-        contact_values(args["contact"]),
+    return SignatureInput(
+        page_id=args["actionPageId"],
+        action=action_values(action),
+        contact=contact_values(args["contact"]),
         opt_in=privacy.get("optIn"),
         lead_opt_in=privacy.get("leadOptIn"),
         tracking=tracking_values(args.get("tracking")),
@@ -387,16 +338,78 @@ async def _direct_add_action_contact(
     )
 
 
+_NAMES = NameConverter()  # the schema's naming (graphql/schema.py sets no other)
+
+
+@cache
+def _field_names(cls: type) -> tuple[tuple[str, str], ...]:
+    """(Python name, GraphQL name) of each field of a Strawberry input type."""
+    definition = get_object_definition(cls, strict=True)
+    return tuple((f.python_name, _NAMES.from_field(f)) for f in definition.fields)
+
+
+def _unread(names: Iterable[str], read: frozenset[str]) -> tuple[str, ...]:
+    known = tuple(names)
+    if not read <= set(known):
+        raise RuntimeError(f"the mapping reads names the schema lacks: {read - set(known)}")
+    return tuple(name for name in known if name not in read)
+
+
+# the schema's names the mapping does not read (a coerced input holds no others)
+_ACTION_UNREAD = _unread((name for _, name in _field_names(ActionInput)), ACTION_FIELDS_READ)
+_ARGUMENTS_UNREAD = _unread(
+    (
+        _NAMES.from_argument(argument)
+        for argument in get_object_definition(WidgetMutation, strict=True)
+        .get_field("add_action_contact")
+        .arguments  # type: ignore[union-attr]
+    ),
+    ARGUMENTS_READ,
+)
+
+
+def _arguments(value: Any) -> Any:
+    """A value of the generic resolvers' typed input as graphql-core coerced it: an input
+    object as a dict under its GraphQL field names, a list item by item, a scalar as it is."""
+    if isinstance(value, list):
+        return [_arguments(item) for item in value]
+    kind: type = type(value)
+    if not has_object_definition(kind):
+        return value
+    return {name: _arguments(getattr(value, attr)) for attr, name in _field_names(kind)}
+
+
+# --- direct resolvers -------------------------------------------------------------------------
+# The widget's two mutations are the hot path. Strawberry's generic argument conversion (input
+# objects rebuilt field by field, with type introspection at every level) costs about as much
+# as the rest of a signature, so these resolvers take graphql-core's coerced arguments and map
+# them above. Donations and MTT keep the generic path. tests/test_widget_direct.py checks that
+# both paths answer and store the same.
+
+DIRECT_RESOLVERS = True
+
+Resolver = Callable[..., Awaitable[Any]]
+
+
+async def _direct_add_action_contact(
+    generic: Resolver, root: Any, info: GraphQLResolveInfo[Any], **args: Any
+) -> Any:
+    signature = signature_input(args) if DIRECT_RESOLVERS else None
+    if signature is None:
+        return await generic(root, info, **args)
+    return await _add_action_contact(info.context, signature)
+
+
 async def _direct_add_action(
     generic: Resolver, root: Any, info: GraphQLResolveInfo[Any], **args: Any
 ) -> Any:
-    if _generic(args["action"]):
+    action = args["action"]
+    if not DIRECT_RESOLVERS or _given(action, _ACTION_UNREAD):
         return await generic(root, info, **args)
-    ctx: Context = info.context
     return await share(
-        ctx,
+        info.context,
         args["actionPageId"],
-        action_values(args["action"]),
+        action_values(action),
         args["contactRef"],
         tracking_values(args.get("tracking")),
     )
