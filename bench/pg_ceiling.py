@@ -1,7 +1,7 @@
 """PostgreSQL's own ceiling for the rows of a signature, measured with pgbench.
 
-Creates a fresh database, migrates it (`python -m proca_server db upgrade`, then `setup` and
-bench/seed.py for an org with a key, a campaign and a page), and runs pgbench with the scripts
+Creates a fresh database, migrates it (`python -m proca_server setup`, then bench/seed.py for
+an org with a key, a campaign and a page), and runs pgbench with the scripts
 of bench/pgbench/ (-M prepared, like the server's asyncpg driver):
 
 - signature.sql: supporter + contact (300-byte payload) + action in one transaction,
@@ -42,7 +42,7 @@ sys.path.insert(0, str(BENCH))
 
 import resource  # noqa: E402
 
-from widget_load import CpuWatch, psql, wait_quiet  # noqa: E402
+from widget_load import CpuWatch, psql, setup_and_seed, wait_quiet  # noqa: E402
 
 SCRIPTS = ["signature", "signature_counters", "signature_hot_source"]
 
@@ -102,25 +102,7 @@ def main() -> None:
     logdir = Path(tempfile.mkdtemp(prefix="pgbench-log-"))
     results = []
     try:
-        for cmd in (["db", "upgrade"], ["setup"]):
-            subprocess.run(
-                [args.python, "-m", "proca_server", *cmd],
-                cwd=ROOT,
-                env=env,
-                check=True,
-                timeout=120,
-                capture_output=True,
-            )
-        seeded = subprocess.run(
-            [args.python, str(BENCH / "seed.py")],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            timeout=60,
-            capture_output=True,
-            text=True,
-        )
-        ids = json.loads(seeded.stdout.strip().splitlines()[-1])
+        ids = setup_and_seed(args.python, env)  # setup migrates
         key = psql(url, f"SELECT id FROM public_keys WHERE org_id = {int(ids['org'])}")
         sign_key = psql(url, "SELECT id FROM public_keys WHERE private IS NOT NULL LIMIT 1")
         source = psql(
@@ -222,8 +204,8 @@ def main() -> None:
                 f"failed {result['failed']}, "
                 f"actions added {added}, {args.clients} clients, {args.duration}s; CPU cores: "
                 f"postgres {cpu['postgres']}, pgbench {cpu['pgbench']}, machine {cpu['machine']}"
-                f" ({1000 * cpu['postgres'] * cpu['wall_s'] / max(added, 1):.2f} ms of PostgreSQL CPU per "
-                "signature)",
+                f" ({1000 * cpu['postgres'] * cpu['wall_s'] / max(added, 1):.2f} ms of "
+                "PostgreSQL CPU per signature)",
                 flush=True,
             )
     finally:

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import resource
 import secrets
 import subprocess
@@ -32,20 +31,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiormq
-import aiormq.abc
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.widget_load import (
-    cpu_by_name,
-    cpu_seconds,
-    machine_busy_seconds,
-    process_tree,
-    psql,
-    run_wrk,
-)
+from bench.delivery import CpuWatch, DeliveryConsumer, percentile
+from bench.widget_load import psql, run_wrk
 from tests.clients.harness import free_port
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.factories import make_campaign, make_key, make_org, make_page
@@ -59,45 +50,6 @@ from proca_server.config import Settings
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "add_action_contact.lua"
 WINDOW = float(os.environ.get("BENCH_WINDOW", "5"))
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-class CpuWatch:
-    """CPU cores used, between `begin` and `end`, by the server's processes, PostgreSQL,
-    RabbitMQ, this driver (the consumer), wrk and the whole machine."""
-
-    def __init__(self, server_pid: int, worker_pid: int | None) -> None:
-        self.roots = [server_pid] + ([worker_pid] if worker_pid else [])
-
-    def _sample(self) -> dict[str, float]:
-        pids = [p for root in self.roots for p in process_tree(root)]
-        return {
-            "server": sum(cpu_seconds(p) for p in pids),
-            "postgres": cpu_by_name(("postgres",)),
-            "rabbitmq": cpu_by_name(("beam.smp",)),
-            "driver": time.process_time(),
-            "machine": machine_busy_seconds(),
-            "wall": time.monotonic(),
-        }
-
-    def begin(self) -> None:
-        self._start = self._sample()
-
-    def end(self, wrk_cpu: float) -> dict[str, float]:
-        now = self._sample()
-        wall = now["wall"] - self._start["wall"]
-        cores = {k: round((now[k] - self._start[k]) / wall, 2) for k in now if k != "wall"}
-        cores["wrk"] = round(wrk_cpu / wall, 2)
-        cores["other"] = round(
-            cores["machine"]
-            - sum(cores[k] for k in ("server", "postgres", "rabbitmq", "driver", "wrk")),
-            2,
-        )
-        return cores
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 @contextlib.asynccontextmanager
@@ -184,49 +136,8 @@ async def main(
             broker = await RabbitBroker.connect(AMQP_URL)
             await broker.apply_topology(org_topology(OrgConfig(org_id, custom_action_deliver=True)))
             await broker.close()
-            # The consumer: aiormq's channel directly (no message objects), the request's
-            # time read from the body with a regex, acknowledged 50 at a time: a light
-            # stand-in for the org's CRM, which would not run on this machine.
-            connection = await aiormq.connect(AMQP_URL)
-            channel = await connection.channel()
-            await channel.basic_qos(prefetch_count=1000)
-            queue_name = f"cus.{org_id}.deliver"
-            for _ in range(300):
-                try:
-                    await channel.queue_declare(queue_name, passive=True)
-                    break
-                except aiormq.exceptions.ChannelNotFoundEntity:
-                    channel = await connection.channel()
-                    await channel.basic_qos(prefetch_count=1000)
-                    await asyncio.sleep(0.1)
-            else:
-                raise SystemExit("cus.N.deliver never appeared (topology not applied)")
-            timeline: list[tuple[float, float]] = []  # (sent, seconds to the queue)
-            arrivals = [0]
-            unacked = [0]
-            stamp = re.compile(rb'"customFields":\{"t":([0-9.]+)')
-            action_id = re.compile(rb'"actionId":([0-9]+)')
-            measured_ids: set[int] = set()  # distinct actions among the measured arrivals
-
-            async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
-                arrived = time.time()
-                found = stamp.search(message.body)
-                assert found is not None, "a message without the driver's stamp"
-                sent_at = float(found.group(1)) / 1000
-                arrivals[0] += 1
-                if sent_at >= first_sent:
-                    timeline.append((sent_at, arrived - sent_at))
-                    found_id = action_id.search(message.body)
-                    assert found_id is not None, "a message without an actionId"
-                    measured_ids.add(int(found_id.group(1)))
-                unacked[0] += 1
-                if unacked[0] >= 50 or arrivals[0] >= expected[0]:
-                    unacked[0] = 0
-                    await channel.basic_ack(message.delivery_tag, multiple=True)
-
-            expected = [1 << 60]  # known once the load is over
-            first_sent = float("inf")  # the warm-up's arrivals are not measured
-            await channel.basic_consume(queue_name, on_message)
+            consumer = DeliveryConsumer(AMQP_URL, f"cus.{org_id}.deliver")
+            await consumer.start()
             threads = 2
 
             async def load(seconds: float, run: str) -> dict[str, Any]:
@@ -248,18 +159,16 @@ async def main(
                 )
 
             async def drained(stored: int) -> None:
-                expected[0] = stored
-                for _ in range(600):  # up to two minutes for the stragglers
-                    if arrivals[0] >= stored:
-                        return
-                    await asyncio.sleep(0.2)
+                await consumer.wait_for(stored, 120)  # up to two minutes for the stragglers
 
             if warmup > 0:
                 # as a deployment is warm when a spike comes: pools open, caches filled
                 await load(warmup, f"w{int(time.time())}")
                 await drained(int(psql(url, "SELECT count(*) FROM actions").strip()))
             before = int(psql(url, "SELECT count(*) FROM actions").strip())
-            watch = CpuWatch(server_pid, worker.pid if worker is not None else None)
+            watch = CpuWatch(
+                {"server": [server_pid] + ([worker.pid] if worker is not None else [])}
+            )
             watch.begin()
             first_sent = time.time()
             children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -272,8 +181,7 @@ async def main(
             stored = total - before
             await drained(total)
             cores = watch.end(wrk_cpu)
-            await channel.basic_ack(0, multiple=True)
-            await connection.close()
+            await consumer.close()
             async with httpx.AsyncClient(base_url=api_url) as http:
                 exposition = (await http.get("/metrics")).text
             took = result["duration_us"] / 1e6
@@ -285,10 +193,10 @@ async def main(
                 f"HTTP answer p50 {http_latency['p50'] / 1000:.1f} ms, "
                 f"p99 {http_latency['p99'] / 1000:.1f} ms"
             )
-            latencies = [latency for _, latency in timeline]
+            latencies, measured, messages = consumer.window(first_sent)
             print(
-                f"arrived in cus.N.deliver: {len(measured_ids)} of {stored} actions"
-                f" ({len(latencies)} messages, {len(latencies) - len(measured_ids)} duplicates)"
+                f"arrived in cus.N.deliver: {measured} of {stored} actions"
+                f" ({messages} messages, {messages - measured} duplicates)"
             )
             if latencies:
                 p50, p90, p99, top = (percentile(latencies, p) for p in (50, 90, 99, 100))
@@ -297,6 +205,11 @@ async def main(
                     f" p99 {p99:.3f}s max {top:.3f}s"
                 )
                 windows: dict[int, list[float]] = {}
+                timeline = [
+                    (sent, arrived - sent)
+                    for sent, arrived in zip(consumer.sent, consumer.arrived, strict=True)
+                    if sent >= first_sent
+                ]
                 for sent_at, latency in timeline:
                     windows.setdefault(int((sent_at - first_sent) // WINDOW), []).append(latency)
                 print(

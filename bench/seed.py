@@ -1,12 +1,15 @@
 """Seed a migrated database for the load tests: an org with an active key (so contacts are
 really encrypted), a campaign and an action page. Prints one JSON line with their ids.
 
-Run with the server's environment (DATABASE_URL, ...), after `python -m proca_server setup`."""
+Run with the server's environment (DATABASE_URL, ...), after `python -m proca_server setup`.
+BENCH_ORG_ID gives the org that id (one no other run on the shared RabbitMQ uses: its queues
+are named after it); BENCH_DELIVER=1 gives it a delivery queue, `cus.N.deliver`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 from nacl.public import PrivateKey
 
@@ -19,7 +22,13 @@ async def main() -> None:
     engine = db.create_engine(get_settings())
     try:
         async with db.transaction(db.create_sessionmaker(engine)) as session:
-            org = Org(name="benchorg", title="Bench Org")
+            org = Org(
+                name="benchorg",
+                title="Bench Org",
+                custom_action_deliver=os.environ.get("BENCH_DELIVER") == "1",
+            )
+            if os.environ.get("BENCH_ORG_ID"):
+                org.id = int(os.environ["BENCH_ORG_ID"])
             session.add(org)
             await session.flush()
             private = PrivateKey.generate()

@@ -15,6 +15,14 @@ then compares the database (actions, supporters, contacts) with the 2xx answers,
 server, reads PostgreSQL's per-database statistics and drops the database. Reports numbers;
 decides nothing. Every step has a time limit.
 
+The server runs with the environment of this program, over which the benchmark's own settings
+win (DATABASE_URL, PROCA_ENV=dev, LOG_LEVEL, ACCESS_LOG, ...). Its log goes to a file in the
+run's log directory. By default it logs at WARNING with no access log (ACCESS_LOG=false);
+--access-log turns uvicorn's line per request on (ACCESS_LOG=true) and, unless --log-level
+says otherwise, logs at INFO, where those lines are written (the server's defaults, as an
+operator who sets neither runs it). To measure the access log alone:
+`--access-log` against `--no-access-log --log-level info`.
+
     .venv/bin/python bench/widget_load.py --workers 2,3,4 --duration 30
 """
 
@@ -417,6 +425,24 @@ def port_free(port: int) -> bool:
 # --- one full run ---------------------------------------------------------------------
 
 
+def setup_and_seed(python: str, env: dict[str, str]) -> dict[str, int]:
+    """`proca_server setup` and bench/seed.py on the database of `env`: the seeded ids (org,
+    campaign, page)."""
+    for command in (["-m", "proca_server", "setup"], [str(BENCH / "seed.py")]):
+        done = subprocess.run(
+            [python, *command],
+            cwd=ROOT,
+            env=env,
+            timeout=120,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-2000:]}")
+    return {k: int(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
 def profile_worker(pid: int, seconds: int, outdir: Path, python_bin: Path) -> Any:
     py_spy = shutil.which("py-spy") or str(python_bin.parent / "py-spy")
 
@@ -441,7 +467,8 @@ def one_run(args: argparse.Namespace, workers: int, logdir: Path) -> dict[str, A
         "DATABASE_URL": url,
         "PROCA_ENV": "dev",
         "FINGERPRINT_SEED": "bench",
-        "LOG_LEVEL": "warning",
+        "LOG_LEVEL": args.log_level or ("info" if args.access_log else "warning"),
+        "ACCESS_LOG": "true" if args.access_log else "false",
         # one load generator is one address: the velocity check runs on every signature,
         # with a limit this load never reaches
         "SIGNATURE_LIMIT_PER_ADDRESS": "1000000000",
@@ -449,30 +476,18 @@ def one_run(args: argparse.Namespace, workers: int, logdir: Path) -> dict[str, A
     env.update({k: v for k, v in os.environ.items() if k.startswith("SIGNATURE_LIMIT_")})
     if args.pool_size:
         env["POOL_SIZE"] = str(args.pool_size)
-    report: dict[str, Any] = {"workers": workers, "database": dbname}
+    report: dict[str, Any] = {
+        "workers": workers,
+        "database": dbname,
+        "log_level": env["LOG_LEVEL"],
+        "access_log": args.access_log,
+    }
     log(f"workers={workers}: database {dbname}")
     psql(admin, f'CREATE DATABASE "{dbname}"')
     server: Server | None = None
     stats_before: dict[str, int] = {}
     try:
-        subprocess.run(
-            [args.python, "-m", "proca_server", "setup"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            timeout=120,
-            capture_output=True,
-        )
-        seeded = subprocess.run(
-            [args.python, str(BENCH / "seed.py")],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            timeout=60,
-            capture_output=True,
-            text=True,
-        )
-        ids = json.loads(seeded.stdout.strip().splitlines()[-1])
+        ids = setup_and_seed(args.python, env)
         page = str(ids["page"])
         server = Server(args.python, env, args.port, workers, logdir)
         server.start()
@@ -674,7 +689,10 @@ def describe(name: str, r: dict[str, Any]) -> list[str]:
 
 
 def summary(report: dict[str, Any]) -> str:
-    lines = [f"== {report['workers']} worker(s)"]
+    lines = [
+        f"== {report['workers']} worker(s), LOG_LEVEL={report['log_level']}, "
+        f"ACCESS_LOG={str(report['access_log']).lower()}"
+    ]
     phases = ["sustained"] + [k for k in report if k.startswith("paced_")] + ["burst"]
     phases += [k for k in report if k.startswith("get_count")]
     for phase in [*phases, "http_floor", "profile", "profile_get"]:
@@ -748,6 +766,16 @@ def main() -> None:
         "--floor", action="store_true", help="also measure OPTIONS /api (the HTTP stack alone)"
     )
     p.add_argument("--floor-connections", type=int, default=50)
+    p.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the server's access log, a line per request (ACCESS_LOG; default: off)",
+    )
+    p.add_argument(
+        "--log-level",
+        help="the server's LOG_LEVEL (default: info with --access-log, else warning)",
+    )
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--json", metavar="FILE", help="write all figures as JSON")
     args = p.parse_args()

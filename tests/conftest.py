@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from proca_server.app import create_app
 from proca_server.app_state import state_of
+from proca_server.auth import passwords
 from proca_server.config import Settings
 from proca_server.contact.keyrings import forget_keyrings
 from proca_server.migrations.migrate import upgrade
@@ -29,6 +31,9 @@ from proca_server.models import Base
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# bcrypt's lowest cost for the hashes the tests make (the server's is 12, a quarter of a
+# second each): the same algorithm and checks, without minutes of hashing
+TEST_WORK_FACTOR = 4
 
 
 def _pg_dsn(url: str) -> str:
@@ -61,6 +66,9 @@ _pg_problem: str | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _pg_problem
+    passwords.WORK_FACTOR = TEST_WORK_FACTOR
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistUnits(), "proca-xdist-units")
     _pg_problem = asyncio.run(_pg_reachable())
     if _pg_problem and IN_CI:
         raise pytest.UsageError(
@@ -84,6 +92,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         if directory in SLOW_DIRECTORIES:
             item.add_marker(pytest.mark.slow)
+
+
+# The tests that declare and consume queues on the shared RabbitMQ: their queue names follow
+# org ids, which every xdist worker's databases hand out from 1, and some read the global
+# `system.deliver`. Under `pytest -n` they run in one worker, one after the other; every
+# other test is a unit of its own, handed to whichever worker is free.
+RABBITMQ_TESTS = (
+    "tests/pipeline/",
+    "tests/broker/test_rabbitmq.py",
+    "tests/email/test_worker_broker.py",
+)
+
+
+def xdist_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under `pytest -n`."""
+    return "rabbitmq" if nodeid.startswith(RABBITMQ_TESTS) else nodeid
+
+
+class XdistUnits:
+    """Registered when pytest-xdist (the dev extra) is loaded: under `-n` with the default
+    `--dist load`, xdist's scheduler of scopes, the scopes being `xdist_unit`s (`--dist
+    loadgroup` does not group on pytest 9: it puts the group into the node id, which pytest 9
+    no longer reads)."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        if config.getvalue("dist") != "load":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Units(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return xdist_unit(nodeid)
+
+        return Units(config, log)
 
 
 def pg_available() -> bool:
@@ -185,9 +228,22 @@ async def session(
     state.page_cache.clear()
     state.response_cache.clear()
     state.key_sets.clear()
-    async with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            await conn.execute(delete(table))
+    await empty_tables(engine)
+
+
+async def empty_tables(engine: AsyncEngine) -> None:
+    """Delete every row, children first, in one round trip to the database (a script on the
+    driver's connection: asyncpg runs it as one transaction, SQLite's executescript commits)."""
+    script = ";".join(
+        str(delete(t).compile(dialect=engine.dialect))
+        for t in reversed(Base.metadata.sorted_tables)
+    )
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        if engine.dialect.name == "sqlite":
+            await driver.executescript(script)
+        else:
+            await driver.execute(script)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 
 from proca_server.graphql.socket import PhoenixWebSocketProtocol
+from tests.local_http import QuickServer
 
 CONTROL = "__absinthe__:control"
 
@@ -31,20 +32,13 @@ async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
     raise AssertionError("condition not met in time")
 
 
-class _Server(uvicorn.Server):
-    # The test runner keeps its own signal handling.
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, lifespan="off", log_level="warning", ws=PhoenixWebSocketProtocol)
-    server = _Server(config)
+    server = QuickServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await until(lambda: server.started)

@@ -174,6 +174,54 @@ async def test_setup_user_token_serve_end_to_end(env: dict[str, str]) -> None:
         await asyncio.wait_for(proc.wait(), timeout=20)
 
 
+async def _serve_and_log(env: dict[str, str], requests: int) -> str:
+    """What `serve --workers 2` logs while answering `requests` GET /health."""
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proca_server",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(150):
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("server did not start")
+            for _ in range(requests):
+                assert (await client.get("/health")).status_code == 200
+    finally:
+        proc.terminate()
+    assert proc.stderr is not None
+    err = await asyncio.wait_for(proc.stderr.read(), timeout=20)
+    await asyncio.wait_for(proc.wait(), timeout=20)
+    return err.decode()
+
+
+async def test_access_log_follows_the_setting(env: dict[str, str]) -> None:
+    assert (await cli("setup", env=env))[0] == 0
+    # as deployed: the server configures its logging itself (not under PROCA_ENV=test)
+    shown = {**env, "PROCA_ENV": "dev", "LOG_LEVEL": "info"}
+    logged = await _serve_and_log(shown, 5)
+    assert logged.count('"GET /health HTTP/1.1" 200') >= 5
+    quiet = await _serve_and_log({**shown, "ACCESS_LOG": "false"}, 5)
+    assert "Application startup complete" in quiet  # the server still logs at INFO
+    assert "GET /health" not in quiet
+
+
 async def test_setup_creates_the_data_directory(tmp_path: Path) -> None:
     data = tmp_path / "not" / "yet"
     rc, out, err = await cli("setup", env={"PROCA_DATA_DIR": str(data), "DATABASE_URL": ""})

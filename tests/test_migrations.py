@@ -38,8 +38,8 @@ from tests.factories import make_campaign, make_org, make_page, make_user, make_
 
 
 def _diff(conn: Connection) -> list[Any]:
-    ctx = MigrationContext.configure(conn, opts={"compare_type": False})
-    return compare_metadata(ctx, Base.metadata)
+    migration = MigrationContext.configure(conn, opts={"compare_type": False})
+    return compare_metadata(migration, Base.metadata)
 
 
 async def test_migrated_schema_matches_the_models(engine: AsyncEngine) -> None:

@@ -118,11 +118,12 @@ async def test_keys_generate_activate_list_and_import(
     rc, out, err = await operator(
         "keys",
         "import",
-        "bees",
-        base64url.encode(bytes(made_elsewhere)),
         "--name",
         "offline",
         "--activate",
+        "--",  # a key may start with "-"
+        "bees",
+        base64url.encode(bytes(made_elsewhere)),
         env=env,
     )
     assert rc == 0, err

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,3 +90,16 @@ def test_bcrypt_round_trip() -> None:
     assert passwords.verify_password("Correct-horse-1", hashed)
     assert not passwords.verify_password("wrong", hashed)
     assert not passwords.verify_password("x", None)
+
+
+def test_new_hashes_cost_the_work_factor_which_is_12_outside_the_tests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(passwords, "WORK_FACTOR", 5)
+    assert passwords.hash_password("Correct-horse-1").startswith("$2b$05$")
+    # tests/conftest.py lowers it for the suite; the module as the server loads it
+    spec = importlib.util.spec_from_file_location("server_passwords", passwords.__file__)
+    assert spec is not None and spec.loader is not None
+    server = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(server)
+    assert server.WORK_FACTOR == 12

@@ -114,7 +114,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.check()
     if settings.env != "test":
-        configure_logging(settings.log_level, json_lines=settings.production)
+        configure_logging(
+            settings.log_level, json_lines=settings.production, access_log=settings.access_log
+        )
     if settings.production and not settings.email_webhook_secret:
         log.warning(
             "EMAIL_WEBHOOK_SECRET is not set: /webhook/mailjet and /webhook/brevo accept "

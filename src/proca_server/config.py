@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     sso_home_url: str | None = Field(None, alias="SSO_HOME_URL")
     local_auth_enable: bool = Field(True, alias="LOCAL_AUTH_ENABLE")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # uvicorn's line per HTTP request (`proca-server serve`)
+    access_log: bool = Field(True, alias="ACCESS_LOG")
     # error reporting (error_reporting.py, the `sentry` extra): off while the DSN is unset;
     # the environment defaults to PROCA_ENV
     sentry_dsn: str | None = Field(None, alias="SENTRY_DSN")

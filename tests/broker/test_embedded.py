@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -108,6 +110,47 @@ async def test_unroutable_and_unknown_exchange(
     with pytest.raises(QueueNotFound):
         await broker.send_to_queue(f"cus.{n}.deliver", b"{}")
     assert await rows(session) == []
+
+
+def unroutable_count(kind: str) -> float:
+    return REGISTRY.get_sample_value("proca_broker_unroutable_total", {"exchange": kind}) or 0.0
+
+
+async def test_unroutable_messages_are_counted_and_said_once_per_exchange_and_key(
+    broker: EmbeddedBroker, session: AsyncSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an org with no delivery queue: its deliver messages go nowhere, as expected
+    n = await org_with(broker)
+    deliver = f"org.{n}.deliver"
+    body = b'{"contact": {"email": "ada.lovelace@example.org"}}'
+    before = unroutable_count("org.deliver")
+    with caplog.at_level(logging.INFO):
+        for _ in range(30):
+            assert not await broker.publish(deliver, "petition.save_bees", body)
+        outcomes = await broker.publish_batch(
+            [(deliver, "petition.save_bees", body)] * 5 + [(deliver, "register.other", body)],
+            session=session,
+        )
+    assert outcomes == [False] * 6
+    assert unroutable_count("org.deliver") - before == 36
+    said = [r.getMessage() for r in caplog.records if "no queue bound" in r.getMessage()]
+    assert said == [
+        f"no queue bound on exchange {deliver} for routing key 'petition.save_bees': such "
+        "messages are dropped, as expected for an org with no queue for this stage (such as "
+        "no delivery queue); counted in proca_broker_unroutable_total, said once an hour",
+        f"no queue bound on exchange {deliver} for routing key 'register.other': such "
+        "messages are dropped, as expected for an org with no queue for this stage (such as "
+        "no delivery queue); counted in proca_broker_unroutable_total, said once an hour",
+    ]
+    assert not [r for r in caplog.records if "ada.lovelace" in r.getMessage()]
+    assert await rows(session) == []
+    # a missing queue through the default exchange is the caller's error to report: counted,
+    # not said here
+    default_before = unroutable_count("default")
+    with caplog.at_level(logging.INFO), pytest.raises(QueueNotFound):
+        await broker.send_to_queue(f"cus.{n}.deliver", body)
+    assert unroutable_count("default") - default_before == 1
+    assert len([r for r in caplog.records if "no queue bound" in r.getMessage()]) == 2
 
 
 async def test_publish_in_the_callers_session_commits_and_rolls_back_with_it(

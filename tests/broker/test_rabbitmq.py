@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,7 @@ import aio_pika
 import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server.broker import (
@@ -254,6 +256,40 @@ async def test_publish_many_confirms_each_message_in_order(
     bodies = [(await get(channel, f"cus.{n}.deliver")).body for _ in range(20)]
     assert bodies == [b"m%d" % i for i in range(30) if i % 3]
     assert await broker.publish_many([]) == []
+
+
+def unroutable_count(kind: str) -> float:
+    return REGISTRY.get_sample_value("proca_broker_unroutable_total", {"exchange": kind}) or 0.0
+
+
+async def test_unroutable_messages_are_counted_and_said_once_per_exchange_and_key(
+    declared: Declared, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an org with no delivery queue: its deliver messages go nowhere, as expected
+    n = await declared.org()
+    broker = declared.broker
+    deliver = f"org.{n}.deliver"
+    body = b'{"contact": {"email": "ada.lovelace@example.org"}}'
+    before = unroutable_count("org.deliver")
+    with caplog.at_level(logging.INFO):
+        outcomes = await broker.publish_many(
+            [(deliver, "petition.save_bees", body)] * 40 + [(deliver, "register.other", body)]
+        )
+        for _ in range(5):
+            assert not await broker.publish(deliver, "petition.save_bees", body)
+    assert outcomes == [False] * 41
+    assert unroutable_count("org.deliver") - before == 46
+    said = [r for r in caplog.records if "no queue bound" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in said] == [
+        (
+            "INFO",
+            f"no queue bound on exchange {deliver} for routing key {key!r}: such messages are "
+            "dropped, as expected for an org with no queue for this stage (such as no "
+            "delivery queue); counted in proca_broker_unroutable_total, said once an hour",
+        )
+        for key in ("petition.save_bees", "register.other")
+    ]
+    assert not [r for r in caplog.records if "ada.lovelace" in r.getMessage()]
 
 
 async def test_publish_many_names_a_missing_exchange_and_the_channel_recovers(

@@ -356,6 +356,7 @@ def proca_crypto() -> Path:
         pytest.skip(str(exc))
 
 
+@pytest.mark.slow  # @proca/crypto under Node (installed from npm once)
 async def test_proca_crypto_decrypts_what_the_server_seals(
     session: AsyncSession, proca_crypto: Path
 ) -> None:

@@ -20,7 +20,7 @@ from proca_server.kit import base64url
 from proca_server.models import Action, Campaign
 from proca_server.org.service import ensure_instance_org
 from proca_server.processing.loader import LoadedAction, load_actions_for_processing
-from proca_server.processing.service import Plan, apply_plans, plan_processing
+from proca_server.processing.service import ProcessingPlan, apply_plans, plan_processing
 from tests.factories import make_campaign, make_key, make_org, make_page
 from tests.widget_helpers import ADD_ACTION, ADD_ACTION_CONTACT, signature, widget_post
 
@@ -138,7 +138,7 @@ async def load(session: AsyncSession, ids: list[int]) -> list[LoadedAction]:
     return await load_actions_for_processing(session, ids)
 
 
-async def process(session: AsyncSession, ids: list[int]) -> list[Plan]:
+async def process(session: AsyncSession, ids: list[int]) -> list[ProcessingPlan]:
     """Plan, apply and commit, as a worker does (publishing is the caller's part)."""
     plans = await plan_processing(session, await load(session, ids))
     await apply_plans(session, plans)

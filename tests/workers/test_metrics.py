@@ -66,6 +66,7 @@ async def test_with_metrics_port_the_metrics_move_to_their_own_port(
         await asyncio.to_thread(server.stop)
 
 
+@pytest.mark.slow  # three Python processes
 async def test_multiprocess_mode_sums_the_processes(tmp_path: Path) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     count = (

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proca_server.broker.embedded import EmbeddedBroker
 from proca_server.kit.time import utcnow
 from proca_server.models.enums import ActionProcessingStatus
-from proca_server.processing.requeue_cli import ActionQuery, find_action_ids
+from proca_server.processing.requeue_cli import RequeueSelection, find_action_ids
 from proca_server.user.service import reset_api_token
 from tests.factories import make_user
 from tests.graphql_helpers import data, error, gql
@@ -122,18 +122,20 @@ async def test_find_action_ids_by_campaign_status_and_time(
     everything = await action_ids(session)
     fresh = everything[-1]
 
-    found = await find_action_ids(session, site.org_id, ActionQuery(campaign=site.campaign_name))
+    found = await find_action_ids(
+        session, site.org_id, RequeueSelection(campaign=site.campaign_name)
+    )
     assert found == [*ids, fresh]
-    delivered = ActionQuery(status=ActionProcessingStatus.DELIVERED)
+    delivered = RequeueSelection(status=ActionProcessingStatus.DELIVERED)
     assert await find_action_ids(session, site.org_id, delivered) == ids[:1]
-    repeat = ActionQuery(status=ActionProcessingStatus.REPEAT)
+    repeat = RequeueSelection(status=ActionProcessingStatus.REPEAT)
     assert await find_action_ids(session, site.org_id, repeat) == ids[1:]
-    later = ActionQuery(since=utcnow() + timedelta(hours=1))
+    later = RequeueSelection(since=utcnow() + timedelta(hours=1))
     assert await find_action_ids(session, site.org_id, later) == []
-    assert await find_action_ids(session, site.org_id, ActionQuery(ids=(fresh,), limit=1)) == [
+    assert await find_action_ids(session, site.org_id, RequeueSelection(ids=(fresh,), limit=1)) == [
         fresh
     ]
-    assert await find_action_ids(session, other.org_id, ActionQuery(ids=tuple(ids))) == []
+    assert await find_action_ids(session, other.org_id, RequeueSelection(ids=tuple(ids))) == []
 
 
 @pytest.mark.slow  # the proca-server command in a subprocess

@@ -32,10 +32,13 @@ POW_KEY_LENGTH = 64
 POW_DIGESTS = frozenset({"sha", "sha224", "sha256", "sha384", "sha512"})
 # A stored hash decides the work done to check it; refuse absurd counts rather than stall.
 POW_MAX_ITERATIONS = 10_000_000
+# bcrypt's cost (log2 of its rounds) for new hashes; the test suite lowers it for speed
+# (tests/conftest.py), nothing else changes it
+WORK_FACTOR = 12
 
 
 def hash_password(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(WORK_FACTOR)).decode()
 
 
 def verify_password(password: str, hashed: str | None) -> bool:

@@ -12,7 +12,10 @@ keeps the name of its queue as its routing key, so it can be sent back there.
 
 `publish` is mandatory publishing: it returns whether at least one queue received the
 message. An unroutable message (no queue bound for its routing key, a normal case for an org
-with nothing configured for a stage) is not an error; it is logged and the caller sees False.
+with nothing configured for a stage, such as no delivery queue) is not an error: the caller
+sees False, the message is dropped and counted in `proca_broker_unroutable_total` by kind of
+exchange, and it is logged at INFO only the first time its exchange and routing key come up
+in the hour (`note_unroutable`), not once per message.
 Publishing to an exchange that does not exist raises `ExchangeNotFound`, sending to a queue
 that does not exist raises `QueueNotFound`.
 
@@ -22,13 +25,18 @@ the caller commits after it, and reads one outcome per message."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proca_server.broker.topology import OrgTopology, fail_exchange, queue_org_id
+from proca_server import metrics
+from proca_server.broker.topology import OrgTopology, exchange_kind, fail_exchange, queue_org_id
+from proca_server.kit.once import Once
+
+log = logging.getLogger(__name__)
 
 
 class BrokerError(Exception):
@@ -153,6 +161,21 @@ def failure_org(queue: str, org_id: int | None) -> int:
 
 def park_exchange(queue: str, org_id: int | None) -> str:
     return fail_exchange(failure_org(queue, org_id))
+
+
+def note_unroutable(notices: Once, exchange: str, routing_key: str) -> None:
+    """A message no queue took: counted, and said when `notices` (the broker's own) has not
+    seen its exchange and routing key within the hour. Through the default exchange it is a
+    queue that does not exist, which the caller reports: counted only."""
+    metrics.BROKER_UNROUTABLE.labels(exchange=exchange_kind(exchange)).inc()
+    if exchange and notices.first((exchange, routing_key)):
+        log.info(
+            "no queue bound on exchange %s for routing key %r: such messages are dropped, "
+            "as expected for an org with no queue for this stage (such as no delivery queue); "
+            "counted in proca_broker_unroutable_total, said once an hour",
+            exchange,
+            routing_key,
+        )
 
 
 def should_park(error: BaseException, retries: int, retry_limit: int) -> bool:

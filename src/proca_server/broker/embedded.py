@@ -50,6 +50,7 @@ from proca_server.broker.base import (
     Outgoing,
     QueueNotFound,
     failure_org,
+    note_unroutable,
     outcomes,
     park_exchange,
     should_park,
@@ -65,6 +66,7 @@ from proca_server.broker.store import (
     route,
 )
 from proca_server.broker.topology import OrgTopology, queue_org_id
+from proca_server.kit.once import Once
 from proca_server.models.queue import BrokerBinding, BrokerExchange, BrokerQueue
 from proca_server.pubsub import CHANNEL, PubSub
 
@@ -96,6 +98,8 @@ class EmbeddedBroker:
         self.pubsub = pubsub
         self._wakers: dict[str, set[asyncio.Event]] = {}
         self._consumers: set[EmbeddedConsumer] = set()
+        # the exchanges and routing keys of unroutable messages said lately
+        self._unroutable = Once()
 
     # topology
 
@@ -167,7 +171,7 @@ class EmbeddedBroker:
     ) -> bool:
         queues = await route(session, exchange, routing_key)
         if not queues:
-            log.info("unroutable message on exchange %r, routing key %r", exchange, routing_key)
+            note_unroutable(self._unroutable, exchange, routing_key)
             return False
         await insert_messages(session, queues, exchange, routing_key, body)
         await self._wake_after_commit(session, queues)

@@ -4,8 +4,9 @@
   connection. A message in hand when the connection drops is not acknowledged, so RabbitMQ
   delivers it again.
 - Publishing is persistent, mandatory and publisher-confirmed: `publish` returns once the
-  broker has the message, and says whether a queue took it (a returned message is logged and
-  answered False; see base.py). A publish interrupted by a connection loss raises.
+  broker has the message, and says whether a queue took it (a returned message is answered
+  False, counted and logged once per exchange and routing key; see base.py). A publish
+  interrupted by a connection loss raises.
 - Topology changes run on a channel of their own, closed afterwards, so that the client never
   replays old bindings on a reconnection.
 - A failed message is republished (confirmed) before the original is acknowledged: to
@@ -41,6 +42,7 @@ from proca_server.broker.base import (
     Outgoing,
     QueueNotFound,
     failure_org,
+    note_unroutable,
     outcomes,
     park_exchange,
     should_park,
@@ -48,6 +50,7 @@ from proca_server.broker.base import (
 )
 from proca_server.broker.topology import OrgTopology, delay_exchange
 from proca_server.kit import retry
+from proca_server.kit.once import Once
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +93,7 @@ def retries_of(message: AbstractIncomingMessage, queue: str) -> int:
     return count
 
 
-def _outcome(exchange: str, routing_key: str, result: object) -> bool | BrokerError:
+def _outcome(exchange: str, result: object) -> bool | BrokerError:
     """What one publish came to, from the client's answer or the exception it raised: True (a
     queue took it), False (unroutable: returned by the broker) or the BrokerError to report
     (`ExchangeNotFound` for a missing exchange)."""
@@ -100,10 +103,8 @@ def _outcome(exchange: str, routing_key: str, result: object) -> bool | BrokerEr
         return BrokerError(f"RabbitMQ refused a message for {exchange!r}")
     if isinstance(result, BaseException):
         return BrokerError(f"publish to {exchange!r} failed: {type(result).__name__}")
-    if isinstance(result, DeliveredMessage):
-        log.info("unroutable message on exchange %r, routing key %r", exchange, routing_key)
-        return False
-    return True
+    # a message returned by the broker is unroutable
+    return not isinstance(result, DeliveredMessage)
 
 
 class RabbitBroker:
@@ -122,6 +123,8 @@ class RabbitBroker:
         self._topology_lock = asyncio.Lock()
         self._consumers: set[RabbitConsumer] = set()
         self._pending: set[asyncio.Task[bool]] = set()
+        # the exchanges and routing keys of unroutable messages said lately
+        self._unroutable = Once()
 
     @classmethod
     async def connect(
@@ -233,9 +236,11 @@ class RabbitBroker:
             OSError,
         ) as exc:
             result = exc
-        outcome = _outcome(exchange, routing_key, result)
+        outcome = _outcome(exchange, result)
         if isinstance(outcome, BrokerError):
             raise outcome from (result if isinstance(result, BaseException) else None)
+        if not outcome:
+            note_unroutable(self._unroutable, exchange, routing_key)
         return outcome
 
     async def publish_batch(
@@ -302,10 +307,13 @@ class RabbitBroker:
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result  # a cancellation
-        return [
-            _outcome(exchange, routing_key, result)
-            for (exchange, routing_key, _), result in zip(messages, results, strict=True)
-        ]
+        answers: list[Outcome] = []
+        for (exchange, routing_key, _), result in zip(messages, results, strict=True):
+            outcome = _outcome(exchange, result)
+            if outcome is False:
+                note_unroutable(self._unroutable, exchange, routing_key)
+            answers.append(outcome)
+        return answers
 
     async def _send(
         self,

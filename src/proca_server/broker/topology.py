@@ -136,6 +136,15 @@ def delay_exchange(org_id: int) -> str:
     return exchange_name(org_id, "delay")
 
 
+def exchange_kind(exchange: str) -> str:
+    """The metrics' label of an exchange: org.12.event -> org.event (one per kind, not per
+    org); `default` for the default exchange."""
+    parts = exchange.split(".")
+    if len(parts) >= 3 and parts[0] == "org" and parts[1].isdigit():
+        return ".".join(["org", *parts[2:]])
+    return exchange or "default"
+
+
 _ORG_QUEUE = re.compile(r"^(?:wrk|cus|org)\.(\d+)\.")
 
 

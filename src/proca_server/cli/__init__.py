@@ -212,7 +212,7 @@ def serve(
         raise UserInputError("the database is not migrated: run `proca-server setup`")
     host, port = host or s.listen_ip, port or s.port
     require_free_port(host, port)
-    configure_logging(s.log_level, json_lines=s.production)
+    configure_logging(s.log_level, json_lines=s.production, access_log=s.access_log)
     uvicorn.run(
         "proca_server.app:create_app",
         factory=True,
@@ -221,6 +221,7 @@ def serve(
         workers=workers,
         log_level=s.log_level.lower(),
         log_config=None,
+        access_log=s.access_log,
         proxy_headers=True,
         ws_max_size=s.max_body_bytes,
         # accepts the empty Sec-WebSocket-Protocol header some Phoenix clients send

@@ -42,7 +42,10 @@ def _withheld(value: object) -> object:
     return value if body is None else f"<message of {len(body)} bytes, withheld>"
 
 
-def configure_logging(level: str, *, json_lines: bool) -> None:
+def configure_logging(level: str, *, json_lines: bool, access_log: bool = True) -> None:
+    """`access_log`: uvicorn's line per request (ACCESS_LOG). Called again in each server
+    process once uvicorn has set its loggers up, so the choice is made here, not only by
+    uvicorn's own `access_log`."""
     handler = logging.StreamHandler()
     if json_lines:
         handler.setFormatter(JsonFormatter())
@@ -58,3 +61,5 @@ def configure_logging(level: str, *, json_lines: bool) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # uvicorn writes its access line only while this logger has a handler to reach
+    logging.getLogger("uvicorn.access").propagate = access_log

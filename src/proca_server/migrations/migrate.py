@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -24,6 +25,7 @@ def alembic_config(sqlalchemy_url: str) -> Config:
     return cfg
 
 
+@functools.cache  # the scripts ship with the code: read them once per process
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 

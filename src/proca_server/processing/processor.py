@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proca_server import metrics
 from proca_server.broker.base import Broker, BrokerError, ExchangeNotFound, QueueNotFound
+from proca_server.broker.topology import exchange_kind
 from proca_server.kit.once import Once
-from proca_server.processing.service import Plan, apply_plans, process_actions
+from proca_server.processing.service import ProcessingPlan, apply_plans, process_actions
 from proca_server.processing.supervisor import Supervisor
 from proca_server.processing.transition import Stage
 
@@ -32,15 +33,6 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 BATCH_WAIT = 0.05
-
-
-def exchange_kind(exchange: str) -> str:
-    """The metrics' label of an exchange: org.12.event -> org.event (one per kind, not per
-    org)."""
-    parts = exchange.split(".")
-    if len(parts) >= 3 and parts[0] == "org" and parts[1].isdigit():
-        return ".".join(["org", *parts[2:]])
-    return exchange or "default"
 
 
 class ActionQueue:
@@ -144,7 +136,9 @@ class Processor:
             metrics.observe_processing_lag(stage, plan.loaded.action.inserted_at, now)
         return len(applied)
 
-    async def _publish(self, session: AsyncSession, plans: list[Plan]) -> list[Plan]:
+    async def _publish(
+        self, session: AsyncSession, plans: list[ProcessingPlan]
+    ) -> list[ProcessingPlan]:
         """Publish the messages of the batch for its transaction; the plans whose messages
         all went out. A missing exchange raises `ExchangeNotFound` (the caller applies the
         topologies and tries the batch again); a plan with a failed message is left to the
@@ -153,7 +147,7 @@ class Processor:
             (p.exchange, p.routing_key, p.body) for plan in plans for p in plan.publications
         ]
         outcomes = iter(await self.broker.publish_batch(messages, session=session))
-        published: list[Plan] = []
+        published: list[ProcessingPlan] = []
         missing: ExchangeNotFound | None = None
         for plan in plans:
             failed: BrokerError | None = None
@@ -178,7 +172,7 @@ class Processor:
             raise missing
         return published
 
-    def _note_unrouted(self, plan: Plan) -> bool:
+    def _note_unrouted(self, plan: ProcessingPlan) -> bool:
         """A message no queue took; whether the plan may be applied all the same.
 
         A detail lookup request must reach the org's lookup queue (a topology not applied
@@ -204,7 +198,7 @@ class Processor:
             )
         return True
 
-    def _note_unsent_thanks(self, plan: Plan) -> None:
+    def _note_unsent_thanks(self, plan: ProcessingPlan) -> None:
         """A delivered action of a page with a thank-you template while the org has no email
         backend: the thank-you email is not sent (once an hour per org and process)."""
         page, org = plan.loaded.page, plan.loaded.org

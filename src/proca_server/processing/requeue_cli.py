@@ -34,7 +34,7 @@ DESTINATIONS = {d.value.lower(): d for d in RequeueDestination}
 
 
 @dataclass(frozen=True)
-class ActionQuery:
+class RequeueSelection:
     """Which actions of the org to requeue; ids and the filters combine."""
 
     ids: tuple[int, ...] = ()
@@ -55,9 +55,11 @@ async def get_org_id(session: AsyncSession, org: str) -> int:
     return found
 
 
-async def find_action_ids(session: AsyncSession, org_id: int, query: ActionQuery) -> list[int]:
-    """Ids of the actions with a contact for the org matching the query, in id order."""
-    if not query.ids and not query.has_filter:
+async def find_action_ids(
+    session: AsyncSession, org_id: int, selection: RequeueSelection
+) -> list[int]:
+    """Ids of the actions with a contact for the org matching the selection, in id order."""
+    if not selection.ids and not selection.has_filter:
         raise UserInputError("give action ids or at least one of --campaign, --status, --since")
     statement = (
         select(Action.id)
@@ -65,19 +67,19 @@ async def find_action_ids(session: AsyncSession, org_id: int, query: ActionQuery
         .join(Contact, (Contact.supporter_id == Supporter.id) & (Contact.org_id == org_id))
         .order_by(Action.id)
     )
-    if query.ids:
-        statement = statement.where(Action.id.in_(sorted(set(query.ids))))
-    if query.campaign is not None:
+    if selection.ids:
+        statement = statement.where(Action.id.in_(sorted(set(selection.ids))))
+    if selection.campaign is not None:
         statement = statement.join(Campaign, Campaign.id == Action.campaign_id).where(
-            Campaign.name == query.campaign
+            Campaign.name == selection.campaign
         )
-    if query.status is not None:
-        statement = statement.where(Action.processing_status == query.status)
-    if query.since is not None:
-        since = query.since if query.since.tzinfo else query.since.replace(tzinfo=UTC)
+    if selection.status is not None:
+        statement = statement.where(Action.processing_status == selection.status)
+    if selection.since is not None:
+        since = selection.since if selection.since.tzinfo else selection.since.replace(tzinfo=UTC)
         statement = statement.where(Action.inserted_at >= since)
-    if query.limit is not None:
-        statement = statement.limit(query.limit)
+    if selection.limit is not None:
+        statement = statement.limit(selection.limit)
     return list((await session.execute(statement)).scalars().all())
 
 
@@ -142,7 +144,7 @@ def requeue(
         if action_status is None:
             fail(f"unknown status {status}: one of {', '.join(STATUSES)}")
             return
-    query = ActionQuery(tuple(ids or ()), campaign, action_status, since, limit)
+    selection = RequeueSelection(tuple(ids or ()), campaign, action_status, since, limit)
     s = settings()
 
     async def work() -> tuple[int, int]:
@@ -155,7 +157,7 @@ def requeue(
             try:
                 async with db.transaction(sessionmaker) as session:
                     org_id = await get_org_id(session, org)
-                    found = await find_action_ids(session, org_id, query)
+                    found = await find_action_ids(session, org_id, selection)
                     with Progress("actions", len(found)) as progress:
                         return await requeue_found(
                             session, broker, org_id, found, destination, progress.advance

@@ -31,16 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from proca_server import metrics
 from proca_server.broker import open_broker
 from proca_server.broker.base import Broker, BrokerError
+from proca_server.broker.topology import exchange_kind
 from proca_server.config import Settings
 from proca_server.kit import retry
 from proca_server.kit.once import Once
 from proca_server.processing.messages import Publication
-from proca_server.processing.processor import (
-    BATCH_SIZE,
-    BATCH_WAIT,
-    Processor,
-    exchange_kind,
-)
+from proca_server.processing.processor import BATCH_SIZE, BATCH_WAIT, Processor
 from proca_server.processing.supervisor import TOPOLOGY_TOPIC, Supervisor
 from proca_server.processing.sweeper import Sweeper
 from proca_server.pubsub import PubSub, pubsub

@@ -2,9 +2,9 @@
 selection and requeue.
 
 The split follows "side effects after commit": `plan_processing` decides and renders the
-messages without writing anything; the caller publishes `Plan.publications`, then calls
-`apply_plans` and commits. A crash between the two leaves the action's status as it was, so
-the sweeper (`find_unprocessed`) finds it again and the messages go out once more
+messages without writing anything; the caller publishes `ProcessingPlan.publications`,
+then calls `apply_plans` and commits. A crash between the two leaves the action's status as
+it was, so the sweeper (`find_unprocessed`) finds it again and the messages go out once more
 (consumers are idempotent on action id and stage)."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ STAGE_EXCHANGE = {
 
 
 @dataclass(slots=True)
-class Plan:
+class ProcessingPlan:
     """What processing one action does: its new statuses, the supporter's rank, and the
     messages to publish before the plan is applied."""
 
@@ -122,7 +122,9 @@ async def _accepted_rows(
     return found
 
 
-async def plan_processing(session: AsyncSession, batch: Sequence[LoadedAction]) -> list[Plan]:
+async def plan_processing(
+    session: AsyncSession, batch: Sequence[LoadedAction]
+) -> list[ProcessingPlan]:
     """Plans for the actions of `batch` that have something to do (no-ops are left out), in
     action id order. Reads the accepted supporters of the same people in one statement and
     writes nothing.
@@ -135,7 +137,7 @@ async def plan_processing(session: AsyncSession, batch: Sequence[LoadedAction]) 
     ordered = sorted(batch, key=lambda la: la.action.id)
     earlier = await _accepted_rows(session, ordered)
     supporter_status: dict[int, S] = {}
-    plans: list[Plan] = []
+    plans: list[ProcessingPlan] = []
     for loaded in ordered:
         action, supporter = loaded.action, loaded.supporter
         current = None
@@ -149,7 +151,7 @@ async def plan_processing(session: AsyncSession, batch: Sequence[LoadedAction]) 
         )
         if move is None:
             continue
-        plan = Plan(
+        plan = ProcessingPlan(
             loaded=loaded,
             action_status=move.action_status,
             supporter_status=move.supporter_status,
@@ -200,13 +202,13 @@ def _publications(loaded: LoadedAction, stage: Stage, dupe_rank: int) -> list[Pu
     ]
 
 
-def emission_plan(loaded: LoadedAction, stage: Stage) -> Plan:
+def emission_plan(loaded: LoadedAction, stage: Stage) -> ProcessingPlan:
     """The plan that emits the stage messages of an action already moved to `stage` whose
     detail lookup is done: its statuses and rank stay, the transient fields are cleared at
     delivery."""
     supporter = loaded.supporter
     dupe_rank = supporter.dupe_rank if supporter is not None else None
-    return Plan(
+    return ProcessingPlan(
         loaded=loaded,
         action_status=loaded.action.processing_status,
         supporter_status=None,
@@ -236,7 +238,7 @@ def _transient_action_keys(loaded: LoadedAction) -> set[str]:
     }
 
 
-async def apply_plans(session: AsyncSession, plans: Sequence[Plan]) -> None:
+async def apply_plans(session: AsyncSession, plans: Sequence[ProcessingPlan]) -> None:
     """Write the plans' statuses and ranks; at the deliver stage clear the transient
     personal fields of the supporter and the campaign's transient custom fields of the
     action. The caller commits.
@@ -344,7 +346,7 @@ async def _drop_transient_action_fields(
 
 async def process_actions(
     session: AsyncSession, action_ids: Sequence[int], *, lock: bool = False
-) -> list[Plan]:
+) -> list[ProcessingPlan]:
     """Load (locking the action rows with `lock`) and plan in one go (the caller publishes,
     then applies the plans)."""
     loaded = await load_actions_for_processing(session, action_ids, lock=lock)
