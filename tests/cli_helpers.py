@@ -65,11 +65,13 @@ async def cli_each_step(*args: str, env: dict[str, str], setup: str = "") -> tup
 runner = CliRunner()
 
 
-def run_operator(args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str, str]:
+def run_operator(
+    args: tuple[str, ...], env: dict[str, str], stdin: str | None = None
+) -> tuple[int, str, str]:
     saved = sys.argv
     get_settings.cache_clear()
     try:
-        with runner.isolation(env=env) as (out, err, _):
+        with runner.isolation(input=stdin, env=env) as (out, err, _):
             sys.argv = ["proca-server", *args]
             try:
                 main()
@@ -82,10 +84,12 @@ def run_operator(args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str, 
         get_settings.cache_clear()
 
 
-async def operator(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    """`proca-server ARGS` as `main` runs it (one-line errors included): (exit code, stdout,
-    stderr). In a thread: the command runs its own event loop."""
-    return await asyncio.to_thread(run_operator, args, env)
+async def operator(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> tuple[int, str, str]:
+    """`proca-server ARGS` as `main` runs it (one-line errors included), `stdin` its input:
+    (exit code, stdout, stderr). In a thread: the command runs its own event loop."""
+    return await asyncio.to_thread(run_operator, args, env, stdin)
 
 
 async def fresh(session: AsyncSession) -> None:

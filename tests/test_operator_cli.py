@@ -121,7 +121,6 @@ async def test_keys_generate_activate_list_and_import(
         "--name",
         "offline",
         "--activate",
-        "--",  # a key may start with "-"
         "bees",
         base64url.encode(bytes(made_elsewhere)),
         env=env,
@@ -138,6 +137,50 @@ async def test_keys_generate_activate_list_and_import(
         ("cli", "addKey", str(imported.id)),
         ("cli", "activateKey", str(imported.id)),
     ]
+
+
+def _key_starting_with(prefix: str) -> bytes:
+    """A public key whose base64url form starts with `prefix` (its first 6 bits chosen)."""
+    while True:
+        public = bytes(PrivateKey.generate().public_key)
+        if base64url.encode(public).startswith(prefix):
+            return public
+
+
+async def test_keys_import_takes_a_key_starting_with_a_dash_and_reads_stdin(
+    env: dict[str, str], session: AsyncSession
+) -> None:
+    bees = await make_org(session, "bees")
+    await session.commit()
+    dash, double_dash, piped = _key_starting_with("-"), _key_starting_with("--"), b"\x01" * 32
+    expected = {"piped": piped}
+    for label, key in (("dash", dash), ("double", double_dash)):
+        encoded = base64url.encode(key)
+        # the key before or after the options, never needing "--"
+        for order, args in enumerate((("bees", encoded, "--name"), ("--name", "bees", encoded))):
+            name = f"{label} {order}"
+            full = (*args, name) if args[-1] == "--name" else ("--name", name, *args[1:])
+            rc, out, err = await operator("keys", "import", *full, env=env)
+            assert rc == 0, err
+            assert "imported for org bees" in out
+            expected[name] = key
+    rc, out, err = await operator(
+        "keys",
+        "import",
+        "bees",
+        "-",
+        "--name",
+        "piped",
+        env=env,
+        stdin=base64url.encode(piped) + "\n",
+    )
+    assert rc == 0, err
+    await fresh(session)
+    stored = {
+        k.name: k.public
+        for k in await session.scalars(select(PublicKey).where(PublicKey.org_id == bees.id))
+    }
+    assert stored == expected
 
 
 async def test_the_instance_org_keeps_its_generated_private_key(

@@ -7,6 +7,7 @@ within their key cache's lifetime."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -148,13 +149,15 @@ def activate_command(
     typer.echo(f"key {key_id} is now the active key of org {org}")
 
 
-@keys_app.command("import")
+# A base64url key may start with "-" or "--": taken as the argument, not as an unknown option.
+@keys_app.command("import", context_settings={"ignore_unknown_options": True})
 def import_command(
     org: OrgName,
     public_key: Annotated[
         str,
         typer.Argument(
-            metavar="PUBLIC_KEY", help="The public part (base64url, 32 bytes) of a key pair."
+            metavar="PUBLIC_KEY",
+            help='The public part (base64url, 32 bytes) of a key pair; "-" reads it from stdin.',
         ),
     ],
     name: Annotated[
@@ -163,6 +166,8 @@ def import_command(
     activate: Activate = False,
 ) -> None:
     """Add a public key made elsewhere (its private part stays with the org)."""
+    if public_key == "-":
+        public_key = sys.stdin.readline()
 
     async def work(session: AsyncSession) -> tuple[int, bool]:
         found = await require_org(session, org)
