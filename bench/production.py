@@ -564,25 +564,18 @@ async def signatures(
     if measured:
         await quiet(args)
     before = shape.stored()
-    watch = CpuWatch(shape.groups())
-    watch.begin()
-    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
-    result: dict[str, Any] = await asyncio.to_thread(
-        run_wrk,
+    result = await wrk_on(
+        shape,
+        args,
         WRK_ADD,
-        f"{shape.api}/api?id={shape.ids['page']}",
-        threads=args.threads,
         connections=connections,
         duration=duration,
         timeout_s=timeout_s,
         env=env,
     )
     t1 = time.time()
-    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cores = watch.end(
-        children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime
-    )
+    cores = result["cpu_cores"]
     total = await shape.settled()
     complete = await shape.consumer.wait_for(total, args.drain_limit)
     latencies, delivered, messages = shape.consumer.window(t0, t1)
@@ -593,7 +586,6 @@ async def signatures(
         messages=messages,
         all_delivered=complete,
         last_delivery_after_load_s=round(last - t1, 2) if last else None,
-        cpu_cores=cores,
     )
     if latencies:
         result["delivery_s"] = {
@@ -642,24 +634,48 @@ async def warm_up(shape: Shape, args: argparse.Namespace) -> None:
     shape.warm = True
 
 
-async def counter(shape: Shape, args: argparse.Namespace) -> dict[str, Any]:
-    await quiet(args)
+async def wrk_on(
+    shape: Shape,
+    args: argparse.Namespace,
+    script: Path,
+    *,
+    connections: int,
+    duration: float,
+    timeout_s: float,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    """One wrk run against the shape's page, with the cores each group of processes used
+    (`cpu_cores`, wrk's own included)."""
     watch = CpuWatch(shape.groups())
     watch.begin()
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result: dict[str, Any] = await asyncio.to_thread(
         run_wrk,
-        WRK_GET,
+        script,
         f"{shape.api}/api?id={shape.ids['page']}",
         threads=args.threads,
-        connections=args.get_connections,
-        duration=args.get_duration,
-        timeout_s=10,
-        env={"BENCH_PAGE": str(shape.ids["page"])},
+        connections=connections,
+        duration=duration,
+        timeout_s=timeout_s,
+        env=env,
     )
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["cpu_cores"] = watch.end(
         children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime
+    )
+    return result
+
+
+async def counter(shape: Shape, args: argparse.Namespace) -> dict[str, Any]:
+    await quiet(args)
+    result = await wrk_on(
+        shape,
+        args,
+        WRK_GET,
+        connections=args.get_connections,
+        duration=args.get_duration,
+        timeout_s=10,
+        env={"BENCH_PAGE": str(shape.ids["page"])},
     )
     lines = http_lines(f"counter GET at {args.get_connections} connections", result)
     lines.append(cores_line(result["cpu_cores"]))
@@ -860,28 +876,38 @@ def describe_shape(args: argparse.Namespace, shape: Shape) -> str:
     )
 
 
+def margin(args: argparse.Namespace) -> float:
+    """Seconds a phase may take beyond its load: the wait for quiet and for deliveries."""
+    return float(args.drain_limit + args.wait_quiet + 120)
+
+
+async def sustained(shape: Shape, args: argparse.Namespace) -> dict[str, Any] | None:
+    """addActionContact flat out at --connections for --duration s, within its time limit."""
+    result: dict[str, Any] | None = await limited(
+        "signatures",
+        args.duration + margin(args),
+        signatures(
+            shape,
+            args,
+            f"addActionContact at {args.connections} connections",
+            connections=args.connections,
+            duration=args.duration,
+        ),
+    )
+    return result
+
+
 async def shared_phases(args: argparse.Namespace, phases: list[str]) -> dict[str, Any]:
     report: dict[str, Any] = {}
-    margin = args.drain_limit + args.wait_quiet + 120
     async with open_shape(args, "production", seed=False) as shape:
         print(describe_shape(args, shape), flush=True)
         await warm_up(shape, args)
         if "production" in phases:
             print("== production", flush=True)
-            sustained = await limited(
-                "production",
-                args.duration + margin,
-                signatures(
-                    shape,
-                    args,
-                    f"addActionContact at {args.connections} connections",
-                    connections=args.connections,
-                    duration=args.duration,
-                ),
-            )
-            report["production"] = sustained
+            flat_out = await sustained(shape, args)
+            report["production"] = flat_out
             duration = args.ceiling_duration or args.duration
-            top = await limited("ceiling", duration + margin + 300, ceiling(args, duration))
+            top = await limited("ceiling", duration + margin(args) + 300, ceiling(args, duration))
             report["ceiling"] = top
             if top:
                 print(
@@ -891,11 +917,11 @@ async def shared_phases(args: argparse.Namespace, phases: list[str]) -> dict[str
                     f"{(top['latency_ms'] or {}).get('p99')} ms",
                     flush=True,
                 )
-                if sustained:
-                    ratio = sustained["ok_rate"] / max(top["signatures_per_s"], 1)
+                if flat_out:
+                    ratio = flat_out["ok_rate"] / max(top["signatures_per_s"], 1)
                     report["ratio"] = ratio
                     print(
-                        f"  ratio: {sustained['ok_rate']:,.0f} / {top['signatures_per_s']:,} = "
+                        f"  ratio: {flat_out['ok_rate']:,.0f} / {top['signatures_per_s']:,} = "
                         f"{100 * ratio:.0f} % of the ceiling",
                         flush=True,
                     )
@@ -903,7 +929,7 @@ async def shared_phases(args: argparse.Namespace, phases: list[str]) -> dict[str
             print(f"== spike: {args.spike_connections} connections", flush=True)
             report["spike"] = await limited(
                 "spike",
-                args.spike_duration + args.spike_timeout + margin,
+                args.spike_duration + args.spike_timeout + margin(args),
                 signatures(
                     shape,
                     args,
@@ -916,17 +942,16 @@ async def shared_phases(args: argparse.Namespace, phases: list[str]) -> dict[str
         if "counter" in phases:
             print("== counter", flush=True)
             report["counter"] = await limited(
-                "counter", args.get_duration + margin, counter(shape, args)
+                "counter", args.get_duration + margin(args), counter(shape, args)
             )
         if "soak" in phases:
             print(f"== soak: {args.soak:g} s at {args.soak_rate:g} signatures/s", flush=True)
-            report["soak"] = await limited("soak", args.soak + margin, soak(shape, args))
+            report["soak"] = await limited("soak", args.soak + margin(args), soak(shape, args))
     return report
 
 
 async def growth(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {}
-    margin = args.drain_limit + args.wait_quiet + 120
     for label, seed in (("empty", False), ("seeded", True)):
         async with open_shape(args, label, seed=seed) as shape:
             if shape.seeded:
@@ -942,23 +967,13 @@ async def growth(args: argparse.Namespace) -> dict[str, Any]:
             print(describe_shape(args, shape), flush=True)
             await warm_up(shape, args)
             r: dict[str, Any] = {}
-            r["signatures"] = await limited(
-                "signatures",
-                args.duration + margin,
-                signatures(
-                    shape,
-                    args,
-                    f"addActionContact at {args.connections} connections",
-                    connections=args.connections,
-                    duration=args.duration,
-                ),
-            )
+            r["signatures"] = await sustained(shape, args)
             r["counter"] = await limited(
-                "counter", args.get_duration + margin, counter(shape, args)
+                "counter", args.get_duration + margin(args), counter(shape, args)
             )
             r["export"] = await limited(
                 "exportActions",
-                args.export_pages * args.export_timeout + margin,
+                args.export_pages * args.export_timeout + margin(args),
                 export_pages(shape, args),
             )
             r["reconcile_bench"] = await limited(

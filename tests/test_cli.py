@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proca_server.auth.permissions import ADMIN
 from proca_server.models import Org, PublicKey, User, UserToken
 from tests.cli_helpers import cli, env
+from tests.served import free_port, start_serve, stop
 
 __all__ = ["env"]  # the fixture, from tests/cli_helpers.py
 
@@ -123,45 +124,17 @@ async def test_schema_matches_the_committed_sdl(repo_root: Path, tmp_path: Path)
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def test_setup_user_token_serve_end_to_end(env: dict[str, str]) -> None:
+async def test_setup_user_token_serve_end_to_end(env: dict[str, str], tmp_path: Path) -> None:
     """The foundation's acceptance path, on the real server process."""
     assert (await cli("setup", env=env))[0] == 0
     assert (await cli("user", "create", "a@example.org", "--admin", env=env))[0] == 0
     rc, out, _ = await cli("user", "token", "a@example.org", env=env)
     assert rc == 0
     token = out.strip().splitlines()[-1]
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proca_server",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    log = tmp_path / "serve.log"
+    proc = await start_serve({**os.environ, **env}, port := free_port(), log, "--workers", "2")
     try:
-        base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-            for _ in range(150):
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("server did not start")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             headers = {"Authorization": f"Bearer {token}"}
             query = "{ currentUser { email } }"
             post = await client.post("/api", json={"query": query}, headers=headers)
@@ -170,54 +143,28 @@ async def test_setup_user_token_serve_end_to_end(env: dict[str, str]) -> None:
                 assert response.status_code == 200
                 assert response.json() == {"data": {"currentUser": {"email": "a@example.org"}}}
     finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), timeout=20)
+        await stop(proc)
 
 
-async def _serve_and_log(env: dict[str, str], requests: int) -> str:
+async def _serve_and_log(env: dict[str, str], log: Path, requests: int) -> str:
     """What `serve --workers 2` logs while answering `requests` GET /health."""
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proca_server",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_serve({**os.environ, **env}, port := free_port(), log, "--workers", "2")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            for _ in range(150):
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("server did not start")
             for _ in range(requests):
                 assert (await client.get("/health")).status_code == 200
     finally:
-        proc.terminate()
-    assert proc.stderr is not None
-    err = await asyncio.wait_for(proc.stderr.read(), timeout=20)
-    await asyncio.wait_for(proc.wait(), timeout=20)
-    return err.decode()
+        await stop(proc)
+    return await asyncio.to_thread(log.read_text)
 
 
-async def test_access_log_follows_the_setting(env: dict[str, str]) -> None:
+async def test_access_log_follows_the_setting(env: dict[str, str], tmp_path: Path) -> None:
     assert (await cli("setup", env=env))[0] == 0
     # as deployed: the server configures its logging itself (not under PROCA_ENV=test)
     shown = {**env, "PROCA_ENV": "dev", "LOG_LEVEL": "info"}
-    logged = await _serve_and_log(shown, 5)
+    logged = await _serve_and_log(shown, tmp_path / "shown.log", 5)
     assert logged.count('"GET /health HTTP/1.1" 200') >= 5
-    quiet = await _serve_and_log({**shown, "ACCESS_LOG": "false"}, 5)
+    quiet = await _serve_and_log({**shown, "ACCESS_LOG": "false"}, tmp_path / "quiet.log", 5)
     assert "Application startup complete" in quiet  # the server still logs at INFO
     assert "GET /health" not in quiet
 

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from tests.served import free_port, start_serve, stop
 
 from proca_server import db
 from proca_server.config import Settings
@@ -59,12 +59,6 @@ class NoPython310(ClientUnavailable):
 
 def cache_dir() -> Path:
     return Path(os.environ.get("PROCA_CLIENTS_CACHE") or REPO / ".cache" / "clients")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,45 +311,16 @@ async def serve_proca(workdir: Path, database_url: str) -> AsyncIterator[ServedP
 
     port = free_port()
     log_file = workdir / "server.log"
-    with log_file.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proca_server",
-            "serve",
-            "--port",
-            str(port),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = await start_serve(env, port, log_file)
     direct_url = f"http://127.0.0.1:{port}"
     proxy = None
     try:
-        async with httpx.AsyncClient(base_url=direct_url, timeout=5) as client:
-            for _ in range(300):
-                if proc.returncode is not None:
-                    break
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(f"proca-server did not start:\n{log_file.read_text()}")
-        if proc.returncode is not None:
-            raise AssertionError(f"proca-server stopped:\n{log_file.read_text()}")
         proxy = RecordingProxy(direct_url)
         yield ServedProca(direct_url, proxy, token, ADMIN_EMAIL, database_url, log_file)
     finally:
         if proxy is not None:
             proxy.close()
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc)
 
 
 @contextlib.asynccontextmanager

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -35,7 +34,6 @@ from proca_server.kit import base64url
 from proca_server.models import Action, Supporter
 from proca_server.models.enums import ActionProcessingStatus as A
 from proca_server.processing.runtime import BATCH_SIZE
-from tests.clients.harness import free_port
 from tests.conftest import create_pg_database, drop_pg_database, skip_without_pg
 from tests.factories import make_campaign, make_key, make_org, make_page
 from tests.pipeline.conftest import (
@@ -46,6 +44,7 @@ from tests.pipeline.conftest import (
     require_rabbitmq,
 )
 from tests.pipeline.helpers import wait_for_queue, worker_process
+from tests.served import free_port, log_tail, start_serve, stop
 from tests.widget_helpers import ADD_ACTION_CONTACT, signature
 
 CLIENTS = 20
@@ -76,47 +75,6 @@ async def setup_database(env: dict[str, str]) -> None:
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, out.decode()
-
-
-def log_tail(log: Path, chars: int = 3000) -> str:
-    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
-
-
-async def start_api(env: dict[str, str], port: int, log: Path) -> asyncio.subprocess.Process:
-    """`proca-server serve` (one uvicorn process: the one killed), once it answers /health."""
-    with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proca_server",
-            "serve",
-            "--port",
-            str(port),
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
-        for _ in range(300):
-            if proc.returncode is not None:
-                raise AssertionError(f"proca-server serve stopped:\n{log_tail(log)}")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/health")).status_code == 200:
-                    return proc
-            await asyncio.sleep(0.1)
-    proc.kill()
-    await proc.wait()
-    raise AssertionError(f"proca-server serve did not start:\n{log_tail(log)}")
-
-
-async def stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def worker_running(log: Path, seconds: float = 30) -> None:
@@ -291,7 +249,7 @@ async def test_no_signature_is_lost_or_duplicated_when_the_api_is_killed(
             if shape == "handoff":
                 await stack.enter_async_context(worker_process(env, worker_log))
                 await worker_running(worker_log)
-            api = await start_api(env, port, api_log)
+            api = await start_serve(env, port, api_log)
             apis = [api]
 
             last_id_at_kill = 0
@@ -300,7 +258,7 @@ async def test_no_signature_is_lost_or_duplicated_when_the_api_is_killed(
                 nonlocal last_id_at_kill
                 async with sessionmaker() as session:
                     last_id_at_kill = await session.scalar(select(func.max(Action.id))) or 0
-                apis.append(await start_api(env, port, api_log))
+                apis.append(await start_serve(env, port, api_log))
 
             try:
                 await wait_for_queue(queue)
