@@ -236,29 +236,38 @@ async def test_variables_nested_too_deep_are_refused(client: httpx.AsyncClient) 
 # -- the anonymous response cache ------------------------------------------------------------
 
 
+POST_JSON = {
+    "method": "POST",
+    "path": "/api",
+    "query_string": b"",
+    "headers": [(b"content-type", b"application/json")],
+}
+GET = {"method": "GET", "path": "/api", "headers": []}
+
+
 def test_the_response_cache_is_bounded_by_bytes_and_time() -> None:
     cache = ResponseCache(ttl=60, max_entries=1000, max_bytes=100_000)
     answer = "a" * 10_000
     for i in range(50):
-        key = cache.key("POST application/json", "", f"query {i}".encode())
+        key = cache.key(POST_JSON, f"query {i}".encode())
         assert key is not None
         cache.put(key, time.monotonic(), answer)
     assert cache.bytes_held <= 100_000
     assert len(cache) < 50
     # a huge request is neither cached nor used as a key
-    assert cache.key("POST application/json", "", b"x" * (MAX_REQUEST_BYTES + 1)) is None
+    assert cache.key(POST_JSON, b"x" * (MAX_REQUEST_BYTES + 1)) is None
 
 
 def test_expired_answers_leave_without_waiting_for_the_entry_bound() -> None:
     cache = ResponseCache(ttl=0.05, max_entries=2000)
     big = "b" * 100_000
     for i in range(20):
-        key = cache.key("GET ", f"q={i}", b"")
+        key = cache.key({**GET, "query_string": f"q={i}".encode()}, b"")
         assert key is not None
         cache.put(key, time.monotonic(), big)
     assert cache.bytes_held >= 20 * 100_000
     time.sleep(0.06)
-    key = cache.key("GET ", "q=x", b"")
+    key = cache.key({**GET, "query_string": b"q=x"}, b"")
     assert key is not None
     cache.put(key, time.monotonic(), "y")
     assert len(cache) == 1 and cache.bytes_held < 1000

@@ -31,7 +31,7 @@ from proca_server.email.webhooks import router as email_webhooks_router
 from proca_server.graphql import idempotency
 from proca_server.graphql.http import Endpoint
 from proca_server.graphql.http import router as graphql_router
-from proca_server.graphql.response_cache import ResponseCache
+from proca_server.graphql.response_cache import CachedAnswers, ResponseCache
 from proca_server.graphql.schema import build_schemas
 from proca_server.graphql.socket import router as socket_router
 from proca_server.kit.logs import configure_logging
@@ -168,6 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # inside CORS (added later, so outer): the lane's answers get the same CORS headers
     app.add_middleware(SignatureLaneMiddleware, lane=lane)
+    # the anonymous GETs whose answers are cached, before routing (CORS headers likewise)
+    app.add_middleware(CachedAnswers, cache=state.response_cache)
     # outside the lane, which reads bodies itself
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(

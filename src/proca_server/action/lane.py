@@ -67,7 +67,7 @@ from proca_server.action.signature import PlainFallback, PlainStatement, hand_of
 from proca_server.action.velocity import UNLIMITED, SignatureVelocity
 from proca_server.action.widget_api import signature_input
 from proca_server.app_state import AppState, state_of
-from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
+from proca_server.auth.authenticate import carries_credentials
 from proca_server.config import Settings
 from proca_server.contact.keyrings import keyring_for
 from proca_server.errors import ProcaError, QueryTooComplex, TooManySignatures
@@ -97,7 +97,6 @@ WARM_CONNECTIONS = 4
 # the most often an unexpected exception of one type is logged
 ERROR_LOG_INTERVAL = 60.0
 _OUTPUT_FIELDS = frozenset(("contactRef", "firstName", "__typename"))
-_CREDENTIAL_COOKIES = (SESSION_COOKIE.encode(), REMEMBER_ME_COOKIE.encode())
 
 # Why a signature went the general way: the shared rule's reasons and the plain steps' own
 # (signature.py: captcha, idempotency, input, invalid, cache), then the lane's: "document" (an
@@ -469,18 +468,13 @@ class SignatureLaneMiddleware:
             or scope["method"] != "POST"
             or scope["path"] != "/api"
             or not self.lane.enabled
+            or carries_credentials(scope["headers"])
         ):
             await self.app(scope, receive, send)
             return
         referer = None
         idempotency_header = False
         for name, value in scope["headers"]:
-            if name == b"authorization":
-                await self.app(scope, receive, send)
-                return
-            if name == b"cookie" and any(c in value for c in _CREDENTIAL_COOKIES):
-                await self.app(scope, receive, send)
-                return
             if name == b"content-type":
                 kind = value.split(b";", 1)[0].strip().lower()
                 if kind not in (b"application/json", b""):

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from functools import lru_cache
 
@@ -43,6 +43,7 @@ log = logging.getLogger("proca_server.auth")
 
 SESSION_COOKIE = "_proca_key"
 REMEMBER_ME_COOKIE = "_proca_user_remember_me"
+_CREDENTIAL_COOKIES = frozenset((SESSION_COOKIE, REMEMBER_ME_COOKIE))
 SESSION_CONTEXT = "session"
 SESSION_VALIDITY = timedelta(days=60)
 SESSION_TOKEN_BYTES = 32
@@ -255,6 +256,20 @@ async def get_user_by_session_token(session: AsyncSession, token: bytes) -> User
     if row is None or row.inserted_at + SESSION_VALIDITY <= utcnow():
         return None
     return await repository.get_user(session, row.user_id)
+
+
+def carries_credentials(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True when something in a request's raw (ASGI) headers could make its caller someone:
+    an Authorization header or a session cookie, its name read as the request's cookie parser
+    reads it (latin-1, whitespace stripped) or more widely (a chunk without "=")."""
+    for name, value in headers:
+        if name == b"authorization":
+            return True
+        if name == b"cookie":
+            for chunk in value.decode("latin-1").split(";"):
+                if chunk.split("=", 1)[0].strip() in _CREDENTIAL_COOKIES:
+                    return True
+    return False
 
 
 async def session_from_cookies(

@@ -153,10 +153,9 @@ async def execute_request(
     request: Request, endpoint: Endpoint, cache: ResponseCache | None
 ) -> Response:
     cache_key: response_cache.Key | None = None
-    if cache is not None and response_cache.anonymous(request.headers, request.cookies):
+    if cache is not None and response_cache.anonymous(request.scope):
         raw = await request.body() if request.method == "POST" else b""
-        method = f"{request.method} {request.headers.get('content-type', '')}"
-        cache_key = cache.key(method, request.url.query, raw)
+        cache_key = cache.key(request.scope, raw)
         hit = cache.get(cache_key) if cache_key is not None else None
         if hit is not None:
             return _raw_json(hit)

@@ -7,14 +7,21 @@ same request within `ttl` seconds gets the same bytes without a session, a datab
 or GraphQL execution. What it costs: an answer is at most `ttl` seconds older than the data it
 was computed from (the counters add their own 0.5 s, so a signature shows in the count within
 a second). Only successful answers to queries are kept; mutations, subscriptions and any request
-that carries credentials never touch the cache."""
+that carries credentials never touch the cache.
+
+The route (graphql/http.py `execute_request`) fills the cache and answers from it; in front of
+the router, `CachedAnswers` answers an anonymous GET whose answer is held with the same bytes,
+before any routing: the counter read by every visitor of a campaign's pages costs a lookup."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
-from proca_server.auth.authenticate import REMEMBER_ME_COOKIE, SESSION_COOKIE
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from proca_server.auth.authenticate import carries_credentials
 from proca_server.kit.cache import Cache
 
 DEFAULT_TTL = 0.25
@@ -25,7 +32,8 @@ MAX_BYTES = 16 * 1024 * 1024
 # are a few hundred bytes
 MAX_REQUEST_BYTES = 8 * 1024
 
-Key = tuple[str, str, bytes]
+# (method and content type, path, query string, body)
+Key = tuple[str, str, bytes, bytes]
 # (the answer, bytes it holds with its key)
 Answer = tuple[str, int]
 
@@ -58,11 +66,23 @@ class ResponseCache:
         )
 
     @staticmethod
-    def key(method: str, query_string: str, body: bytes) -> Key | None:
-        """The key of a request, None for one too large to cache."""
+    def key(scope: Mapping[str, Any], body: bytes) -> Key | None:
+        """The key of an HTTP request (its ASGI scope and body), None for one too large to
+        cache."""
+        query_string: bytes = scope.get("query_string", b"")
         if len(body) + len(query_string) > MAX_REQUEST_BYTES:
             return None
-        return (method, query_string, body)
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+                break
+        return (
+            f"{scope['method']} {content_type.decode('latin-1')}",
+            scope["path"],
+            query_string,
+            body,
+        )
 
     def get(self, key: Key) -> str | None:
         hit = self._entries.get(key)  # the counter's every read comes here
@@ -70,7 +90,7 @@ class ResponseCache:
 
     def put(self, key: Key, started_at: float, answer: str) -> None:
         """Keep `answer`, computed from data read no earlier than `started_at` (monotonic)."""
-        size = len(key[0]) + len(key[1]) + len(key[2]) + len(answer)
+        size = len(key[0]) + len(key[1]) + len(key[2]) + len(key[3]) + len(answer)
         self._entries.put(key, (answer, size), at=started_at)
 
     @property
@@ -98,10 +118,36 @@ class ResponseCache:
         self._entries.clear()
 
 
-def anonymous(headers: Mapping[str, str], cookies: Mapping[str, str]) -> bool:
+def anonymous(scope: Mapping[str, Any]) -> bool:
     """True when nothing in the request could make its caller someone."""
-    return (
-        "authorization" not in headers
-        and SESSION_COOKIE not in cookies
-        and REMEMBER_ME_COOKIE not in cookies
-    )
+    return not carries_credentials(scope["headers"])
+
+
+class CachedAnswers:
+    """ASGI middleware: an anonymous GET whose answer the cache holds is answered here, as the
+    route would answer it from the cache (same bytes and headers), without routing; anything
+    else goes on. Placed inside CORS, which adds its headers to either answer."""
+
+    def __init__(self, app: ASGIApp, cache: ResponseCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and anonymous(scope):
+            key = self.cache.key(scope, b"")
+            hit = self.cache.get(key) if key is not None else None
+            if hit is not None:
+                body = hit.encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-length", str(len(body)).encode()),
+                            (b"content-type", b"application/json"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
