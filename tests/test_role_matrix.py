@@ -270,8 +270,11 @@ def render(template: str, values: dict[str, Any]) -> str:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_role_matrix(case: Case, client: httpx.AsyncClient, session: AsyncSession) -> None:
     failures = []
+    mutation = case.document.lstrip().startswith("mutation")
+    matrix: Matrix | None = None
     for caller in CALLERS:
-        matrix = await build(session)
+        if matrix is None:
+            matrix = await build(session)
         headers = (
             {} if caller == "anonymous" else {"Authorization": f"Bearer {matrix.tokens[caller]}"}
         )
@@ -284,6 +287,8 @@ async def test_role_matrix(case: Case, client: httpx.AsyncClient, session: Async
         if caller in case.allowed:
             if errors:
                 failures.append(f"{caller} should pass, got {errors}")
+            if mutation:
+                matrix = None  # what it changed is not the next caller's world
         else:
             codes = {(e.get("extensions") or {}).get("code") for e in errors}
             if not errors or not codes <= {"unauthorized", "permission_denied"}:
