@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 from prometheus_client import REGISTRY
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from proca_server.action.export import EXPORTED, ExportFilter, export_actions, scoped
+from proca_server.db import is_postgres
 from proca_server.kit import base64url
 from proca_server.models import Action, Contact, Supporter
 from proca_server.models.enums import ActionProcessingStatus, SupporterProcessingStatus
@@ -191,3 +194,58 @@ async def test_export_actions_counts_the_actions_and_times_the_call(
     campaigner = await make_world(session, roles=("campaigner",))
     error(await gql(client, query, {"o": org}, token=campaigner.tokens["campaigner"]))
     assert exported() == (before[0] + 4, before[1] + 2)
+
+
+async def test_a_page_holds_the_one_querys_rows_however_far_apart_the_actions_are(
+    session: AsyncSession,
+) -> None:
+    """export_actions walks the actions in id order first on PostgreSQL and asks the planner for
+    what the walk leaves: the rows are those of the one query, whatever the gaps."""
+    world = await make_world(session)
+    other = await make_world(session)
+    ours = []
+    for run in range(6):
+        for i in range(run + 1):
+            ours.append((await sign(session, world, f"w{run}-{i}@example.org")).id)
+        await sign(session, world, f"out{run}@example.org", opt_in=False)
+        await sign(session, world, f"t{run}@example.org", testing=True)
+        for j in range(run * 7):  # gaps wider than a one-row page's walk
+            await sign(session, other, f"o{run}-{j}@example.org")
+    await session.commit()
+    starts = [None, *range(min(ours) - 1, max(ours) + 2)]
+    for limit in (1, 3, 100):
+        for start in starts:
+            for criteria in (
+                ExportFilter(start=start, limit=limit),
+                ExportFilter(start=start, limit=limit, only_opt_in=False, include_testing=True),
+            ):
+                one_query = scoped(world.org.id, criteria, *EXPORTED).order_by(Action.id)
+                expected = (await session.execute(one_query.limit(limit))).all()
+                got = await export_actions(session, world.org, criteria)
+                assert [tuple(r) for r in got] == [tuple(r) for r in expected], (start, limit)
+    if is_postgres(session):
+        # the planner's setting is the default again for what follows in the transaction
+        assert await session.scalar(text("SHOW enable_sort")) == "on"
+
+
+async def test_a_page_within_the_walk_is_one_statement(
+    session: AsyncSession, engine: AsyncEngine
+) -> None:
+    world = await make_world(session)
+    first = await sign(session, world, "a@example.org")
+    for i in range(4):
+        await sign(session, world, f"{i}@example.org")
+    await session.commit()
+    statements: list[str] = []
+
+    def seen(*args: Any) -> None:
+        if args[2].lstrip().startswith("SELECT"):
+            statements.append(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        rows = await export_actions(session, world.org, ExportFilter(start=first.id, limit=3))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert [r.action_id for r in rows] == [first.id, first.id + 1, first.id + 2]
+    assert len(statements) == 1

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, select, update
+from sqlalchemy import Row, Select, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from proca_server.db import is_postgres
 from proca_server.models import (
     Action,
     ActionPage,
@@ -49,15 +50,20 @@ class ExportFilter:
     fingerprint: bytes | None = None
 
 
-def scoped(org_id: int, criteria: ExportFilter, *columns: Any) -> Select[Any]:
+def scoped(
+    org_id: int, criteria: ExportFilter, *columns: Any, by_supporter: bool = False
+) -> Select[Any]:
     """`columns` of the actions an export for the org holds under `criteria`, each joined to
     its supporter and the org's contact copy (no order, no limit: `export_actions` pages it,
-    the file export streams it)."""
+    the file export streams it). `by_supporter`: the org's condition on the contacts written
+    so that no index takes it, leaving the planner only the probe of each supporter's
+    contacts (for the walk of `export_actions`)."""
+    org = (Contact.org_id + 0) if by_supporter else Contact.org_id
     query = (
         select(*columns)
         .select_from(Action)
         .join(Supporter, Supporter.id == Action.supporter_id)
-        .join(Contact, (Contact.supporter_id == Supporter.id) & (Contact.org_id == org_id))
+        .join(Contact, (Contact.supporter_id == Supporter.id) & (org == org_id))
     )
     if criteria.fingerprint is not None:
         # GDPR lookup: whatever the consent and processing state
@@ -112,15 +118,48 @@ EXPORTED = (
 )
 
 
+# actions walked in id order before the export asks PostgreSQL's planner for the rest, per
+# action asked for
+WALK_PER_ROW = 20
+_SORT_OFF = text("SET LOCAL enable_sort = off")
+_SORT_DEFAULT = text("SET LOCAL enable_sort TO DEFAULT")
+
+
 async def export_actions(
     session: AsyncSession, org: Org, criteria: ExportFilter
 ) -> Sequence[Row[Any]]:
-    """The actions of an export (rows of `EXPORTED`), in id order, at most `limit`."""
-    limit = criteria.limit if criteria.limit is not None else DEFAULT_LIMIT
-    query = scoped(org.id, criteria, *EXPORTED)
-    result = await session.execute(query.order_by(Action.id).limit(max(0, limit)))
-    rows: Sequence[Row[Any]] = result.all()
-    return rows
+    """The actions of an export (rows of `EXPORTED`), in id order, at most `limit`.
+
+    On PostgreSQL a page first walks the actions in id order from `start`, probing each one's
+    supporter and the org's contact, over at most WALK_PER_ROW * limit action ids: for a
+    client paging through an org whose actions are close together (a sync client, an org
+    with a busy campaign) that is the page's cost whatever the tables hold. Left alone, the
+    planner may read every contact of the org and sort them to keep the first `limit` — each
+    page then costs the size of the org, and it chooses that whenever its statistics say the
+    org has few contacts (an org that grew since the last ANALYZE): docs/benchmarks.md (12).
+    Whatever the walk leaves (an org whose actions are far apart) goes to the planner, from
+    where the walk stopped: the rows are those of the one query in any case."""
+    limit = max(0, criteria.limit if criteria.limit is not None else DEFAULT_LIMIT)
+    if limit == 0 or criteria.fingerprint is not None or not is_postgres(session):
+        query = scoped(org.id, criteria, *EXPORTED).order_by(Action.id)
+        rows: Sequence[Row[Any]] = (await session.execute(query.limit(limit))).all()
+        return rows
+    query = scoped(org.id, criteria, *EXPORTED, by_supporter=True).order_by(Action.id)
+    low = criteria.start if criteria.start is not None else 0
+    high = low + WALK_PER_ROW * limit
+    # without a sort, and without the org's index on the contacts (`by_supporter`), the only
+    # plan is the walk: actions by primary key, each one's supporter and contact by index
+    # (a failure rolls the transaction back, and the setting with it)
+    await session.execute(_SORT_OFF)
+    walked: Sequence[Row[Any]] = (
+        await session.execute(query.where(Action.id < high).limit(limit))
+    ).all()
+    await session.execute(_SORT_DEFAULT)
+    if len(walked) == limit:
+        return walked
+    rest = scoped(org.id, replace(criteria, start=high), *EXPORTED)
+    more = (await session.execute(rest.order_by(Action.id).limit(limit - len(walked)))).all()
+    return [*walked, *more]
 
 
 # What the exported actions refer to, for all the actions of an answer at once (types.py);
