@@ -21,6 +21,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from proca_server.action.lane import SignatureLane
 from proca_server.app import create_app
 from proca_server.app_state import state_of
 from proca_server.auth import passwords
@@ -256,6 +257,17 @@ async def client(app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.Asy
 @pytest.fixture
 def backend(database_url: str) -> str:
     return "postgresql" if database_url.startswith("postgresql") else "sqlite"
+
+
+@pytest.fixture
+async def lane(app: FastAPI, backend: str) -> AsyncIterator[SignatureLane]:
+    """The app's signature lane (PostgreSQL only: skipped on SQLite), enabled again after."""
+    if backend != "postgresql":
+        pytest.skip("the signature lane runs on PostgreSQL only")
+    lane: SignatureLane = state_of(app).signature_lane
+    assert lane.enabled
+    yield lane
+    lane.enabled = True
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import httpx
 
 from tests.local_http import free_port
 
-__all__ = ["free_port", "log_tail", "start_serve", "stop"]
+__all__ = ["free_port", "log_tail", "logged", "start_serve", "stop"]
 
 START_SECONDS = 30
 
@@ -23,25 +23,27 @@ def log_tail(log: Path, chars: int = 3000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else ""
 
 
+async def logged(*args: str, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """`proca-server ARGS` with `env` as its whole environment, its output appended to `log`."""
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "proca_server",
+            *args,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 async def start_serve(
     env: dict[str, str], port: int, log: Path, *options: str
 ) -> asyncio.subprocess.Process:
     """`proca-server serve --port PORT OPTIONS` with `env` as its whole environment, its
     output appended to `log`; returned once it answers /health (it fails with the log's tail
     if it stops or does not answer within START_SECONDS)."""
-    with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proca_server",
-            "serve",
-            "--port",
-            str(port),
-            *options,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = await logged("serve", "--port", str(port), *options, env=env, log=log)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_SECONDS
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:

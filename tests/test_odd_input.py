@@ -22,7 +22,6 @@ from sqlalchemy import LargeBinary, bindparam, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proca_server.action.lane import SignatureLane
-from proca_server.app_state import state_of
 from proca_server.kit.storable import (
     JSONB_PER_TEXT_BYTE,
     JSONB_SLACK,
@@ -461,16 +460,6 @@ def json_documents() -> st.SearchStrategy[dict[str, Any]]:
 
 
 # --- the signature lane (PostgreSQL) ------------------------------------------------------------
-
-
-@pytest.fixture
-async def lane(app: Any, backend: str) -> Any:
-    if backend != "postgresql":
-        pytest.skip("the signature lane runs on PostgreSQL only")
-    lane: SignatureLane = state_of(app).signature_lane
-    assert lane.enabled
-    yield lane
-    lane.enabled = True
 
 
 async def test_the_lane_stores_odd_but_storable_input_and_refuses_the_rest_beside_it(

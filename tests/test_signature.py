@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -238,15 +238,6 @@ async def test_a_signature_without_contacts_is_stored_as_one(session: AsyncSessi
 
 
 # --- the lane's fallbacks, counted and logged ----------------------------------------------------
-
-
-@pytest.fixture
-async def lane(app: FastAPI, backend: str) -> AsyncIterator[SignatureLane]:
-    if backend != "postgresql":
-        pytest.skip("the signature lane runs on PostgreSQL only")
-    lane: SignatureLane = state_of(app).signature_lane
-    assert lane.enabled
-    yield lane
 
 
 async def lane_metrics(client: httpx.AsyncClient) -> dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -39,16 +39,6 @@ ALIASED = """mutation Sign($v: ContactInput!, $page: Int!, $action: ActionInput!
     __typename ref: contactRef firstName
   }
 }"""
-
-
-@pytest.fixture
-async def lane(app: FastAPI, backend: str) -> AsyncIterator[SignatureLane]:
-    if backend != "postgresql":
-        pytest.skip("the signature lane runs on PostgreSQL only")
-    lane: SignatureLane = state_of(app).signature_lane
-    assert lane.enabled
-    yield lane
-    lane.enabled = True
 
 
 class World:

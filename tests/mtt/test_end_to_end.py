@@ -13,8 +13,6 @@ import inspect
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -37,6 +35,7 @@ from proca_server.models.message import SendStatus
 from proca_server.models.mtt import MttTargetCount
 from tests.email.conftest import Received, SmtpHandler, SmtpServer, TlsFiles, run_smtp_server
 from tests.mtt.conftest import MttWorld, letters, make_mtt_world, write_letters
+from tests.served import logged
 
 pytestmark = pytest.mark.slow  # worker processes, one of them killed
 
@@ -109,17 +108,7 @@ class Workers:
 
     async def start(self) -> Worker:
         log = self.folder / f"worker-{len(self.started) + 1}.log"
-        with log.open("ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "proca_server",
-                "worker",
-                "--no-workers",
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = await logged("worker", "--no-workers", env=self.env, log=log)
         worker = Worker(proc, log)
         self.started.append(worker)
         return worker

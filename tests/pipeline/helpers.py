@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import aio_pika
 from tests.pipeline.conftest import (
     amqp_channel,
 )
+from tests.served import logged, stop
 
 
 async def drain(queue: str) -> list[dict[str, object]]:
@@ -46,25 +44,8 @@ async def wait_for_queue(name: str, seconds: float = 30) -> None:
 async def worker_process(
     env: dict[str, str], log: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proca_server",
-            "worker",
-            "--sweep-age-ms",
-            "1000",
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = await logged("worker", "--sweep-age-ms", "1000", env=env, log=log)
     try:
         yield proc
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc)
