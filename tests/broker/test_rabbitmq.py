@@ -31,6 +31,7 @@ from proca_server.broker import (
     org_topology,
 )
 from proca_server.broker.rabbitmq import RETRY_HEADER, RabbitBroker
+from proca_server.broker.transport import GatheringConnection
 from tests.conftest import IN_CI
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -256,6 +257,23 @@ async def test_publish_many_confirms_each_message_in_order(
     bodies = [(await get(channel, f"cus.{n}.deliver")).body for _ in range(20)]
     assert bodies == [b"m%d" % i for i in range(30) if i % 3]
     assert await broker.publish_many([]) == []
+
+
+async def test_a_batch_leaves_in_few_sends_and_each_message_is_confirmed(
+    declared: Declared, channel: AbstractChannel
+) -> None:
+    n = await declared.org(custom_action_deliver=True)
+    broker = declared.broker
+    assert isinstance(broker.connection, GatheringConnection)
+    writer = broker.connection.transport_factory.writer
+    assert writer is not None
+    before = writer.sends
+    messages = [(f"org.{n}.deliver", "petition.x", b"m%d" % i) for i in range(500)]
+    assert await broker.publish_many(messages) == [True] * 500
+    # the client writes each message on its own; they went out gathered
+    assert 0 < writer.sends - before < 100
+    bodies = [(await get(channel, f"cus.{n}.deliver")).body for _ in range(500)]
+    assert bodies == [body for _, _, body in messages]
 
 
 def unroutable_count(kind: str) -> float:

@@ -49,6 +49,7 @@ from proca_server.broker.base import (
     single,
 )
 from proca_server.broker.topology import OrgTopology, delay_exchange
+from proca_server.broker.transport import GatheringConnection
 from proca_server.kit import retry
 from proca_server.kit.once import Once
 
@@ -131,7 +132,9 @@ class RabbitBroker:
         cls, url: str, *, retry_limit: int = 10, retry_delay: float = 60.0
     ) -> RabbitBroker:
         try:
-            connection = await aio_pika.connect_robust(url, reconnect_interval=5)
+            connection = await aio_pika.connect_robust(
+                url, reconnect_interval=5, connection_class=GatheringConnection
+            )
         except (OSError, aiormq.exceptions.AMQPError) as exc:
             # the URL carries the password: name the failure only
             raise BrokerError(f"cannot connect to RabbitMQ: {type(exc).__name__}") from None

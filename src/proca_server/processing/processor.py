@@ -41,13 +41,22 @@ BATCH_WAIT = 0.05
 
 
 class ActionQueue:
-    """Action ids handed over in this process, taken in batches."""
+    """Action ids handed over in this process, taken in batches; an id already waiting is
+    not queued twice (0 wakes a waiting taker up)."""
 
     def __init__(self) -> None:
         self._ids: asyncio.Queue[int] = asyncio.Queue()
+        self._waiting: set[int] = set()
 
     def put(self, action_id: int) -> None:
+        if action_id > 0:
+            if action_id in self._waiting:
+                return
+            self._waiting.add(action_id)
         self._ids.put_nowait(action_id)
+
+    def __contains__(self, action_id: int) -> bool:
+        return action_id in self._waiting
 
     def empty(self) -> bool:
         return self._ids.empty()
@@ -67,6 +76,7 @@ class ActionQueue:
                 break
         while len(batch) < size and not self._ids.empty():
             batch.append(self._ids.get_nowait())
+        self._waiting.difference_update(batch)
         return batch
 
 
@@ -89,6 +99,8 @@ class Processor:
         self.batch_size = batch_size
         self.batch_wait = batch_wait
         self.queue = ActionQueue()
+        # the ids of the batch being processed
+        self._current: frozenset[int] = frozenset()
         self.stopping = False
         self._lock = asyncio.Lock()
         # orgs whose topology to apply again after the batch (a lookup queue was missing)
@@ -113,9 +125,16 @@ class Processor:
             done += await self.process_batch(ids[start : start + self.batch_size])
         return done
 
+    def holds(self, action_id: int) -> bool:
+        """Whether the action is queued here or in the batch being processed: the sweeper
+        leaves it alone (with a backlog, the actions waiting in the queue are older than
+        its age; taking them again would load each one twice)."""
+        return action_id in self.queue or action_id in self._current
+
     async def process_batch(self, ids: list[int]) -> int:
         async with self._lock:
             metrics.PROCESSING_BATCH_SIZE.observe(len(ids))
+            self._current = frozenset(ids)
             try:
                 with metrics.timed(metrics.PROCESSING_BATCH_DURATION):
                     return await self._process_locked(ids)
@@ -123,6 +142,8 @@ class Processor:
                 # an org whose topology was never applied: apply them all, try once more
                 await self.supervisor.sync_all_topologies()
                 return await self._process_locked(ids)
+            finally:
+                self._current = frozenset()
 
     async def _process_locked(self, ids: list[int]) -> int:
         async with self.sessionmaker() as session, session.begin():

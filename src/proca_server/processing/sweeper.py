@@ -5,7 +5,8 @@ Every `interval` seconds it walks `find_unprocessed` by keyset (`after_id`, SWEE
 page, over the `(processing_status, id)` index) for actions older than `age` still to
 process, hands them to the processor, and starts again from id 0 after a pass that found
 nothing. It recovers every action whose hand-off was lost: broker down, process killed,
-notification missed."""
+notification missed. An action the processor holds (queued, or in its current batch) is left
+to it."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ class Sweeper:
             if ids:
                 after_id = ids[-1]
                 try:
-                    moved = await self.processor.process(ids)
+                    held = self.processor.holds
+                    moved = await self.processor.process([i for i in ids if not held(i)])
                 except Exception:
                     log.exception("sweeper: processing failed")
                     moved = 0
