@@ -121,8 +121,11 @@ EXPORTED = (
 # actions walked in id order before the export asks PostgreSQL's planner for the rest, per
 # action asked for
 WALK_PER_ROW = 20
-_SORT_OFF = text("SET LOCAL enable_sort = off")
-_SORT_DEFAULT = text("SET LOCAL enable_sort TO DEFAULT")
+# The walk's settings, for its one statement: no sort (see export_actions), and no JIT: on a
+# large database the planner's cost for the walk passes `jit_above_cost`, and compiling the
+# plan took 13 ms of a 37 ms walk with 10 M actions stored (docs/benchmarks.md (13))
+_WALK = (text("SET LOCAL enable_sort = off"), text("SET LOCAL jit = off"))
+_WALK_DONE = (text("SET LOCAL enable_sort TO DEFAULT"), text("SET LOCAL jit TO DEFAULT"))
 
 
 async def export_actions(
@@ -150,11 +153,13 @@ async def export_actions(
     # without a sort, and without the org's index on the contacts (`by_supporter`), the only
     # plan is the walk: actions by primary key, each one's supporter and contact by index
     # (a failure rolls the transaction back, and the setting with it)
-    await session.execute(_SORT_OFF)
+    for setting in _WALK:
+        await session.execute(setting)
     walked: Sequence[Row[Any]] = (
         await session.execute(query.where(Action.id < high).limit(limit))
     ).all()
-    await session.execute(_SORT_DEFAULT)
+    for setting in _WALK_DONE:
+        await session.execute(setting)
     if len(walked) == limit:
         return walked
     rest = scoped(org.id, replace(criteria, start=high), *EXPORTED)
