@@ -4,6 +4,7 @@ the models' tables, and the lane's fallbacks counted and logged."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proca_server.action import lane as lane_module
 from proca_server.action import store
 from proca_server.action.lane import FALLBACKS, SignatureLane
-from proca_server.action.service import ActionData, DonationInput, MttInput
+from proca_server.action.service import ActionData, DonationInput, MttInput, PageCache
 from proca_server.action.signature import (
     PLAIN_ACTION,
     PLAIN_INPUT,
@@ -32,9 +33,11 @@ from proca_server.action.signature import (
 from proca_server.action.widget_api import ACTION_FIELDS_READ, ARGUMENTS_READ, signature_input
 from proca_server.app_state import state_of
 from proca_server.config import Settings
+from proca_server.contact.crypto import KeyRing
+from proca_server.contact.keyrings import keyring_for
 from proca_server.graphql import transactions
 from proca_server.graphql.schema import build_schemas
-from proca_server.models import Action, Contact, Supporter
+from proca_server.models import Action, Contact, Source, Supporter
 from tests.factories import make_world
 from tests.widget_helpers import (
     ADD_ACTION_CONTACT,
@@ -291,6 +294,99 @@ async def test_each_fallback_is_counted_by_its_reason_and_each_answer_too(
         changed = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)}
         assert changed == {reason: 1.0}, (reason, changed)
     assert set(FALLBACKS) <= set(await lane_metrics(client)), "every reason is exported"
+
+
+def counting(
+    monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, delay: float = 0.0
+) -> list[Any]:
+    """Count (and optionally slow down) calls of the async method `owner.name`."""
+    calls: list[Any] = []
+    original = getattr(owner, name)
+
+    async def counted(self: Any, session: AsyncSession, key: Any) -> Any:
+        calls.append(key)
+        await asyncio.sleep(delay)
+        return await original(self, session, key)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+async def test_a_burst_on_cold_caches_loads_each_entry_once_and_stays_on_the_lane(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    lane: SignatureLane,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first burst after a quiet spell (the page snapshot expired) or with new tracking:
+    each missing entry is loaded once for all, and every signature is the lane's."""
+    world = await make_world(session, roles=())
+    page = world.page.id
+    await session.commit()
+    await warm_up(client, page, "warm@example.org")
+    state = state_of(app)
+    state.page_cache.pages.clear()  # expired
+    keyring_for(state.settings.org_name).invalidate()
+    pages = counting(monkeypatch, PageCache, "reload_page", delay=0.05)
+    sources = counting(monkeypatch, PageCache, "fill_source", delay=0.05)
+    keys = counting(monkeypatch, KeyRing, "refresh", delay=0.05)
+    tracking = {**signature(page)["tracking"], "campaign": f"burst-{page}"}  # new tracking
+    before, taken = await lane_metrics(client), lane.answered
+    caplog.set_level(logging.INFO, logger="proca_server.action.lane")
+    bodies = await asyncio.gather(
+        *(
+            widget_post(client, "addActionContact", ADD_ACTION_CONTACT,
+                        signature(page, f"burst{n}@example.org", tracking=tracking))
+            for n in range(30)
+        )
+    )  # fmt: skip
+    assert all(b["data"]["addActionContact"]["firstName"] == "Ann" for b in bodies)
+    after = await lane_metrics(client)
+    assert lane.answered - taken == 30
+    assert {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)} == {
+        "answered": 30.0
+    }
+    assert (pages, len(keys), len(sources)) == ([page], 1, 1)
+    assert not [r for r in caplog.records if r.name == lane_module.__name__]
+    # one sources row for the new tracking, shared by the 30 actions
+    await session.rollback()
+    rows = await session.execute(
+        select(Action.source_id, func.count())
+        .join(Supporter, Supporter.id == Action.supporter_id)
+        .where(Supporter.email.like("burst%"))
+        .group_by(Action.source_id)
+    )
+    [(source_id, count)] = rows.all()
+    assert count == 30
+    stored = await session.get(Source, source_id)
+    assert stored is not None and stored.campaign == f"burst-{page}"
+
+
+async def test_a_load_slower_than_the_wait_leaves_the_signature_to_the_general_path(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    lane: SignatureLane,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = await make_world(session, roles=())
+    page = world.page.id
+    await session.commit()
+    await warm_up(client, page, "warm@example.org")
+    state_of(app).page_cache.pages.clear()
+    monkeypatch.setattr(lane_module, "FILL_WAIT", 0.05)
+    pages = counting(monkeypatch, PageCache, "reload_page", delay=1.0)
+    before = await lane_metrics(client)
+    body = await widget_post(
+        client, "addActionContact", ADD_ACTION_CONTACT, signature(page, "slow@example.org")
+    )
+    assert body["data"]["addActionContact"]["firstName"] == "Ann", "the general path's"
+    after = await lane_metrics(client)
+    assert after["cache"] - before.get("cache", 0.0) == 1
+    assert after["answered"] == before["answered"]
+    assert pages == [page, page]  # the lane's load, then the general path's own
 
 
 async def test_a_bug_in_the_lane_is_counted_and_logged_once_without_the_input(

@@ -63,14 +63,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from proca_server.action import captcha, service
 from proca_server.action.batcher import StatementBatcher
-from proca_server.action.signature import PlainFallback, PlainStatement, hand_off, plain_statement
+from proca_server.action.signature import (
+    CacheEntry,
+    PlainFallback,
+    PlainStatement,
+    hand_off,
+    plain_statement,
+)
+from proca_server.action.tracking import SourceKey
 from proca_server.action.velocity import UNLIMITED, SignatureVelocity
 from proca_server.action.widget_api import signature_input
 from proca_server.app_state import AppState, state_of
 from proca_server.auth.authenticate import carries_credentials
 from proca_server.config import Settings
 from proca_server.contact.keyrings import keyring_for
-from proca_server.errors import ProcaError, QueryTooComplex, TooManySignatures
+from proca_server.errors import NotFound, ProcaError, QueryTooComplex, TooManySignatures
 from proca_server.graphql import idempotency
 from proca_server.graphql.errors import format_error
 from proca_server.graphql.http import BadRequest, dumps_answer, parse_variables
@@ -91,6 +98,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DOCUMENT_CACHE_SIZE = 256
 POOL_RETRY = 10.0
+# how long a signature waits for what it found missing from the caches to be loaded (`_fill`)
+# before it goes the general way
+FILL_WAIT = 1.0
 # connections the lane's pool opens at start and keeps (a PostgreSQL connection is a process
 # to fork and warm: opening them in the first seconds of a spike was that spike's worst tail)
 WARM_CONNECTIONS = 4
@@ -207,7 +217,7 @@ class SignatureLane:
         self.schema = schema
         self.sessionmaker = sessionmaker
         # refreshes in flight, by what they refresh; kept so that none is collected early
-        self._refreshing: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._refreshing: dict[CacheEntry, asyncio.Task[None]] = {}
         self._refresher = self._refresh  # bound once: the plain steps call it back
         self.enabled = settings.signature_lane and engine.dialect.name == "postgresql"
         self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -300,7 +310,18 @@ class SignatureLane:
         if isinstance(document, str):
             self._fall_back(document)  # another shape of addActionContact
             return None
-        plain = self._prepare(document, params, body, referer, idempotency_header)
+        missing: list[CacheEntry] = []
+        plain = self._prepare(document, params, body, referer, idempotency_header, missing)
+        if plain == "cache" and missing:
+            # each try names what it missed first (the page before its keys): load, try again
+            deadline = time.monotonic() + FILL_WAIT
+            loaded: set[CacheEntry] = set()
+            while plain == "cache" and missing and not loaded.issuperset(missing):
+                loaded.update(missing)
+                if not await self._fill(missing, deadline - time.monotonic()):
+                    break
+                missing.clear()
+                plain = self._prepare(document, params, body, referer, idempotency_header, missing)
         if isinstance(plain, str):
             self._fall_back(plain)
             return None
@@ -345,9 +366,11 @@ class SignatureLane:
         body: bytes,
         referer: str | None,
         idempotency_header: bool,
+        missing: list[CacheEntry],
     ) -> PlainStatement | Fallback:
         """The signature's statement (signature.py `plain_statement`) from the request's
-        variables and extensions, or why the general path takes it."""
+        variables and extensions, or why the general path takes it (with "cache", what was
+        not cached is added to `missing`)."""
         try:
             extensions = params.get("extensions")
             if extensions is not None and not isinstance(extensions, dict):
@@ -375,6 +398,7 @@ class SignatureLane:
                 referer,
                 idempotency_key=idempotency_key,
                 refresh=self._refresher,
+                missing=missing.append,
             )
         except (GraphQLError, ProcaError, BadRequest, idempotency.BadKey):
             return "invalid"  # the general path answers why
@@ -406,27 +430,48 @@ class SignatureLane:
             where,
         )
 
-    def _refresh(self, what: tuple[str, int]) -> None:
-        """Reload a page snapshot or an org's keys in the background, once at a time, before
-        they expire. Without it every entry's expiry sends all the requests of that moment
-        the general way at once (each needing a session and a pooled connection), a stall
-        that was most of the lane's p99. Entries are used only while fresh either way."""
-        if what in self._refreshing:
-            return
+    def _refresh(self, what: CacheEntry) -> asyncio.Task[None]:
+        """Reload a page snapshot, an org's keys or a sources row in the background, once at
+        a time: before they expire (without it every entry's expiry sent all the requests of
+        that moment the general way at once, each needing a session and a pooled connection,
+        a stall that was most of the lane's p99), and when they are missing (`_fill`).
+        Entries are used only while fresh either way."""
+        task = self._refreshing.get(what)
+        if task is not None:
+            return task
         task = asyncio.get_running_loop().create_task(self._reload(what))
         self._refreshing[what] = task
         task.add_done_callback(lambda _: self._refreshing.pop(what, None))
+        return task
 
-    async def _reload(self, what: tuple[str, int]) -> None:
+    async def _fill(self, missing: list[CacheEntry], wait: float) -> bool:
+        """Load what a signature found missing from the caches, one load per entry for all
+        the requests that miss it at once, waiting `wait` seconds at most (FILL_WAIT in all
+        for a signature); whether the loads ended (the caller then tries the caches again).
+        Without it the first burst after a quiet spell (a page snapshot expired) or with new
+        tracking sent every signature of that moment the general way at once: in a spike of
+        500 connections, a few hundred of them, stalled for seconds on the general path's
+        pool (docs/benchmarks.md (13)). A request cancelled while it waits leaves the load
+        running for the others."""
+        if wait <= 0:
+            return False
+        loads = [self._refresh(entry) for entry in dict.fromkeys(missing)]
+        _, pending = await asyncio.wait(loads, timeout=wait)
+        return not pending
+
+    async def _reload(self, what: CacheEntry) -> None:
         kind, ident = what
         try:
             async with self.sessionmaker() as session:
-                if kind == "page":
-                    await self.page_cache.reload_page(session, ident)
-                else:
+                if kind == "page" and isinstance(ident, int):
+                    with contextlib.suppress(NotFound):  # the general path answers it
+                        await self.page_cache.reload_page(session, ident)
+                elif kind == "keys" and isinstance(ident, int):
                     await keyring_for(self.settings.org_name).refresh(session, ident)
+                elif kind == "source" and isinstance(ident, SourceKey):
+                    await self.page_cache.fill_source(session, ident)
         except Exception:
-            log.info("signature lane: refreshing %s %s failed", kind, ident, exc_info=True)
+            log.info("signature lane: loading the %s entry failed", kind, exc_info=True)
 
 
 async def _keep(connection: asyncpg.Connection) -> None:

@@ -189,6 +189,17 @@ class PageCache:
             self.sources.put(key, found_id)
         return found_id
 
+    async def fill_source(self, session: AsyncSession, key: SourceKey) -> None:
+        """Cache the sources row for `key`, inserting it first if there is none, in a
+        transaction of its own (`session` is not used for anything else): what a burst of
+        signatures with new tracking waits for, once, rather than each taking the general
+        path. A row inserted alone is shared like any other and never goes away."""
+        found_id, committed = await _source_id(session, key)
+        if found_id is not None and not committed:
+            await session.commit()
+        if found_id is not None:
+            self.sources.put(key, found_id)
+
 
 async def read_page(session: AsyncSession, page_id: int) -> PageContext:
     """The page's snapshot as the database has it now."""

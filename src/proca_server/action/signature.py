@@ -29,7 +29,7 @@ tests/test_signature_lane.py and tests/test_widget_direct.py compare their answe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, NamedTuple
 
@@ -162,18 +162,27 @@ async def seal_contacts(
     ]
 
 
+# an entry of this process's caches the plain steps read: ("page", page id), ("keys", org id)
+# or ("source", SourceKey)
+CacheEntry = tuple[str, Hashable]
+
+
 def seal_contacts_cached(
     keyring: KeyRing,
     receiving: Sequence[Consent],
     contact: ValidatedContact,
-    refresh: Callable[[tuple[str, int]], None],
+    refresh: Callable[[CacheEntry], object],
+    missing: Callable[[CacheEntry], None],
 ) -> Sealed | None:
     """`seal_contacts` from the keys this process holds alone: None when one is missing or
-    stale; `refresh(("keys", org id))` for a key past half its life."""
+    stale (then `missing(("keys", org id))`) or a copy would be cleartext the keyring does
+    not allow; `refresh(("keys", org id))` for a key past half its life."""
     sealed = []
     for consent in receiving:
         copy = keyring.cached_seal(consent.org_id, contact.payload)
         if copy is None:
+            if not keyring.holds(consent.org_id):
+                missing(("keys", consent.org_id))
             return None
         if keyring.ageing(consent.org_id):
             refresh(("keys", consent.org_id))
@@ -335,19 +344,22 @@ def plain_statement(
     referer: str | None,
     *,
     idempotency_key: bool,
-    refresh: Callable[[tuple[str, int]], None],
+    refresh: Callable[[CacheEntry], object],
+    missing: Callable[[CacheEntry], None],
 ) -> PlainStatement | PlainFallback:
     """The steps up to the store, from this process's caches alone, for a signature the
     general path would store as it is; otherwise why not: a reason of `general_path_reason`,
     "invalid" (the general path refuses it, and answers why) or "cache" (the page, its
-    sources row or a key is not cached here: the general path loads it, which fills the
-    cache). `refresh(("page", id))` and `refresh(("keys", org id))` ask for an entry past half
-    its life to be reloaded in the background."""
+    sources row or a key is not cached here, named to `missing`: the caller may load it and
+    try again, or leave the signature to the general path, which loads it). `refresh(("page",
+    id))` and `refresh(("keys", org id))` ask for an entry past half its life to be reloaded
+    in the background."""
     reason = general_path_reason(settings, signature, idempotency_key=idempotency_key)
     if reason is not None:
         return reason
     cached = page_cache.cached_page(signature.page_id)
     if cached is None:
+        missing(("page", signature.page_id))
         return "cache"
     page, age = cached
     if age > page_cache.page_ttl / 2:
@@ -359,10 +371,11 @@ def plain_statement(
     except ProcaError:
         return "invalid"
     source_row = page_cache.cached_source(source)
-    if source_row == service.MISSING:
+    if source_row == service.MISSING and source is not None:
+        missing(("source", source))
         return "cache"
     receiving = receivers(page, signature.opt_in, signature.lead_opt_in)
-    sealed = seal_contacts_cached(signature_keyring(settings), receiving, contact, refresh)
+    sealed = seal_contacts_cached(signature_keyring(settings), receiving, contact, refresh, missing)
     if sealed is None:
         return "cache"
     rows = signature_rows(page, contact, signature.action, source_row, sealed)

@@ -217,6 +217,14 @@ class KeyRing:
             org_id,
         )
 
+    def holds(self, org_id: int) -> bool:
+        """Whether the org's key (or its having none) and, for an org with a key, the sign
+        key are cached and fresh: all `cached_seal` needs from the database."""
+        entry = self._orgs.get(org_id)
+        if entry is None or not self._fresh(entry):
+            return False
+        return entry.value is None or (self._sign is not None and self._fresh(self._sign))
+
     def ageing(self, org_id: int) -> bool:
         """True when the org's key or the sign key is cached but past half its life: time
         to `refresh` it before it expires."""
