@@ -193,7 +193,9 @@ class PageCache:
         """Cache the sources row for `key`, inserting it first if there is none, in a
         transaction of its own (`session` is not used for anything else): what a burst of
         signatures with new tracking waits for, once, rather than each taking the general
-        path. A row inserted alone is shared like any other and never goes away."""
+        path. A row inserted alone is shared like any other and never goes away (the
+        signature that asked for it may still be refused by the database: the tracking tuple
+        stays, as it would for the next signature with it)."""
         found_id, committed = await _source_id(session, key)
         if found_id is not None and not committed:
             await session.commit()

@@ -370,13 +370,14 @@ def plain_statement(
         service.check_action(signature.action)
     except ProcaError:
         return "invalid"
-    source_row = page_cache.cached_source(source)
-    if source_row == service.MISSING and source is not None:
-        missing(("source", source))
-        return "cache"
     receiving = receivers(page, signature.opt_in, signature.lead_opt_in)
     sealed = seal_contacts_cached(signature_keyring(settings), receiving, contact, refresh, missing)
     if sealed is None:
+        return "cache"
+    # after the keys: a sources row is filled (inserted) for a signature the keys do not refuse
+    source_row = page_cache.cached_source(source)
+    if source_row == service.MISSING and source is not None:
+        missing(("source", source))
         return "cache"
     rows = signature_rows(page, contact, signature.action, source_row, sealed)
     sql, arguments = store.pg_signature(*rows, utcnow())
