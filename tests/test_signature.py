@@ -257,6 +257,11 @@ async def lane_metrics(client: httpx.AsyncClient) -> dict[str, float]:
     return out
 
 
+def changed(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The lane's counters that moved between two readings, by how much."""
+    return {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)}
+
+
 OTHER_SHAPE = """fragment Ref on ContactReference { contactRef }
 mutation addActionContact($action: ActionInput!, $actionPage: Int!, $contact: ContactInput!,
   $privacy: ConsentInput!, $tracking: TrackingInput) {
@@ -290,9 +295,8 @@ async def test_each_fallback_is_counted_by_its_reason_and_each_answer_too(
     for reason, query, variables, headers in cases:
         before = await lane_metrics(client)
         await widget_post(client, "addActionContact", query, variables, headers=headers)
-        after = await lane_metrics(client)
-        changed = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)}
-        assert changed == {reason: 1.0}, (reason, changed)
+        moved = changed(before, await lane_metrics(client))
+        assert moved == {reason: 1.0}, (reason, moved)
     assert set(FALLBACKS) <= set(await lane_metrics(client)), "every reason is exported"
 
 
@@ -312,6 +316,16 @@ def counting(
     return calls
 
 
+async def expired_page(app: FastAPI, client: httpx.AsyncClient, session: AsyncSession) -> int:
+    """A page signed on before, whose snapshot has since expired from this process's cache."""
+    world = await make_world(session, roles=())
+    page = world.page.id
+    await session.commit()
+    await warm_up(client, page, "warm@example.org")
+    state_of(app).page_cache.pages.clear()
+    return page
+
+
 async def test_a_burst_on_cold_caches_loads_each_entry_once_and_stays_on_the_lane(
     app: FastAPI,
     client: httpx.AsyncClient,
@@ -322,13 +336,8 @@ async def test_a_burst_on_cold_caches_loads_each_entry_once_and_stays_on_the_lan
 ) -> None:
     """The first burst after a quiet spell (the page snapshot expired) or with new tracking:
     each missing entry is loaded once for all, and every signature is the lane's."""
-    world = await make_world(session, roles=())
-    page = world.page.id
-    await session.commit()
-    await warm_up(client, page, "warm@example.org")
-    state = state_of(app)
-    state.page_cache.pages.clear()  # expired
-    keyring_for(state.settings.org_name).invalidate()
+    page = await expired_page(app, client, session)
+    keyring_for(state_of(app).settings.org_name).invalidate()
     pages = counting(monkeypatch, PageCache, "reload_page", delay=0.05)
     sources = counting(monkeypatch, PageCache, "fill_source", delay=0.05)
     keys = counting(monkeypatch, KeyRing, "refresh", delay=0.05)
@@ -343,11 +352,8 @@ async def test_a_burst_on_cold_caches_loads_each_entry_once_and_stays_on_the_lan
         )
     )  # fmt: skip
     assert all(b["data"]["addActionContact"]["firstName"] == "Ann" for b in bodies)
-    after = await lane_metrics(client)
     assert lane.answered - taken == 30
-    assert {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)} == {
-        "answered": 30.0
-    }
+    assert changed(before, await lane_metrics(client)) == {"answered": 30.0}
     assert (pages, len(keys), len(sources)) == ([page], 1, 1)
     assert not [r for r in caplog.records if r.name == lane_module.__name__]
     # one sources row for the new tracking, shared by the 30 actions
@@ -371,11 +377,7 @@ async def test_a_load_slower_than_the_wait_leaves_the_signature_to_the_general_p
     lane: SignatureLane,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    world = await make_world(session, roles=())
-    page = world.page.id
-    await session.commit()
-    await warm_up(client, page, "warm@example.org")
-    state_of(app).page_cache.pages.clear()
+    page = await expired_page(app, client, session)
     monkeypatch.setattr(lane_module, "FILL_WAIT", 0.05)
     pages = counting(monkeypatch, PageCache, "reload_page", delay=1.0)
     before = await lane_metrics(client)

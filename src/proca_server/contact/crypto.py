@@ -188,15 +188,10 @@ class KeyRing:
         """`seal_for_org` from the cache alone: None when a key it needs is not cached or is
         stale, or when the copy would be cleartext and that is refused or not known to be
         allowed (the caller then takes the general path, which loads keys and refuses)."""
-        entry = self._orgs.get(org_id)
-        if entry is None or not self._fresh(entry):
+        if not self.holds(org_id):
             return None
-        recipient, sender = entry.value, None
-        if recipient is not None:
-            sign = self._sign
-            if sign is None or not self._fresh(sign):
-                return None
-            sender = sign.value
+        recipient = self._orgs[org_id].value
+        sender = self._sign.value if recipient is not None and self._sign is not None else None
         if (recipient is None or sender is None) and self.require_encryption is not False:
             return None
         self._note(org_id, recipient)
